@@ -1,0 +1,20 @@
+# asrprune: structured pruning of Conformer-Transducer speech recognisers.
+#   snakemake --cores all                               # embedded default (config/config.yaml)
+#   snakemake --cores 2 --configfile config/smoke.yaml  # minutes, what CI runs
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/tracking.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

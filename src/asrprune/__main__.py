@@ -1,0 +1,3 @@
+from asrprune.cli import main
+
+raise SystemExit(main())

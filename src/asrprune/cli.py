@@ -1,0 +1,178 @@
+"""Command line: ``asrprune <command>``. Each workflow rule runs exactly one command.
+
+Commands take their settings as flags or as one config section in JSON (``--settings``),
+never by reading the global config, so Snakemake reruns exactly the jobs whose settings
+changed. Modules are imported inside each command: ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from asrprune.errors import AsrpruneError
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {}
+
+
+def command(name: str, help: str):
+    def register(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+
+    return register
+
+
+@command("mlflow-init", "create the MLflow store, experiment and parent run; write their ids")
+def _mlflow_init(a):
+    from asrprune.tracking import init_tracking
+
+    ids = init_tracking(a.store, a.experiment, a.run, a.out)
+    print(json.dumps(ids, indent=2))
+
+
+@command("corpus-embedded", "synthesise the embedded corpus; write raw manifests per split")
+def _corpus_embedded(a):
+    from asrprune.config import settings_from_dict
+    from asrprune.data.corpus import EmbeddedCorpusSettings, build_embedded_corpus
+
+    settings = settings_from_dict(EmbeddedCorpusSettings, a.settings, "data.embedded")
+    summary = build_embedded_corpus(settings, Path(a.out), a.threads)
+    print(json.dumps(summary, indent=2))
+
+
+@command("corpus-librispeech", "write raw manifests per split from an extracted LibriSpeech")
+def _corpus_librispeech(a):
+    from asrprune.data.librispeech import split_utterances
+    from asrprune.data.manifest import SPLITS, write_manifest
+
+    subsets = json.loads(a.subsets)
+    for split in SPLITS:
+        n = write_manifest(Path(a.out) / f"{split}.jsonl", split_utterances(a.root, subsets[split]))
+        print(f"{split}: {n} utterances from {', '.join(subsets[split])}")
+
+
+@command("download-librispeech", "download and unpack one LibriSpeech subset (needs internet)")
+def _download_librispeech(a):
+    from asrprune.data.librispeech import download_subset
+
+    print(download_subset(a.mirror, a.subset, a.dest))
+
+
+@command("check-split", "check every utterance of a raw manifest; write kept and excluded")
+def _check_split(a):
+    from asrprune.config import settings_from_dict
+    from asrprune.data.checks import CheckSettings, prepare_split
+
+    settings = settings_from_dict(CheckSettings, a.settings, "data.checks")
+    kept, excluded = prepare_split(a.raw, a.manifest, a.excluded, settings, a.threads)
+    print(f"{a.raw}: kept {kept}, excluded {excluded}")
+
+
+@command("data-report", "summarise the splits (utterances, hours, speakers, exclusions)")
+def _data_report(a):
+    from asrprune.data.manifest import SPLITS
+    from asrprune.data.report import build_report
+    from asrprune.io import write_json
+    from asrprune.tracking import child_run, flatten
+
+    manifests = {s: str(Path(a.manifests) / f"{s}.jsonl") for s in SPLITS}
+    excluded = {s: str(Path(a.excluded) / f"{s}.json") for s in SPLITS}
+    report = build_report(a.source, manifests, excluded)
+    write_json(a.out, report)
+    if a.mlflow:
+        with child_run(a.mlflow, "data", {"stage": "data"}) as mlflow:
+            mlflow.log_param("source", a.source)
+            mlflow.log_metrics(
+                {
+                    k: float(v)
+                    for k, v in flatten(report["splits"]).items()
+                    if isinstance(v, int | float)
+                }
+            )
+            mlflow.log_artifact(a.out)
+    print(json.dumps(report, indent=2))
+
+
+@command("train-bpe", "train the SentencePiece BPE model on a manifest's transcripts")
+def _train_bpe(a):
+    from asrprune.data.manifest import read_manifest
+    from asrprune.data.tokenizer import train_bpe
+
+    texts = [u.text for u in read_manifest(a.manifest)]
+    train_bpe(texts, a.vocab_size, a.out)
+
+
+@command("extract-features", "compute 80-dim log-mel features of a manifest into a store")
+def _extract_features(a):
+    from asrprune.data.features import extract_features
+
+    extract_features(a.manifest, a.out, a.threads)
+
+
+@command("cmvn", "global mean and variance of the training features")
+def _cmvn(a):
+    from asrprune.data.features import FeatureStore, compute_cmvn
+
+    compute_cmvn(FeatureStore(a.features)).save(a.out)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asrprune", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = {name: sub.add_parser(name, help=h, description=h) for name, (_, h) in COMMANDS.items()}
+
+    p["mlflow-init"].add_argument(
+        "--store", required=True, help="SQLite file (unless $MLFLOW_TRACKING_URI)"
+    )
+    p["mlflow-init"].add_argument("--experiment", required=True)
+    p["mlflow-init"].add_argument("--run", required=True, help="the workflow's run name")
+    p["mlflow-init"].add_argument("--out", required=True, help="JSON file for the ids")
+
+    for name in ("corpus-embedded", "check-split"):
+        p[name].add_argument("--settings", required=True, help="the config section, as JSON")
+    for name in ("corpus-embedded", "check-split", "extract-features"):
+        p[name].add_argument("--threads", type=int, default=1)
+    p["corpus-embedded"].add_argument("--out", required=True, help="corpus folder")
+
+    p["corpus-librispeech"].add_argument("--root", required=True, help="extracted LibriSpeech/")
+    p["corpus-librispeech"].add_argument("--subsets", required=True, help="split -> subsets, JSON")
+    p["corpus-librispeech"].add_argument("--out", required=True, help="folder for raw manifests")
+
+    p["download-librispeech"].add_argument("--mirror", required=True)
+    p["download-librispeech"].add_argument("--subset", required=True)
+    p["download-librispeech"].add_argument("--dest", required=True, help="the LibriSpeech/ folder")
+
+    p["check-split"].add_argument("--raw", required=True, help="raw manifest")
+    p["check-split"].add_argument("--manifest", required=True, help="output: kept utterances")
+    p["check-split"].add_argument("--excluded", required=True, help="output: exclusions (JSON)")
+
+    p["data-report"].add_argument("--source", required=True)
+    p["data-report"].add_argument("--manifests", required=True, help="folder of <split>.jsonl")
+    p["data-report"].add_argument("--excluded", required=True, help="folder of <split>.json")
+    p["data-report"].add_argument("--out", required=True)
+    p["data-report"].add_argument("--mlflow", help="ids file from mlflow-init; omit to not log")
+
+    p["train-bpe"].add_argument("--manifest", required=True)
+    p["train-bpe"].add_argument("--vocab-size", type=int, required=True)
+    p["train-bpe"].add_argument("--out", required=True, help="the .model file")
+
+    p["extract-features"].add_argument("--manifest", required=True)
+    p["extract-features"].add_argument("--out", required=True, help="feature store folder")
+
+    p["cmvn"].add_argument("--features", required=True, help="training feature store folder")
+    p["cmvn"].add_argument("--out", required=True, help="JSON file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command][0](args)
+    except AsrpruneError as e:
+        print(f"asrprune {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,108 @@
+"""The workflow configuration: one JSON schema validates it and fills its defaults.
+
+The schema (``workflow/schemas/config.schema.yaml``) is the single source of truth for
+keys, types and defaults. The Snakefile validates the merged config once at load; jobs
+then receive only their own section (as JSON) and turn it into a typed settings
+dataclass with :func:`settings_from_dict`, which refuses keys the dataclass lacks.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jsonschema
+import yaml
+
+from asrprune.errors import AsrpruneError
+
+T = TypeVar("T")
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _with_defaults(validator_class):
+    """Extend a validator so that validating also fills in schema defaults, in place."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{where}: unknown key {', '.join(map(repr, extra))} (allowed: {', '.join(allowed)})"
+    return f"{where}: {error.message}"
+
+
+def validate_config(config: dict, schema: dict | None = None, source: str = "config") -> dict:
+    """Validate ``config`` in place, filling defaults; raise naming every bad key or value."""
+    schema = load_schema() if schema is None else schema
+    validator = _DefaultingValidator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise AsrpruneError(f"invalid {source}:\n{lines}")
+    return config
+
+
+def load_config(*paths: str | Path) -> dict:
+    """Merge YAML files (later ones override earlier ones, recursively) and validate."""
+    merged: dict = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            merge_into(merged, yaml.safe_load(f) or {})
+    return validate_config(merged, source=" + ".join(str(p) for p in paths))
+
+
+def merge_into(base: dict, override: dict) -> dict:
+    """Recursively update ``base`` with ``override``, as Snakemake merges config files."""
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_into(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def settings_from_dict(cls: type[T], values: dict[str, Any] | str, where: str) -> T:
+    """Build the settings dataclass ``cls`` from a dict (or its JSON); unknown keys refused.
+
+    ``where`` names the config section in error messages (e.g. ``data.checks``).
+    """
+    if isinstance(values, str):
+        try:
+            values = json.loads(values)
+        except json.JSONDecodeError as e:
+            raise AsrpruneError(f"{where}: settings are not valid JSON ({e.msg})") from None
+    if not isinstance(values, dict):
+        raise AsrpruneError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise AsrpruneError(f"{where}: unknown key {names} (allowed: {', '.join(sorted(fields))})")
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise AsrpruneError(f"{where}: {e}") from None

@@ -1,0 +1,1 @@
+"""Corpora, manifests, features, tokenizer and batching."""

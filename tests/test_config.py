@@ -1,0 +1,105 @@
+"""The schema validates every config file, fills defaults and names bad keys and values."""
+
+import dataclasses
+
+import pytest
+import yaml
+from asrprune.data.corpus import EmbeddedCorpusSettings
+
+from asrprune.config import load_config, load_schema, settings_from_dict, validate_config
+from asrprune.data.checks import CheckSettings
+from asrprune.errors import AsrpruneError
+from tests.builders import REPO
+
+CONFIGS = sorted((REPO / "config").glob("*.yaml"))
+
+
+def test_every_config_file_is_valid():
+    assert {p.name for p in CONFIGS} >= {"config.yaml", "smoke.yaml", "librispeech.yaml"}
+    for path in CONFIGS:
+        # each file is merged over the default, as `snakemake --configfile` does
+        paths = [REPO / "config/config.yaml"] + ([] if path.name == "config.yaml" else [path])
+        config = load_config(*paths)
+        assert config["run"] == {"config.yaml": "embedded"}.get(path.name, path.stem)
+
+
+def test_defaults_are_filled():
+    config = validate_config({"run": "x"})
+    assert config["data"]["checks"]["sample_rate"] == 16000
+    assert config["data"]["embedded"]["utterances"]["train"] > 0
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"run": "x", "dta": {}}, "<top level>: unknown key 'dta'"),
+        (
+            {"run": "x", "data": {"checks": {"min_second": 1}}},
+            "data.checks: unknown key 'min_second'",
+        ),
+        ({"run": "x", "data": {"source": "timit"}}, "data.source: 'timit' is not one of"),
+        ({"run": "x", "data": {"checks": {"max_seconds": -1}}}, "data.checks.max_seconds"),
+        ({"run": "bad name"}, "run: 'bad name' does not match"),
+        ({}, "'run' is a required property"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_key(config, message):
+    with pytest.raises(AsrpruneError, match="invalid config") as err:
+        validate_config(config)
+    assert message in str(err.value)
+
+
+def _schema_section(*keys):
+    schema = load_schema()
+    node = schema
+    for key in keys:
+        node = node["properties"][key]
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+@pytest.mark.parametrize(
+    ("cls", "keys"),
+    [(CheckSettings, ("data", "checks")), (EmbeddedCorpusSettings, ("data", "embedded"))],
+)
+def test_settings_dataclasses_match_the_schema(cls, keys):
+    """Schema and dataclass are two views of one section; they must not drift apart."""
+    section = _schema_section(*keys)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(section["properties"]) == set(fields)
+    defaults = validate_config({"run": "x"})
+    for key in keys:
+        defaults = defaults[key]
+    # the schema's defaults build the dataclass, and agree with its own defaults
+    settings = settings_from_dict(cls, defaults, ".".join(keys))
+    for name, field in fields.items():
+        if field.default is not dataclasses.MISSING:
+            assert _plain(getattr(settings, name)) == _plain(field.default), name
+
+
+def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def test_settings_refuse_unknown_keys():
+    with pytest.raises(AsrpruneError, match="data.checks: unknown key 'rate'"):
+        settings_from_dict(CheckSettings, {"rate": 8000}, "data.checks")
+    with pytest.raises(AsrpruneError, match="not valid JSON"):
+        settings_from_dict(CheckSettings, "{", "data.checks")
+
+
+def test_config_files_comment_every_key():
+    """Every key in the default config has a comment on its line or the line above."""
+    lines = (REPO / "config/config.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        above = lines[i - 1].strip() if i else ""
+        assert "#" in line or above.startswith("#"), f"config.yaml:{i + 1}: {line!r}"
+    yaml.safe_load("\n".join(lines))

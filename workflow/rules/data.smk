@@ -1,0 +1,150 @@
+# Data: a corpus (synthesised or LibriSpeech) -> checked manifests -> report, BPE,
+# features and their global normalisation.
+check_data_source()
+
+if SOURCE == "embedded":
+
+    rule corpus_embedded:
+        output:
+            expand(f"{R}/corpus/{{split}}.jsonl", split=SPLITS),
+        log:
+            log_path("data", "corpus_embedded"),
+        benchmark:
+            bench_path("data", "corpus_embedded")
+        threads: DATA_THREADS
+        params:
+            settings=section_json("data", "embedded"),
+            out=f"{R}/corpus",
+        shell:
+            "asrprune corpus-embedded --settings {params.settings:q} --out {params.out}"
+            " --threads {threads} > {log} 2>&1"
+
+else:
+
+    rule corpus_librispeech:
+        output:
+            expand(f"{R}/corpus/{{split}}.jsonl", split=SPLITS),
+        log:
+            log_path("data", "corpus_librispeech"),
+        benchmark:
+            bench_path("data", "corpus_librispeech")
+        threads: 1
+        params:
+            root=config["data"]["librispeech"]["root"],
+            subsets=section_json("data", "librispeech", "subsets"),
+            out=f"{R}/corpus",
+        shell:
+            "asrprune corpus-librispeech --root {params.root:q} --subsets {params.subsets:q}"
+            " --out {params.out} > {log} 2>&1"
+
+
+# Never part of `all`: run it by name, with internet, e.g.
+#   snakemake --cores 1 download/LibriSpeech/test-clean --config ...
+rule download_librispeech:
+    output:
+        directory("download/LibriSpeech/{subset}"),
+    log:
+        "download/logs/{subset}.log",
+    benchmark:
+        "download/benchmarks/{subset}.tsv"
+    threads: 1
+    params:
+        mirror=config["data"]["librispeech"]["mirror"],
+    shell:
+        "asrprune download-librispeech --mirror {params.mirror:q} --subset {wildcards.subset}"
+        " --dest download/LibriSpeech > {log} 2>&1"
+
+
+rule check_split:
+    input:
+        f"{R}/corpus/{{split}}.jsonl",
+    output:
+        manifest=f"{R}/data/manifests/{{split}}.jsonl",
+        excluded=f"{R}/data/excluded/{{split}}.json",
+    log:
+        log_path("data", "check_split_{split}"),
+    benchmark:
+        bench_path("data", "check_split_{split}")
+    threads: DATA_THREADS
+    params:
+        settings=section_json("data", "checks"),
+    shell:
+        "asrprune check-split --settings {params.settings:q} --raw {input}"
+        " --manifest {output.manifest} --excluded {output.excluded}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule data_report:
+    input:
+        manifests=expand(f"{R}/data/manifests/{{split}}.jsonl", split=SPLITS),
+        excluded=expand(f"{R}/data/excluded/{{split}}.json", split=SPLITS),
+        mlflow=MLFLOW_IDS,
+    output:
+        report(
+            f"{R}/data/report.json",
+            caption="../report/data_report.rst",
+            category="Data",
+        ),
+    log:
+        log_path("data", "data_report"),
+    benchmark:
+        bench_path("data", "data_report")
+    localrule: True
+    threads: 1
+    params:
+        source=SOURCE,
+    shell:
+        "asrprune data-report --source {params.source} --manifests {R}/data/manifests"
+        " --excluded {R}/data/excluded --mlflow {input.mlflow} --out {output} > {log} 2>&1"
+
+
+rule train_bpe:
+    input:
+        f"{R}/data/manifests/train.jsonl",
+    output:
+        f"{R}/data/bpe.model",
+    log:
+        log_path("data", "train_bpe"),
+    benchmark:
+        bench_path("data", "train_bpe")
+    threads: 1
+    params:
+        vocab_size=config["data"]["tokenizer"]["vocab_size"],
+    shell:
+        "asrprune train-bpe --manifest {input} --vocab-size {params.vocab_size}"
+        " --out {output} > {log} 2>&1"
+
+
+rule extract_features:
+    input:
+        f"{R}/data/manifests/{{split}}.jsonl",
+    output:
+        feats=f"{R}/data/features/{{split}}/feats.npy",
+        index=f"{R}/data/features/{{split}}/index.json",
+    log:
+        log_path("data", "extract_features_{split}"),
+    benchmark:
+        bench_path("data", "extract_features_{split}")
+    threads: DATA_THREADS
+    params:
+        out=f"{R}/data/features/{{split}}",
+    shell:
+        "asrprune extract-features --manifest {input} --out {params.out}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule cmvn:
+    input:
+        feats=f"{R}/data/features/train/feats.npy",
+        index=f"{R}/data/features/train/index.json",
+    output:
+        f"{R}/data/cmvn.json",
+    log:
+        log_path("data", "cmvn"),
+    benchmark:
+        bench_path("data", "cmvn")
+    threads: 1
+    params:
+        features=f"{R}/data/features/train",
+    shell:
+        "asrprune cmvn --features {params.features} --out {output} > {log} 2>&1"
