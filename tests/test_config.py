@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 import yaml
-from asrprune.data.corpus import EmbeddedCorpusSettings
 
 from asrprune.config import load_config, load_schema, settings_from_dict, validate_config
 from asrprune.data.checks import CheckSettings
+from asrprune.data.corpus import EmbeddedCorpusSettings
 from asrprune.errors import AsrpruneError
 from tests.builders import REPO
 
@@ -94,12 +94,21 @@ def test_settings_refuse_unknown_keys():
 
 
 def test_config_files_comment_every_key():
-    """Every key in the default config has a comment on its line or the line above."""
+    """Every setting in the default config has a comment on its line or the line above."""
     lines = (REPO / "config/config.yaml").read_text().splitlines()
     for i, line in enumerate(lines):
         stripped = line.strip()
-        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
-            continue
-        above = lines[i - 1].strip() if i else ""
+        if not stripped or stripped.startswith(("#", "- ")) or stripped.endswith(":"):
+            continue  # comments, list items and section headers
+        # a comment on the line, or above it (one comment may cover a group of keys)
+        j = i - 1
+        while (
+            j >= 0
+            and lines[j].strip()
+            and not lines[j].strip().startswith("#")
+            and not lines[j].strip().endswith(":")
+        ):
+            j -= 1
+        above = lines[j].strip() if j >= 0 else ""
         assert "#" in line or above.startswith("#"), f"config.yaml:{i + 1}: {line!r}"
     yaml.safe_load("\n".join(lines))

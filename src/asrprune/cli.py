@@ -36,10 +36,9 @@ def _mlflow_init(a):
 
 @command("corpus-embedded", "synthesise the embedded corpus; write raw manifests per split")
 def _corpus_embedded(a):
-    from asrprune.config import settings_from_dict
     from asrprune.data.corpus import EmbeddedCorpusSettings, build_embedded_corpus
 
-    settings = settings_from_dict(EmbeddedCorpusSettings, a.settings, "data.embedded")
+    settings = EmbeddedCorpusSettings.from_dict(a.settings)
     summary = build_embedded_corpus(settings, Path(a.out), a.threads)
     print(json.dumps(summary, indent=2))
 

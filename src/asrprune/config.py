@@ -102,6 +102,12 @@ def settings_from_dict(cls: type[T], values: dict[str, Any] | str, where: str) -
     if unknown:
         names = ", ".join(map(repr, unknown))
         raise AsrpruneError(f"{where}: unknown key {names} (allowed: {', '.join(sorted(fields))})")
+    # JSON has no tuples: a list given for a tuple-typed field becomes one.
+    types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    values = {
+        k: tuple(v) if isinstance(v, list) and types[k].startswith("tuple") else v
+        for k, v in values.items()
+    }
     try:
         return cls(**values)
     except TypeError as e:

@@ -17,7 +17,7 @@ def _fake_subset(root, subset, speakers=("19", "26"), per_chapter=2):
         for n in range(per_chapter):
             uid = f"{spk}-198-{n:04d}"
             write_tone(chapter / f"{uid}.flac", seconds=0.5 + n / 4)
-            lines.append(f"{uid} THIS IS UTTERANCE NUMBER {'ONE TWO THREE'.split()[n]}")
+            lines.append(f"{uid} THIS IS UTTERANCE NUMBER {['ONE', 'TWO', 'THREE'][n]}")
         (chapter / f"{spk}-198.trans.txt").write_text("\n".join(lines) + "\n")
 
 

@@ -20,6 +20,9 @@ RUN = config["run"]
 R = f"results/{RUN}"  # every output of this run lives under here
 DATA_THREADS = config["resources"]["data_threads"]
 SOURCE = config["data"]["source"]
+# One environment for every rule: the venv of scripts/setup.sh, or this conda env with
+# --use-conda (its post-deploy script installs the package from the repository).
+CONDA_ENV = "../../environment.yml"
 
 
 wildcard_constraints:

@@ -11,10 +11,12 @@ if SOURCE == "embedded":
             log_path("data", "corpus_embedded"),
         benchmark:
             bench_path("data", "corpus_embedded")
+        conda:
+            CONDA_ENV
         threads: DATA_THREADS
         params:
             settings=section_json("data", "embedded"),
-            out=f"{R}/corpus",
+            out=lambda w, output: Path(output[0]).parent,
         shell:
             "asrprune corpus-embedded --settings {params.settings:q} --out {params.out}"
             " --threads {threads} > {log} 2>&1"
@@ -28,11 +30,13 @@ else:
             log_path("data", "corpus_librispeech"),
         benchmark:
             bench_path("data", "corpus_librispeech")
+        conda:
+            CONDA_ENV
         threads: 1
         params:
             root=config["data"]["librispeech"]["root"],
             subsets=section_json("data", "librispeech", "subsets"),
-            out=f"{R}/corpus",
+            out=lambda w, output: Path(output[0]).parent,
         shell:
             "asrprune corpus-librispeech --root {params.root:q} --subsets {params.subsets:q}"
             " --out {params.out} > {log} 2>&1"
@@ -47,6 +51,8 @@ rule download_librispeech:
         "download/logs/{subset}.log",
     benchmark:
         "download/benchmarks/{subset}.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     params:
         mirror=config["data"]["librispeech"]["mirror"],
@@ -65,6 +71,8 @@ rule check_split:
         log_path("data", "check_split_{split}"),
     benchmark:
         bench_path("data", "check_split_{split}")
+    conda:
+        CONDA_ENV
     threads: DATA_THREADS
     params:
         settings=section_json("data", "checks"),
@@ -90,12 +98,16 @@ rule data_report:
     benchmark:
         bench_path("data", "data_report")
     localrule: True
+    conda:
+        CONDA_ENV
     threads: 1
     params:
         source=SOURCE,
+        manifests=lambda w, input: Path(input.manifests[0]).parent,
+        excluded=lambda w, input: Path(input.excluded[0]).parent,
     shell:
-        "asrprune data-report --source {params.source} --manifests {R}/data/manifests"
-        " --excluded {R}/data/excluded --mlflow {input.mlflow} --out {output} > {log} 2>&1"
+        "asrprune data-report --source {params.source} --manifests {params.manifests}"
+        " --excluded {params.excluded} --mlflow {input.mlflow} --out {output} > {log} 2>&1"
 
 
 rule train_bpe:
@@ -107,6 +119,8 @@ rule train_bpe:
         log_path("data", "train_bpe"),
     benchmark:
         bench_path("data", "train_bpe")
+    conda:
+        CONDA_ENV
     threads: 1
     params:
         vocab_size=config["data"]["tokenizer"]["vocab_size"],
@@ -125,9 +139,11 @@ rule extract_features:
         log_path("data", "extract_features_{split}"),
     benchmark:
         bench_path("data", "extract_features_{split}")
+    conda:
+        CONDA_ENV
     threads: DATA_THREADS
     params:
-        out=f"{R}/data/features/{{split}}",
+        out=lambda w, output: Path(output.index).parent,
     shell:
         "asrprune extract-features --manifest {input} --out {params.out}"
         " --threads {threads} > {log} 2>&1"
@@ -143,8 +159,10 @@ rule cmvn:
         log_path("data", "cmvn"),
     benchmark:
         bench_path("data", "cmvn")
+    conda:
+        CONDA_ENV
     threads: 1
     params:
-        features=f"{R}/data/features/train",
+        features=lambda w, input: Path(input.index).parent,
     shell:
         "asrprune cmvn --features {params.features} --out {output} > {log} 2>&1"

@@ -11,10 +11,13 @@ rule mlflow_init:
     benchmark:
         bench_path("tracking", "mlflow_init")
     localrule: True
+    conda:
+        CONDA_ENV
     threads: 1
     params:
         store=f"{R}/mlflow.db",
         experiment=config["mlflow"]["experiment"] or f"asrprune-{RUN}",
+        run=RUN,
     shell:
         "asrprune mlflow-init --store {params.store} --experiment {params.experiment:q}"
-        " --run {RUN} --out {output} > {log} 2>&1"
+        " --run {params.run} --out {output} > {log} 2>&1"

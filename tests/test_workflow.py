@@ -1,0 +1,142 @@
+"""The smoke workflow, run for real with Snakemake, in a fresh working directory."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from asrprune.data.manifest import SPLITS, read_manifest
+from asrprune.io import read_json
+from tests.builders import REPO
+
+pytestmark = pytest.mark.workflow
+
+
+def _snakemake(workdir, *args, check=True):
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    _snakemake(workdir, "--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2")
+    return workdir / "results" / "smoke"
+
+
+def test_smoke_workflow_builds_the_data_stage(smoke_run):
+    report = read_json(smoke_run / "data/report.json")
+    assert report["source"] == "embedded"
+    for split in SPLITS:
+        kept = read_manifest(smoke_run / f"data/manifests/{split}.jsonl")
+        assert report["splits"][split]["utterances"] == len(kept) > 0
+        index = read_json(smoke_run / f"data/features/{split}/index.json")
+        assert set(index["utterances"]) == {u.id for u in kept}
+    assert (smoke_run / "data/bpe.model").stat().st_size > 0
+    assert set(read_json(smoke_run / "data/cmvn.json")) >= {"mean", "std"}
+
+
+def test_every_job_has_a_log_and_a_benchmark(smoke_run):
+    logs = {p.stem for p in (smoke_run / "logs").rglob("*.log")}
+    benchmarks = {p.stem for p in (smoke_run / "benchmarks").rglob("*.tsv")}
+    assert logs == benchmarks
+    assert {"mlflow_init", "corpus_embedded", "data_report", "train_bpe", "cmvn"} <= logs
+
+
+def test_data_report_is_logged_under_the_parent_run(smoke_run):
+    import mlflow
+
+    ids = read_json(smoke_run / "mlflow/ids.json")
+    mlflow.set_tracking_uri(f"sqlite:///{smoke_run / 'mlflow.db'}")
+    runs = mlflow.search_runs([ids["experiment_id"]], filter_string="tags.stage = 'data'")
+    assert len(runs) == 1
+    assert runs["tags.mlflow.parentRunId"][0] == ids["parent_run_id"]
+    assert runs["metrics.train.utterances"][0] > 0
+
+
+def test_second_run_has_nothing_to_do(smoke_run):
+    result = _snakemake(
+        smoke_run.parents[1],
+        "--configfile",
+        str(REPO / "config/smoke.yaml"),
+        "--cores",
+        "2",
+        "--dry-run",
+    )
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.embedded.utterences=3", "unknown key 'utterences'"),
+        ("data.source=timit", "data.source: 'timit' is not one of"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, override, message):
+    key, value = override.split("=")
+    nested = value
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"run": "bad", **nested}))
+    result = _snakemake(
+        tmp_path, "--configfile", str(config), "--cores", "1", "--dry-run", check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_librispeech_folder_stops_before_any_job(tmp_path):
+    config = tmp_path / "ls.yaml"
+    config.write_text(
+        f"run: ls\ndata:\n  source: librispeech\n  librispeech:\n    root: {tmp_path / 'nope'}\n"
+    )
+    result = _snakemake(tmp_path, "--configfile", str(config), "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert f"folder not found: {tmp_path / 'nope'}" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_tts_engine_stops_before_any_job(tmp_path):
+    """With no TTS engine on PATH, the error names the program and its Debian package."""
+    env_path = str(REPO / ".venv" / "bin")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config/smoke.yaml"),
+            "--cores",
+            "1",
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": env_path},
+    )
+    assert result.returncode != 0
+    assert "espeak-ng" in result.stderr + result.stdout
+    assert not (tmp_path / "results").exists()
