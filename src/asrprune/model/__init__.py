@@ -1,0 +1,43 @@
+"""Conformer-Transducer whose every prunable unit is addressable; pruned = smaller, same class."""
+
+from asrprune.model.conformer import (
+    ConformerBlock,
+    ConformerEncoder,
+    Conv2dSubsampling,
+    ConvModule,
+    EncoderOutput,
+    FeedForward,
+    RelPositionMultiHeadAttention,
+)
+from asrprune.model.decoding import beam_search, greedy_search
+from asrprune.model.io import load_model, save_model
+from asrprune.model.structure import BlockStructure, EncoderStructure, ModelConfig
+from asrprune.model.transducer import (
+    Joiner,
+    ParamCounts,
+    Predictor,
+    Transducer,
+    TransducerOutput,
+)
+
+__all__ = [
+    "BlockStructure",
+    "ConformerBlock",
+    "ConformerEncoder",
+    "Conv2dSubsampling",
+    "ConvModule",
+    "EncoderOutput",
+    "EncoderStructure",
+    "FeedForward",
+    "Joiner",
+    "ModelConfig",
+    "ParamCounts",
+    "Predictor",
+    "RelPositionMultiHeadAttention",
+    "Transducer",
+    "TransducerOutput",
+    "beam_search",
+    "greedy_search",
+    "load_model",
+    "save_model",
+]

@@ -1,0 +1,134 @@
+"""Transducer decoding on encoder outputs: batched greedy search and modified beam search.
+
+Both take ``(encoder_out (B, T, d), encoder_lens (B,))`` from ``model.encoder`` and return
+token ids per utterance (blank removed); turn them into text with the tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from asrprune.data.tokenizer import BLANK_ID
+from asrprune.errors import AsrpruneError
+from asrprune.model.transducer import State, Transducer, select_state, where_state
+
+
+@torch.no_grad()
+def greedy_search(
+    model: Transducer,
+    encoder_out: torch.Tensor,
+    encoder_lens: torch.Tensor,
+    max_symbols_per_frame: int = 3,
+) -> list[list[int]]:
+    """Batched greedy search: per frame emit the best token until blank or the symbol cap.
+
+    Every utterance of the batch advances frame by frame together; one past its length it
+    emits nothing more, and a predictor state changes only where a token was emitted, so
+    each result equals decoding that utterance alone.
+    """
+    if max_symbols_per_frame < 1:
+        raise AsrpruneError(f"max_symbols_per_frame must be >= 1, got {max_symbols_per_frame}")
+    B, T, _ = encoder_out.shape
+    device = encoder_out.device
+    enc_p = model.joiner.enc_proj(encoder_out)  # (B, T, J)
+    state = model.predictor.init_state(B, device)
+    pred, state = model.predictor.step(torch.full((B,), BLANK_ID, device=device), state)
+    pred_p = model.joiner.pred_proj(pred)  # (B, J)
+    hyps: list[list[int]] = [[] for _ in range(B)]
+    for t in range(min(T, int(encoder_lens.max()))):
+        active = encoder_lens > t  # (B,)
+        for _ in range(max_symbols_per_frame):
+            best = model.joiner.joint(enc_p[:, t], pred_p).argmax(dim=-1)  # (B,)
+            emit = active & (best != BLANK_ID)  # (B,)
+            if not bool(emit.any()):
+                break
+            tokens = best.tolist()  # one device sync per step, not one per utterance
+            for b in emit.nonzero()[:, 0].tolist():
+                hyps[b].append(tokens[b])
+            new_pred, new_state = model.predictor.step(best, state)
+            new_pred_p = model.joiner.pred_proj(new_pred)  # (B, J)
+            pred_p = torch.where(emit[:, None], new_pred_p, pred_p)
+            state = where_state(emit, new_state, state)
+            active = emit
+    return hyps
+
+
+def _log_add(a: float, b: float) -> float:
+    hi, lo = max(a, b), min(a, b)
+    return hi + math.log1p(math.exp(lo - hi))
+
+
+@dataclass
+class _Hyp:
+    tokens: tuple[int, ...]
+    log_prob: float
+    pred_p: torch.Tensor  # (J,) projected predictor output after ``tokens``
+    state: State  # batch of one
+
+
+@torch.no_grad()
+def beam_search(
+    model: Transducer,
+    encoder_out: torch.Tensor,
+    encoder_lens: torch.Tensor,
+    beam: int = 4,
+) -> list[list[int]]:
+    """Modified beam search (one symbol per frame at most), one utterance at a time.
+
+    Per frame every hypothesis is extended by blank or by one token; the ``beam`` best
+    extensions are kept, and extensions that give the same token sequence are merged by
+    adding their probabilities. Returns the most probable hypothesis per utterance.
+    """
+    if beam < 1:
+        raise AsrpruneError(f"beam must be >= 1, got {beam}")
+    return [
+        _beam_search_one(model, encoder_out[b, : int(encoder_lens[b])], beam)
+        for b in range(encoder_out.size(0))
+    ]
+
+
+def _beam_search_one(model: Transducer, encoder_out: torch.Tensor, beam: int) -> list[int]:
+    """encoder_out (T, d) of one utterance -> best token ids."""
+    device = encoder_out.device
+    enc_p = model.joiner.enc_proj(encoder_out)  # (T, J)
+    state = model.predictor.init_state(1, device)
+    pred, state = model.predictor.step(torch.full((1,), BLANK_ID, device=device), state)
+    hyps = [_Hyp((), 0.0, model.joiner.pred_proj(pred)[0], state)]
+    for t in range(enc_p.size(0)):
+        pred_p = torch.stack([h.pred_p for h in hyps])  # (N, J)
+        log_probs = model.joiner.joint(enc_p[t][None], pred_p).float().log_softmax(-1)  # (N, V)
+        prior = torch.tensor([h.log_prob for h in hyps], device=device)  # (N,)
+        scores = (prior[:, None] + log_probs).flatten()  # (N*V,)
+        V = log_probs.size(1)
+        top = scores.topk(min(beam, scores.numel()))
+        merged: dict[tuple[int, ...], tuple[float, int, int]] = {}  # tokens -> (lp, hyp, tok)
+        for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            n, v = divmod(flat, V)
+            key = hyps[n].tokens if v == BLANK_ID else (*hyps[n].tokens, v)
+            if key in merged:
+                lp, src, tok = merged[key]  # same tokens, so the same predictor state
+                merged[key] = (_log_add(lp, score), src, tok)
+            else:
+                merged[key] = (score, n, v)
+        # advance the predictor, in one batch, for the hypotheses that grew a token
+        grown = [(key, n, v) for key, (_, n, v) in merged.items() if v != BLANK_ID]
+        if grown:
+            src = torch.tensor([n for _, n, _ in grown], device=device)  # (G,)
+            tok = torch.tensor([v for _, _, v in grown], device=device)  # (G,)
+            states = tuple(torch.cat(parts) for parts in zip(*(h.state for h in hyps), strict=True))
+            new_pred, new_state = model.predictor.step(tok, select_state(states, src))
+            new_pred_p = model.joiner.pred_proj(new_pred)  # (G, J)
+        grown_at = {key: i for i, (key, _, _) in enumerate(grown)}
+        next_hyps = []
+        for key, (lp, n, v) in merged.items():
+            if v == BLANK_ID:
+                next_hyps.append(_Hyp(key, lp, hyps[n].pred_p, hyps[n].state))
+            else:
+                i = grown_at[key]
+                state_i = select_state(new_state, torch.tensor([i], device=device))
+                next_hyps.append(_Hyp(key, lp, new_pred_p[i], state_i))
+        hyps = next_hyps
+    return list(max(hyps, key=lambda h: h.log_prob).tokens)

@@ -1,0 +1,97 @@
+"""Model files: one ``torch.save`` dict of tensors and plain Python values.
+
+Everything needed to use a model travels in the file: config and encoder structure (to
+rebuild the pruned model's classes), weights, the tokenizer's bytes, the CMVN statistics
+and JSON-safe metadata. No pickled classes, so ``torch.load(weights_only=True)`` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from asrprune.errors import AsrpruneError
+from asrprune.io import atomic_path
+from asrprune.model.structure import EncoderStructure, ModelConfig
+from asrprune.model.transducer import Transducer
+
+FORMAT = "asrprune-model"
+VERSION = 1
+
+
+def _cmvn_tensors(cmvn_state) -> dict:
+    """CMVN as {"mean": (D,), "std": (D,), "frames": int} from a Cmvn, its state_dict or to_dict."""
+    if isinstance(cmvn_state, torch.nn.Module):
+        frames = getattr(cmvn_state, "frames", 0)
+        cmvn_state = {**cmvn_state.state_dict(), "frames": frames}
+    try:
+        mean = torch.as_tensor(cmvn_state["mean"], dtype=torch.float32).detach().cpu().clone()
+        std = torch.as_tensor(cmvn_state["std"], dtype=torch.float32).detach().cpu().clone()
+    except (KeyError, TypeError, ValueError) as e:
+        raise AsrpruneError(f"cmvn state needs 'mean' and 'std' vectors ({e})") from None
+    if mean.dim() != 1 or mean.shape != std.shape:
+        raise AsrpruneError(f"cmvn mean {tuple(mean.shape)} and std {tuple(std.shape)} differ")
+    return {"mean": mean, "std": std, "frames": int(cmvn_state.get("frames", 0))}
+
+
+def save_model(
+    path: str | os.PathLike,
+    model: Transducer,
+    tokenizer_bytes: bytes,
+    cmvn_state: dict,
+    extra: dict | None = None,
+) -> None:
+    """Write ``model`` with its tokenizer, CMVN and metadata to ``path``, atomically.
+
+    cmvn_state: {"mean", "std"[, "frames"]} as tensors or lists (``Cmvn.state_dict()`` or
+    ``Cmvn.to_dict()``). extra: JSON-safe metadata (e.g. step, WER, provenance).
+    """
+    extra = {} if extra is None else extra
+    try:
+        extra = json.loads(json.dumps(extra))  # a copy, and proof it is JSON-safe
+    except (TypeError, ValueError) as e:
+        raise AsrpruneError(f"model file {path}: extra metadata is not JSON-safe ({e})") from None
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config.to_dict(),
+        "structure": model.structure.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "tokenizer": torch.tensor(list(tokenizer_bytes), dtype=torch.uint8),
+        "cmvn": _cmvn_tensors(cmvn_state),
+        "extra": extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[Transducer, bytes, dict, dict]:
+    """Rebuild a model saved by :func:`save_model`, weights loaded strictly, in eval mode.
+
+    Returns (model, tokenizer bytes, cmvn {"mean", "std", "frames"}, extra metadata).
+    """
+    if not Path(path).is_file():
+        raise AsrpruneError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt, truncated or foreign files raise many types
+        raise AsrpruneError(f"cannot read model file {path}: {e}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise AsrpruneError(f"{path} is not an asrprune model file")
+    if payload.get("version") != VERSION:
+        raise AsrpruneError(
+            f"{path}: model file version {payload.get('version')!r}, expected {VERSION}"
+        )
+    config = ModelConfig.from_dict(payload["config"], f"{path}: config")
+    structure = EncoderStructure.from_dict(payload["structure"], f"{path}: structure")
+    model = Transducer(config, structure)
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise AsrpruneError(f"{path}: weights do not fit its config and structure: {e}") from None
+    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval()
+    tokenizer = payload["tokenizer"].cpu().numpy().tobytes()
+    return model, tokenizer, payload["cmvn"], payload["extra"]

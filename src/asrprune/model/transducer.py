@@ -1,0 +1,211 @@
+"""Transducer: Conformer encoder, predictor (stateless or LSTM), joiner, RNN-T and CTC losses.
+
+Blank (id 0) doubles as the start-of-sequence symbol of the predictor. Predictor states are
+tuples of tensors with the batch first, so decoding can select and merge them generically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+from asrprune.data.tokenizer import BLANK_ID
+from asrprune.model.conformer import ConformerEncoder
+from asrprune.model.structure import EncoderStructure, ModelConfig
+
+State = tuple[torch.Tensor, ...]  # every tensor (N, ...), batch first
+
+
+# -----------------------------------------------------------------------------
+# predictor
+
+
+class Predictor(nn.Module):
+    """Label predictor: embedding, then a causal depthwise conv + ReLU (stateless) or an LSTM.
+
+    The stateless variant (as icefall's stateless decoder) sees only the last
+    ``config.predictor_context`` tokens; the LSTM sees the whole history.
+    forward: tokens (B, U) -> (B, U+1, predictor_dim); output u has seen blank, y_1 .. y_u.
+    step: last token (N,), state -> output (N, predictor_dim), new state.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.kind = config.predictor
+        self.dim = config.predictor_dim
+        self.embedding = nn.Embedding(config.vocab_size, config.predictor_dim)
+        if self.kind == "stateless":
+            self.context = config.predictor_context
+            self.conv = (
+                nn.Conv1d(self.dim, self.dim, self.context, groups=self.dim, bias=False)
+                if self.context > 1
+                else None
+            )
+        else:
+            self.layers = config.predictor_layers
+            self.lstm = nn.LSTM(self.dim, self.dim, config.predictor_layers, batch_first=True)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def _stateless(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (N, context-1+U) left-padded with blanks -> (N, U, dim)."""
+        e = self.embedding(tokens)  # (N, c-1+U, dim)
+        if self.conv is not None:
+            e = self.conv(e.transpose(1, 2)).transpose(1, 2)  # (N, U, dim)
+        return F.relu(e)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        B = tokens.size(0)
+        if self.kind == "stateless":
+            # blanks before the sequence: the start symbol and the causal left context
+            start = tokens.new_full((B, self.context), BLANK_ID)
+            out = self._stateless(torch.cat((start, tokens), dim=1))  # (B, U+1, dim)
+        else:
+            start = tokens.new_full((B, 1), BLANK_ID)
+            out, _ = self.lstm(self.embedding(torch.cat((start, tokens), dim=1)))  # (B, U+1, dim)
+        return self.dropout(out)
+
+    def init_state(self, batch: int, device=None) -> State:
+        """The state before any token: blank history (stateless) or zero (h, c) (LSTM)."""
+        if self.kind == "stateless":
+            return (
+                torch.full((batch, self.context - 1), BLANK_ID, dtype=torch.long, device=device),
+            )
+        dtype = self.embedding.weight.dtype
+        zeros = torch.zeros(batch, self.layers, self.dim, device=device, dtype=dtype)
+        return (zeros, zeros.clone())  # h, c: (N, layers, dim)
+
+    def step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One token per sequence: token (N,) -> output (N, dim) and the state after it."""
+        if self.kind == "stateless":
+            history = torch.cat((state[0], token[:, None]), dim=1)  # (N, context)
+            return self._stateless(history)[:, -1], (history[:, 1:],)
+        h, c = (s.transpose(0, 1).contiguous() for s in state)  # (layers, N, dim)
+        out, (h, c) = self.lstm(self.embedding(token)[:, None], (h, c))  # (N, 1, dim)
+        return out[:, 0], (h.transpose(0, 1), c.transpose(0, 1))
+
+
+def select_state(state: State, index: torch.Tensor) -> State:
+    """Rows ``index`` (N',) of every tensor of a batch-first state."""
+    return tuple(s[index] for s in state)
+
+
+def where_state(cond: torch.Tensor, new: State, old: State) -> State:
+    """Per sequence, ``new`` where cond (N,) is True else ``old``."""
+    return tuple(
+        torch.where(cond.view(-1, *([1] * (n.dim() - 1))), n, o)
+        for n, o in zip(new, old, strict=True)
+    )
+
+
+# -----------------------------------------------------------------------------
+# joiner
+
+
+class Joiner(nn.Module):
+    """enc_proj(enc) + pred_proj(pred), tanh, Linear to the vocabulary.
+
+    Projections are separate methods so decoding projects each frame and each predictor
+    output once. forward: enc (..., enc_dim), pred (..., pred_dim), broadcastable ->
+    logits (..., vocab).
+    """
+
+    def __init__(self, enc_dim: int, pred_dim: int, joiner_dim: int, vocab_size: int):
+        super().__init__()
+        self.enc_proj = nn.Linear(enc_dim, joiner_dim)
+        self.pred_proj = nn.Linear(pred_dim, joiner_dim)
+        self.out = nn.Linear(joiner_dim, vocab_size)
+
+    def joint(self, enc_p: torch.Tensor, pred_p: torch.Tensor) -> torch.Tensor:
+        """Already projected inputs (..., joiner_dim), broadcastable -> logits (..., vocab)."""
+        return self.out(torch.tanh(enc_p + pred_p))
+
+    def forward(self, enc: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        return self.joint(self.enc_proj(enc), self.pred_proj(pred))
+
+
+# -----------------------------------------------------------------------------
+# transducer
+
+
+@dataclass
+class TransducerOutput:
+    rnnt_loss: torch.Tensor  # scalar, mean over utterances of -log P(y | x)
+    ctc_loss: torch.Tensor | None  # scalar, mean over utterances (not per token); no head: None
+    encoder_out: torch.Tensor  # (B, T', d_model)
+    encoder_lens: torch.Tensor  # (B,)
+    hidden: list[torch.Tensor] | None  # every block's output (B, T', d_model), if asked
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    encoder: int  # subsampling + blocks
+    prunable: int  # the encoder blocks: what structured pruning can remove
+    total: int  # everything: encoder, predictor, joiner, CTC head
+
+
+class Transducer(nn.Module):
+    """Conformer-Transducer with an optional CTC head on the encoder.
+
+    Args:
+        config: hyperparameters. structure: the encoder's (pruned) sizes, default full.
+    forward: feats (B, T, input_dim), feat_lens (B,), tokens (B, U) padded with blank,
+        token_lens (B,) -> TransducerOutput. Both losses are per utterance (summed over its
+        frames / tokens) and averaged over the batch, so they weigh alike in a mix.
+    """
+
+    def __init__(self, config: ModelConfig, structure: EncoderStructure | None = None):
+        super().__init__()
+        structure = EncoderStructure.full(config) if structure is None else structure
+        self.config, self.structure = config, structure
+        self.encoder = ConformerEncoder(config, structure)
+        self.predictor = Predictor(config)
+        self.joiner = Joiner(
+            structure.d_model, config.predictor_dim, config.joiner_dim, config.vocab_size
+        )
+        self.ctc_head = nn.Linear(structure.d_model, config.vocab_size) if config.ctc_head else None
+
+    def param_counts(self) -> ParamCounts:
+        encoder = sum(p.numel() for p in self.encoder.parameters())
+        prunable = sum(p.numel() for p in self.encoder.blocks.parameters())
+        return ParamCounts(encoder, prunable, sum(p.numel() for p in self.parameters()))
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        tokens: torch.Tensor,
+        token_lens: torch.Tensor,
+        return_hidden: bool = False,
+    ) -> TransducerOutput:
+        enc, enc_lens, hidden = self.encoder(feats, feat_lens, return_hidden)
+        # the loss wants tensors exactly as long as the longest utterance / transcript
+        enc = enc[:, : int(enc_lens.max())]  # (B, T', d)
+        tokens = tokens[:, : int(token_lens.max())]  # (B, U)
+        pred = self.predictor(tokens)  # (B, U+1, P)
+        logits = self.joiner(enc[:, :, None], pred[:, None])  # (B, T', U+1, V)
+        # the RNN-T recursion sums many log-probabilities: fp32 whatever autocast chose
+        rnnt = torchaudio.functional.rnnt_loss(
+            logits.float(),
+            tokens.int(),
+            enc_lens.int(),
+            token_lens.int(),
+            blank=BLANK_ID,
+            reduction="mean",
+        )
+        ctc = None
+        if self.ctc_head is not None:
+            log_probs = F.log_softmax(self.ctc_head(enc).float(), dim=-1)  # (B, T', V)
+            ctc = F.ctc_loss(
+                log_probs.transpose(0, 1),  # (T', B, V)
+                tokens,
+                enc_lens,
+                token_lens,
+                blank=BLANK_ID,
+                reduction="sum",
+                zero_infinity=True,
+            ) / feats.size(0)
+        return TransducerOutput(rnnt, ctc, enc, enc_lens, hidden)

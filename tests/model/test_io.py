@@ -1,0 +1,77 @@
+"""Model files: round trip, weights_only loading, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asrprune.data.features import Cmvn
+from asrprune.errors import AsrpruneError
+from asrprune.model import load_model, save_model
+from tests.model.tiny import pruned_structure, tiny_batch, tiny_model
+
+TOKENIZER = bytes(range(256)) * 3  # any bytes: the model file does not parse them
+
+
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+@pytest.mark.parametrize("structure", [None, pruned_structure()], ids=["full", "pruned"])
+def test_round_trip_gives_identical_outputs(tmp_path, predictor, structure):
+    model = tiny_model(predictor=predictor, structure=structure).eval()
+    cmvn = Cmvn(torch.randn(80), torch.rand(80) + 0.5, frames=1234)
+    path = tmp_path / "models" / "student.pt"
+    save_model(path, model, TOKENIZER, cmvn.state_dict() | {"frames": 1234}, {"step": 7})
+    assert [p.name for p in path.parent.iterdir()] == ["student.pt"]  # no temporary left
+
+    # the file holds only tensors and plain values
+    raw = torch.load(path, weights_only=True)
+    assert raw["structure"] == model.structure.to_dict()
+    assert raw["tokenizer"].dtype == torch.uint8
+
+    loaded, tok, cmvn_state, extra = load_model(path)
+    assert not loaded.training
+    assert loaded.structure == model.structure and loaded.config == model.config
+    assert tok == TOKENIZER
+    assert torch.equal(cmvn_state["mean"], cmvn.mean) and torch.equal(cmvn_state["std"], cmvn.std)
+    assert cmvn_state["frames"] == 1234
+    assert extra == {"step": 7}
+    batch = tiny_batch()
+    with torch.no_grad():
+        a, b = model(*batch, return_hidden=True), loaded(*batch, return_hidden=True)
+    assert torch.equal(a.encoder_out, b.encoder_out)
+    assert torch.equal(a.rnnt_loss, b.rnnt_loss) and torch.equal(a.ctc_loss, b.ctc_loss)
+
+
+def test_cmvn_from_to_dict_and_empty_tokenizer(tmp_path):
+    cmvn = Cmvn(torch.zeros(80), torch.ones(80), frames=5)
+    save_model(tmp_path / "m.pt", tiny_model(), b"", cmvn.to_dict())
+    _, tok, state, extra = load_model(tmp_path / "m.pt")
+    assert torch.equal(state["std"], torch.ones(80)) and state["frames"] == 5
+    assert tok == b"" and extra == {}
+
+
+def test_extra_must_be_json_safe(tmp_path):
+    with pytest.raises(AsrpruneError, match="not JSON-safe"):
+        save_model(tmp_path / "m.pt", tiny_model(), b"x", Cmvn.identity().to_dict(), {"t": {1, 2}})
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(AsrpruneError, match="model file not found"):
+        load_model(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(AsrpruneError, match=f"cannot read model file {bad}"):
+        load_model(bad)
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(AsrpruneError, match="not an asrprune model file"):
+        load_model(tmp_path / "foreign.pt")
+
+
+def test_weights_that_do_not_fit_the_structure_are_refused(tmp_path):
+    path = tmp_path / "m.pt"
+    save_model(path, tiny_model(), b"x", Cmvn.identity().to_dict())
+    payload = torch.load(path, weights_only=True)
+    payload["structure"] = pruned_structure().to_dict()
+    torch.save(payload, path)
+    with pytest.raises(AsrpruneError, match="do not fit its config and structure"):
+        load_model(path)

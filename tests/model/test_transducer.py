@@ -1,0 +1,182 @@
+"""Transducer: predictor variants, losses, accounting, over-fitting, greedy and beam search."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asrprune.model import ConformerEncoder, Transducer, beam_search, greedy_search
+from tests.model.tiny import pruned_structure, tiny_batch, tiny_config, tiny_model
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"predictor": "stateless", "predictor_context": 2},
+        {"predictor": "stateless", "predictor_context": 1},
+        {"predictor": "lstm", "predictor_layers": 2},
+    ],
+    ids=["stateless", "stateless-bigram", "lstm"],
+)
+def test_predictor_steps_equal_its_forward(overrides):
+    pred = tiny_model(**overrides).predictor.eval()
+    _, _, tokens, _ = tiny_batch()
+    full = pred(tokens)  # (B, U+1, P)
+    assert full.shape == (3, 8, 24)
+    state = pred.init_state(3)
+    out, state = pred.step(torch.zeros(3, dtype=torch.long), state)  # start: blank
+    steps = [out]
+    for u in range(tokens.size(1)):
+        out, state = pred.step(tokens[:, u], state)
+        steps.append(out)
+    assert torch.allclose(torch.stack(steps, dim=1), full, atol=1e-6)
+
+
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+def test_forward_gives_finite_losses_and_gradients(predictor):
+    model = tiny_model(predictor=predictor, structure=pruned_structure()).train()
+    out = model(*tiny_batch(), return_hidden=True)
+    assert out.rnnt_loss.ndim == 0 and torch.isfinite(out.rnnt_loss)
+    assert out.ctc_loss.ndim == 0 and torch.isfinite(out.ctc_loss)
+    assert out.encoder_out.shape == (3, 24, 28) and out.encoder_lens.tolist() == [24, 20, 9]
+    assert len(out.hidden) == 2
+    (out.rnnt_loss + 0.3 * out.ctc_loss).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_losses_are_per_utterance_means():
+    model = tiny_model().eval()
+    feats, lens, tokens, token_lens = tiny_batch()
+    batch = model(feats, lens, tokens, token_lens)
+    singles = [
+        model(feats[b : b + 1], lens[b : b + 1], tokens[b : b + 1], token_lens[b : b + 1])
+        for b in range(3)
+    ]
+    rnnt = torch.stack([s.rnnt_loss for s in singles]).mean()
+    ctc = torch.stack([s.ctc_loss for s in singles]).mean()
+    assert torch.allclose(batch.rnnt_loss, rnnt, rtol=1e-5)
+    assert torch.allclose(batch.ctc_loss, ctc, rtol=1e-5)
+
+
+def test_without_ctc_head():
+    model = tiny_model(ctc_head=False)
+    assert model.ctc_head is None
+    assert model(*tiny_batch()).ctc_loss is None
+
+
+def test_param_counts():
+    model = tiny_model(structure=pruned_structure())
+    counts = model.param_counts()
+    assert counts.encoder == ConformerEncoder.count_params(model.config, model.structure)
+    assert counts.prunable == sum(p.numel() for p in model.encoder.blocks.parameters())
+    assert counts.prunable < counts.encoder < counts.total
+    assert counts.total == sum(p.numel() for p in model.parameters())
+
+
+# -----------------------------------------------------------------------------
+# over-fitting two utterances, then decoding them
+
+
+TARGETS = [[3, 7, 12, 5, 9, 14], [11, 2, 8, 4]]  # no token pair twice: the stateless
+# predictor sees two tokens, so a repeated pair would make the next token ambiguous
+
+
+def overfit(predictor: str, steps: int = 300) -> tuple[Transducer, tuple, list[float]]:
+    torch.manual_seed(0)
+    model = Transducer(tiny_config(predictor=predictor))
+    feats, lens, tokens, token_lens = tiny_batch(lengths=(60, 50), num_tokens=(6, 4), seed=1)
+    for b, target in enumerate(TARGETS):
+        tokens[b, : len(target)] = torch.tensor(target)
+    batch = (feats, lens, tokens, token_lens)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        out = model(*batch)
+        loss = out.rnnt_loss + 0.3 * out.ctc_loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(out.rnnt_loss.item())
+    return model.eval(), batch, losses
+
+
+@pytest.fixture(scope="module", params=["stateless", "lstm"])
+def overfitted(request):
+    return overfit(request.param)
+
+
+def test_rnnt_loss_falls(overfitted):
+    _, _, losses = overfitted
+    assert losses[-1] < 0.01 * losses[0]
+    assert losses[-1] < 0.1
+
+
+def test_greedy_and_beam_search_recover_the_targets(overfitted):
+    model, (feats, lens, _, _), _ = overfitted
+    with torch.no_grad():
+        enc, enc_lens, _ = model.encoder(feats, lens)
+    assert greedy_search(model, enc, enc_lens) == TARGETS
+    assert beam_search(model, enc, enc_lens, beam=4) == TARGETS
+
+
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+def test_batch_decoding_equals_each_utterance_alone(predictor):
+    # an untrained model emits many symbols, which exercises the per-frame symbol cap
+    model = tiny_model(seed=3, predictor=predictor, structure=pruned_structure()).eval()
+    feats, lens, _, _ = tiny_batch(lengths=(100, 83, 41, 9), num_tokens=(1, 1, 1, 1))
+    with torch.no_grad():
+        enc, enc_lens, _ = model.encoder(feats, lens)
+        greedy = greedy_search(model, enc, enc_lens, max_symbols_per_frame=3)
+        beam = beam_search(model, enc, enc_lens, beam=3)
+        assert any(len(h) > 0 for h in greedy)
+        for b in range(len(lens)):
+            e, el, _ = model.encoder(feats[b : b + 1, : lens[b]], lens[b : b + 1])
+            assert greedy_search(model, e, el, max_symbols_per_frame=3) == [greedy[b]]
+            assert beam_search(model, e, el, beam=3) == [beam[b]]
+        assert all(len(h) <= 3 * int(n) for h, n in zip(greedy, enc_lens, strict=True))
+
+
+def test_beam_of_one_scores_at_least_as_well_as_greedy_with_one_symbol(overfitted):
+    model, (feats, lens, _, _), _ = overfitted
+    with torch.no_grad():
+        enc, enc_lens, _ = model.encoder(feats, lens)
+    # with one symbol per frame and beam 1, modified beam search is greedy search
+    assert beam_search(model, enc, enc_lens, beam=1) == greedy_search(model, enc, enc_lens, 1)
+
+
+# -----------------------------------------------------------------------------
+# mixed precision and devices
+
+
+def test_bf16_autocast_trains_and_decodes():
+    model = tiny_model(structure=pruned_structure())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(*tiny_batch())
+    assert out.rnnt_loss.dtype == torch.float32 and torch.isfinite(out.rnnt_loss)
+    (out.rnnt_loss + out.ctc_loss).backward()
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        enc, enc_lens, _ = model.encoder(*tiny_batch()[:2])
+        assert (
+            len(greedy_search(model, enc, enc_lens)) == len(beam_search(model, enc, enc_lens)) == 3
+        )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+def test_cuda_matches_cpu(predictor):
+    model = tiny_model(predictor=predictor, structure=pruned_structure()).eval()
+    batch = tiny_batch()
+    with torch.no_grad():
+        cpu = model(*batch)
+        hyps = greedy_search(model, cpu.encoder_out, cpu.encoder_lens)
+        model.cuda()
+        gpu = model(*(t.cuda() for t in batch))
+        # cuDNN may convolve in TF32, hence the loose tolerance
+        assert torch.allclose(cpu.encoder_out, gpu.encoder_out.cpu(), atol=1e-3)
+        assert torch.allclose(cpu.rnnt_loss, gpu.rnnt_loss.cpu(), rtol=1e-3)
+        enc, enc_lens = cpu.encoder_out.cuda(), cpu.encoder_lens.cuda()
+        assert greedy_search(model, enc, enc_lens) == hyps
+        assert beam_search(model, enc, enc_lens) == beam_search(
+            model.cpu(), cpu.encoder_out, cpu.encoder_lens
+        )
