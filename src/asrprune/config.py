@@ -85,6 +85,18 @@ def merge_into(base: dict, override: dict) -> dict:
     return base
 
 
+def check_keys(cls: type, values: Any, where: str) -> dict:
+    """Refuse a non-mapping, or keys that the dataclass ``cls`` lacks, naming ``where``."""
+    if not isinstance(values, dict):
+        raise AsrpruneError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise AsrpruneError(f"{where}: unknown key {names} (allowed: {', '.join(sorted(fields))})")
+    return values
+
+
 def settings_from_dict(cls: type[T], values: dict[str, Any] | str, where: str) -> T:
     """Build the settings dataclass ``cls`` from a dict (or its JSON); unknown keys refused.
 
@@ -95,13 +107,7 @@ def settings_from_dict(cls: type[T], values: dict[str, Any] | str, where: str) -
             values = json.loads(values)
         except json.JSONDecodeError as e:
             raise AsrpruneError(f"{where}: settings are not valid JSON ({e.msg})") from None
-    if not isinstance(values, dict):
-        raise AsrpruneError(f"{where}: expected a mapping, got {type(values).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        names = ", ".join(map(repr, unknown))
-        raise AsrpruneError(f"{where}: unknown key {names} (allowed: {', '.join(sorted(fields))})")
+    check_keys(cls, values, where)
     # JSON has no tuples: a list given for a tuple-typed field becomes one.
     types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
     values = {

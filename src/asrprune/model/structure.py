@@ -13,22 +13,10 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from asrprune.config import check_keys
 from asrprune.errors import AsrpruneError
 
 PREDICTORS = ("stateless", "lstm")
-
-
-def _refuse_unknown(cls: type, d: Any, where: str) -> dict:
-    if not isinstance(d, dict):
-        raise AsrpruneError(f"{where}: expected a mapping, got {type(d).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-        raise AsrpruneError(
-            f"{where}: unknown key {', '.join(map(repr, unknown))} "
-            f"(allowed: {', '.join(sorted(fields))})"
-        )
-    return d
 
 
 def _is_int(v: Any) -> bool:
@@ -121,7 +109,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict, where: str = "model") -> ModelConfig:
         """Build from a mapping; unknown keys are refused, naming ``where``."""
-        _refuse_unknown(cls, d, where)
+        check_keys(cls, d, where)
         try:
             return cls(**d)
         except AsrpruneError as e:
@@ -186,7 +174,7 @@ class BlockStructure:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "block") -> BlockStructure:
-        _refuse_unknown(cls, d, where)
+        check_keys(cls, d, where)
         d = dict(d)
         if d.get("hidden") is not None:
             if not isinstance(d["hidden"], (list, tuple)):
@@ -240,7 +228,7 @@ class EncoderStructure:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "structure") -> EncoderStructure:
-        _refuse_unknown(cls, d, where)
+        check_keys(cls, d, where)
         if not isinstance(d.get("blocks"), (list, tuple)):
             raise AsrpruneError(f"{where}.blocks: expected a list, got {d.get('blocks')!r}")
         blocks = tuple(
