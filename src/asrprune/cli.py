@@ -119,6 +119,59 @@ def _cmvn(a):
     compute_cmvn(FeatureStore(a.features)).save(a.out)
 
 
+@command("train-teacher", "train the Conformer-Transducer teacher (resumes after a kill)")
+def _train_teacher(a):
+    from asrprune.train import train_teacher
+
+    data = Path(a.data)
+    result = train_teacher(
+        train_manifest=data / "manifests/train.jsonl",
+        train_features=data / "features/train",
+        dev_manifest=data / "manifests/dev.jsonl",
+        dev_features=data / "features/dev",
+        tokenizer_path=data / "bpe.model",
+        cmvn_path=data / "cmvn.json",
+        model_config=a.model,
+        settings=a.settings,
+        out_model=a.out,
+        work_dir=a.work_dir,
+        mlflow_ids=a.mlflow,
+        run_name="teacher",
+        threads=a.threads,
+    )
+    print(json.dumps(result, indent=2, default=str))
+
+
+@command("evaluate", "WER per split, size and parameter counts of one model file")
+def _evaluate(a):
+    from asrprune.evaluate import evaluate_model
+
+    data = Path(a.data)
+    # Every split but train: decoding all of train costs more than the rest together.
+    names = ("dev", "test-clean", "test-other")
+    splits = {s: (data / f"manifests/{s}.jsonl", data / f"features/{s}") for s in names}
+    metrics = evaluate_model(
+        a.model,
+        splits,
+        a.out,
+        a.hyps,
+        beam=a.beam,
+        batch_frames=a.batch_frames,
+        threads=a.threads,
+        mlflow_ids=a.mlflow,
+        name=a.name,
+    )
+    print(json.dumps(metrics["wer"], indent=2))
+
+
+@command("transcribe", "print <path><TAB><transcript> for each audio file (any rate, wav/flac)")
+def _transcribe(a):
+    from asrprune.transcribe import transcribe
+
+    for path, text in transcribe(a.model, a.audio, beam=a.beam, threads=a.threads):
+        print(f"{path}\t{text}")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asrprune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -164,6 +217,28 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p["cmvn"].add_argument("--features", required=True, help="training feature store folder")
     p["cmvn"].add_argument("--out", required=True, help="JSON file")
+    p["train-teacher"].add_argument("--data", required=True, help="the run's data/ folder")
+    p["train-teacher"].add_argument("--model", required=True, help="model config, as JSON")
+    p["train-teacher"].add_argument("--settings", required=True, help="training config, as JSON")
+    p["train-teacher"].add_argument("--out", required=True, help="the model file to write")
+    p["train-teacher"].add_argument("--work-dir", required=True, help="checkpoints and history")
+    p["train-teacher"].add_argument("--mlflow", help="ids file from mlflow-init")
+
+    p["evaluate"].add_argument("--model", required=True, help="model file")
+    p["evaluate"].add_argument("--data", required=True, help="the run's data/ folder")
+    p["evaluate"].add_argument("--name", required=True, help="model name (e.g. teacher)")
+    p["evaluate"].add_argument("--out", required=True, help="metrics JSON")
+    p["evaluate"].add_argument("--hyps", required=True, help="folder for <split>.jsonl hypotheses")
+    p["evaluate"].add_argument("--batch-frames", type=int, default=20000)
+    p["evaluate"].add_argument("--mlflow", help="ids file from mlflow-init")
+
+    p["transcribe"].add_argument("--model", required=True, help="a model file of the workflow")
+    p["transcribe"].add_argument("audio", nargs="+", help="wav or flac files, any sample rate")
+
+    for name in ("evaluate", "transcribe"):
+        p[name].add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")
+    for name in ("train-teacher", "evaluate", "transcribe"):
+        p[name].add_argument("--threads", type=int, default=1)
     return parser
 
 

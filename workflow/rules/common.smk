@@ -27,6 +27,7 @@ CONDA_ENV = "../../environment.yml"
 
 wildcard_constraints:
     split="|".join(SPLITS),
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def section_json(*keys):
@@ -73,5 +74,15 @@ def data_targets():
     ]
 
 
+def data_inputs():
+    """What every training and evaluation job reads from the data stage."""
+    return [
+        f"{R}/data/bpe.model",
+        f"{R}/data/cmvn.json",
+        *expand(f"{R}/data/manifests/{{split}}.jsonl", split=SPLITS),
+        *expand(f"{R}/data/features/{{split}}/index.json", split=SPLITS),
+    ]
+
+
 def all_targets():
-    return data_targets()
+    return [*data_targets(), f"{R}/metrics/teacher.json"]

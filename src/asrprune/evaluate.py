@@ -1,0 +1,264 @@
+"""Evaluation: decode splits with a model file, score WER with jiwer, write JSON and hypotheses.
+
+WER is corpus-level, in percent: 100 * (substitutions + deletions + insertions) / reference
+words, summed over every utterance of a split (not a mean of per-utterance rates). Sizes
+are the encoder's, as in the paper: ``size_mb`` is the encoder's fp32 weights in decimal
+megabytes (parameters * 4 / 1e6).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jiwer
+import torch
+
+from asrprune.data.batching import Batch, UtteranceDataset, collate
+from asrprune.data.features import Cmvn
+from asrprune.data.tokenizer import Tokenizer
+from asrprune.errors import AsrpruneError
+from asrprune.io import atomic_open, write_json
+from asrprune.model import Transducer, beam_search, greedy_search, load_model
+
+MAX_SYMBOLS_PER_FRAME = 3  # greedy search: tokens one encoder frame may emit at most
+BYTES_PER_PARAM = 4  # fp32
+MB = 1e6  # decimal megabytes
+
+
+# -----------------------------------------------------------------------------
+# scoring
+
+
+@dataclass(frozen=True)
+class WordErrors:
+    """Corpus-level word error counts; ``wer`` in percent."""
+
+    wer: float
+    substitutions: int
+    deletions: int
+    insertions: int
+    hits: int
+    ref_words: int
+    utterances: int
+
+
+def word_errors(refs: Sequence[str], hyps: Sequence[str]) -> WordErrors:
+    """Align every (reference, hypothesis) pair and sum the errors over the corpus.
+
+    References must be non-empty (the data checks exclude empty transcripts); hypotheses
+    may be empty (every reference word is then a deletion).
+    """
+    if len(refs) != len(hyps):
+        raise AsrpruneError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    if not refs:
+        raise AsrpruneError("no utterance to score")
+    empty = [i for i, r in enumerate(refs) if not r.split()]
+    if empty:
+        raise AsrpruneError(f"reference {empty[0]} is empty; WER is undefined for it")
+    out = jiwer.process_words(list(refs), list(hyps))
+    n = out.substitutions + out.deletions + out.hits
+    errors = out.substitutions + out.deletions + out.insertions
+    return WordErrors(
+        wer=100.0 * errors / n,
+        substitutions=out.substitutions,
+        deletions=out.deletions,
+        insertions=out.insertions,
+        hits=out.hits,
+        ref_words=n,
+        utterances=len(refs),
+    )
+
+
+# -----------------------------------------------------------------------------
+# decoding
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"``: the first CUDA device when there is one, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AsrpruneError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
+    """Indices into ``lengths`` cut into batches of ascending length, each of padded size
+    ``len(batch) * longest <= max_frames``; an utterance longer than the budget goes alone.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) + 1) * lengths[i] > max_frames:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def search(
+    model: Transducer, encoder_out: torch.Tensor, encoder_lens: torch.Tensor, beam: int = 0
+) -> list[list[int]]:
+    """Token ids per utterance: greedy search for ``beam`` 0 or 1, else modified beam search."""
+    if beam < 0:
+        raise AsrpruneError(f"beam must be 0 (greedy) or positive, got {beam}")
+    if beam <= 1:
+        return greedy_search(model, encoder_out, encoder_lens, MAX_SYMBOLS_PER_FRAME)
+    return beam_search(model, encoder_out, encoder_lens, beam)
+
+
+@torch.no_grad()
+def decode_batch(model: Transducer, batch: Batch, beam: int = 0) -> list[list[int]]:
+    """Encoder and search on one collated batch (already on the model's device)."""
+    enc, enc_lens, _ = model.encoder(batch.feats, batch.feat_lens)
+    return search(model, enc, enc_lens, beam)
+
+
+def decode_dataset(
+    model: Transducer,
+    dataset: UtteranceDataset,
+    *,
+    batch_frames: int,
+    beam: int = 0,
+    device: torch.device | str = "cpu",
+    indices: Sequence[int] | None = None,
+) -> list[dict]:
+    """Decode utterances of ``dataset`` (all, or ``indices``) in eval mode.
+
+    Returns one ``{"id", "ref", "hyp"}`` per utterance, in dataset order.
+    """
+    indices = list(range(len(dataset))) if indices is None else list(indices)
+    lengths = [dataset.lengths[i] for i in indices]
+    was_training = model.training
+    model.eval()
+    rows: dict[int, dict] = {}
+    try:
+        for positions in length_batches(lengths, batch_frames):
+            items = [dataset[indices[p]] for p in positions]
+            batch = collate(items).to(device)
+            for p, ids in zip(positions, decode_batch(model, batch, beam), strict=True):
+                utt = dataset.utts[indices[p]]
+                rows[p] = {"id": utt.id, "ref": utt.text, "hyp": dataset.tokenizer.decode(ids)}
+    finally:
+        model.train(was_training)
+    return [rows[p] for p in range(len(indices))]
+
+
+# -----------------------------------------------------------------------------
+# evaluating a model file
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+    with atomic_open(path) as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def evaluate_model(
+    model_path: str | os.PathLike,
+    splits: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]],
+    out_json: str | os.PathLike,
+    hyps_dir: str | os.PathLike,
+    *,
+    beam: int = 0,
+    batch_frames: int = 20000,
+    threads: int | None = None,
+    mlflow_ids: str | os.PathLike | None = None,
+    name: str = "model",
+    tags: Mapping[str, str] | None = None,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Decode every split with the model file at ``model_path``; write scores and hypotheses.
+
+    Args:
+        splits: split name -> (manifest, feature store folder).
+        out_json: summary: ``wer`` {split: percent}, ``errors`` {split: counts},
+            ``encoder_params``, ``prunable_params`` (the encoder blocks), ``total_params``,
+            ``size_mb`` (encoder fp32, params * 4 / 1e6), ``decoding`` settings.
+        hyps_dir: one ``<split>.jsonl`` per split, a ``{"id", "ref", "hyp"}`` line per
+            utterance in manifest order.
+        beam: 0 or 1 for greedy search, more for modified beam search of that width.
+        batch_frames: decoding batch budget, padded size in 10 ms frames.
+        threads: torch intra-op threads (None: leave torch's default).
+        mlflow_ids: ids file from ``asrprune mlflow-init``; metrics go to a child run named
+            ``evaluate-<name>`` tagged stage=evaluate, model=<name> (plus ``tags``).
+        device: None picks CUDA when available.
+    Features are normalised with the model file's own CMVN, never a split's.
+    """
+    if not splits:
+        raise AsrpruneError("evaluate: no split to decode")
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    model, tok_bytes, cmvn_state, extra = load_model(model_path, map_location=dev)
+    tokenizer = Tokenizer.from_bytes(tok_bytes, f"{model_path} (embedded tokenizer)")
+    cmvn = Cmvn(cmvn_state["mean"], cmvn_state["std"], cmvn_state.get("frames", 0))
+    counts = model.param_counts()
+    decoding = {
+        "method": "greedy" if beam <= 1 else "beam",
+        "beam": max(beam, 1),
+        "max_symbols_per_frame": MAX_SYMBOLS_PER_FRAME if beam <= 1 else 1,
+        "batch_frames": batch_frames,
+        "cmvn": "model",
+    }
+    result: dict = {
+        "name": name,
+        "model": str(model_path),
+        "wer": {},
+        "errors": {},
+        "encoder_params": counts.encoder,
+        "prunable_params": counts.prunable,
+        "total_params": counts.total,
+        "size_mb": counts.encoder * BYTES_PER_PARAM / MB,
+        "size_definition": "encoder parameters * 4 bytes (fp32) / 1e6",
+        "decoding": decoding,
+        "structure": model.structure.to_dict(),
+        "model_extra": extra,
+        "decode_seconds": {},
+    }
+    hyps_dir = Path(hyps_dir)
+    for split, (manifest, store) in splits.items():
+        dataset = UtteranceDataset(manifest, store, tokenizer, cmvn)
+        start = time.perf_counter()
+        rows = decode_dataset(model, dataset, batch_frames=batch_frames, beam=beam, device=dev)
+        seconds = time.perf_counter() - start
+        scores = word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows])
+        _write_jsonl(hyps_dir / f"{split}.jsonl", rows)
+        result["wer"][split] = scores.wer
+        result["errors"][split] = {**asdict(scores), "skipped": len(dataset.dropped)}
+        result["decode_seconds"][split] = seconds
+        print(
+            f"{name} {split}: WER {scores.wer:.2f}% over {scores.utterances} utterances "
+            f"({scores.ref_words} words, {len(dataset.dropped)} skipped) in {seconds:.1f} s",
+            file=sys.stderr,
+        )
+    write_json(out_json, result)
+    if mlflow_ids:
+        _log_evaluation(mlflow_ids, name, tags, result, out_json)
+    return result
+
+
+def _log_evaluation(ids_file, name: str, tags, result: dict, out_json) -> None:
+    from asrprune.tracking import child_run, flatten
+
+    run_tags = {"stage": "evaluate", "model": name, **dict(tags or {})}
+    with child_run(ids_file, f"evaluate-{name}", run_tags) as mlflow:
+        mlflow.log_params({"model_path": result["model"], **flatten(result["decoding"], "decode.")})
+        metrics = {f"wer.{split}": wer for split, wer in result["wer"].items()}
+        for split, errors in result["errors"].items():
+            for key in ("substitutions", "deletions", "insertions", "ref_words", "utterances"):
+                metrics[f"{key}.{split}"] = float(errors[key])
+        for key in ("encoder_params", "prunable_params", "total_params", "size_mb"):
+            metrics[key] = float(result[key])
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(out_json))

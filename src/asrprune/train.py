@@ -1,0 +1,842 @@
+"""The trainer: one loop for the teacher now, and for L0 pruning and fine-tuning later.
+
+AdamW with linear warm-up then cosine decay, gradient clipping, SpecAugment after a start
+step, frame-budget length-bucketed batches, and a pluggable loss. The default loss is the
+transducer's RNN-T loss plus a CTC term whose weight is high early and drops at a switch
+step: on this corpus a transducer trained with a low CTC weight from the start never left
+the blank-only stage, and CTC pulls the encoder into alignment first.
+
+Resumable exactly: a checkpoint holds the weights of the model and of any extra modules,
+the optimiser, the scheduler, where the data order stands (epoch, batches consumed), the
+step, every random generator (torch, CUDA, numpy, Python, SpecAugment's) and the history.
+A job killed at any moment and started again with the same ``out_dir`` continues from its
+last checkpoint and ends with the same weights as a job never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from asrprune.config import settings_from_dict
+from asrprune.data.batching import (
+    Batch,
+    DurationBucketSampler,
+    SpecAugment,
+    UtteranceDataset,
+    collate,
+)
+from asrprune.data.features import Cmvn
+from asrprune.data.tokenizer import Tokenizer
+from asrprune.errors import AsrpruneError
+from asrprune.evaluate import length_batches, resolve_device, search, word_errors
+from asrprune.io import atomic_path, read_json, write_json
+from asrprune.model import ModelConfig, Transducer, save_model
+
+CHECKPOINT_FORMAT = "asrprune-train-state"
+CHECKPOINT_VERSION = 1
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "history.json"
+ADAM_BETAS = (0.9, 0.98)  # the Conformer / ESPnet recipe
+ADAM_EPS = 1e-9
+
+# loss_fn(model, batch, step) -> (loss to minimise, float metrics to log); step is 1-based
+LossFn = Callable[[nn.Module, Batch, int], tuple[torch.Tensor, dict[str, float]]]
+
+
+# -----------------------------------------------------------------------------
+# settings
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training hyperparameters. Steps count optimiser updates, from 1."""
+
+    max_steps: int = 20000  # optimiser updates in all; training stops after this step
+    max_frames: int = 4800  # batch budget: padded batch size in 10 ms frames (4800 = 48 s)
+    peak_lr: float = 1e-3  # AdamW learning rate at the end of warm-up
+    warmup_steps: int = 1000  # linear warm-up from peak_lr / warmup_steps to peak_lr
+    final_lr_ratio: float = 0.05  # cosine decay after warm-up, to peak_lr * this at max_steps
+    weight_decay: float = 1e-3  # AdamW decoupled weight decay on matrices (not biases, norms)
+    grad_clip: float = 5.0  # clip the global gradient L2 norm to this; 0 disables clipping
+    ctc_weight_start: float = 1.0  # CTC loss weight up to ctc_weight_switch_step (alignment)
+    ctc_weight_end: float = 0.3  # CTC loss weight after ctc_weight_switch_step
+    ctc_weight_switch_step: int = 2000  # last step trained with ctc_weight_start
+    specaug_start_step: int = 4000  # SpecAugment on steps after this one (0: from the start)
+    specaug_freq_masks: int = 2  # frequency masks per utterance
+    specaug_freq_width: int = 27  # widest frequency mask, in mel bins
+    specaug_time_masks: int = 10  # time masks per utterance
+    specaug_time_width_ratio: float = 0.05  # widest time mask, as a fraction of the utterance
+    sorted_first_epoch: bool = True  # first epoch shortest utterances first, then shuffled
+    checkpoint_every: int = 500  # steps between checkpoints (one more at the end)
+    log_every: int = 25  # steps per logged interval (history, MLflow, progress bar)
+    eval_every: int = 500  # steps between greedy dev WER evaluations; 0 disables them
+    eval_utterances: int = 100  # dev utterances decoded each evaluation (evenly spaced); 0: all
+    seed: int = 1234  # seeds torch, numpy, Python, the data order and SpecAugment
+    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    bf16: bool = True  # bf16 autocast on CUDA; the CPU always trains in fp32
+
+    def __post_init__(self):
+        positive = ("max_steps", "max_frames", "checkpoint_every", "log_every")
+        non_negative = (
+            "warmup_steps",
+            "ctc_weight_switch_step",
+            "specaug_start_step",
+            "specaug_freq_masks",
+            "specaug_freq_width",
+            "specaug_time_masks",
+            "eval_every",
+            "eval_utterances",
+            "num_workers",
+        )
+        for name in positive + non_negative:
+            v = getattr(self, name)
+            low = 1 if name in positive else 0
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise AsrpruneError(f"train.{name}: expected an integer >= {low}, got {v!r}")
+        for name in ("peak_lr", "weight_decay", "grad_clip", "ctc_weight_start", "ctc_weight_end"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
+                raise AsrpruneError(f"train.{name}: expected a number >= 0, got {v!r}")
+        if not self.peak_lr > 0:
+            raise AsrpruneError(f"train.peak_lr: expected a positive number, got {self.peak_lr}")
+        for name in ("final_lr_ratio", "specaug_time_width_ratio"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+                raise AsrpruneError(f"train.{name}: expected a number in [0, 1], got {v!r}")
+        for name in ("sorted_first_epoch", "bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise AsrpruneError(f"train.{name}: expected true or false")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise AsrpruneError(f"train.seed: expected an integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def lr_factor(self, completed: int) -> float:
+        """Learning rate / peak_lr for the update after ``completed`` updates.
+
+        Linear warm-up: (completed + 1) / warmup_steps, so the first update is not wasted
+        at lr 0; then half a cosine from 1 down to ``final_lr_ratio`` at ``max_steps``.
+        """
+        if completed < self.warmup_steps:
+            return (completed + 1) / self.warmup_steps
+        span = max(self.max_steps - self.warmup_steps, 1)
+        progress = min((completed - self.warmup_steps) / span, 1.0)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.final_lr_ratio + (1.0 - self.final_lr_ratio) * cosine
+
+    def ctc_weight(self, step: int) -> float:
+        """CTC weight of (1-based) ``step``: a switch, not a ramp, at ctc_weight_switch_step."""
+        return self.ctc_weight_start if step <= self.ctc_weight_switch_step else self.ctc_weight_end
+
+    def specaug_on(self, step: int) -> bool:
+        return step > self.specaug_start_step
+
+
+# -----------------------------------------------------------------------------
+# the default loss
+
+
+class TransducerLoss:
+    """RNN-T loss + ctc_weight(step) * CTC loss (both averaged over the batch's utterances).
+
+    A pruning loss can wrap it: call :meth:`combine` on the ``TransducerOutput`` it already
+    has (e.g. from a forward with ``return_hidden=True``) and add its own terms.
+    """
+
+    def __init__(self, settings: TrainSettings):
+        self.settings = settings
+
+    def combine(self, out, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        metrics = {"rnnt_loss": float(out.rnnt_loss.detach())}
+        loss = out.rnnt_loss
+        if out.ctc_loss is not None:
+            weight = self.settings.ctc_weight(step)
+            metrics["ctc_loss"] = float(out.ctc_loss.detach())
+            metrics["ctc_weight"] = weight
+            if weight > 0:
+                loss = loss + weight * out.ctc_loss
+        return loss, metrics
+
+    def __call__(self, model: nn.Module, batch: Batch, step: int):
+        out = model(batch.feats, batch.feat_lens, batch.tokens, batch.token_lens)
+        return self.combine(out, step)
+
+
+# -----------------------------------------------------------------------------
+# random state
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also every CUDA device
+
+
+def _rng_state(specaug: torch.Generator) -> dict:
+    """Every generator as tensors and plain values, so ``weights_only`` loading reads it."""
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "name": np_name,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "specaug": specaug.get_state(),
+    }
+
+
+def _set_rng_state(state: dict, specaug: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            print(
+                f"note: checkpoint has CUDA random states for {len(state['cuda'])} devices, this "
+                f"machine has {torch.cuda.device_count()}; dropout will not replay exactly",
+                file=sys.stderr,
+            )
+    n = state["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    specaug.set_state(state["specaug"])
+
+
+# -----------------------------------------------------------------------------
+# trainer
+
+
+@dataclass
+class TrainResult:
+    step: int  # optimiser updates done
+    epoch: int  # current epoch (0-based)
+    history: dict  # {"train": [row per log interval], "dev": [row per evaluation]}
+    dev_wer: float | None  # the last dev WER point, percent, if any
+    checkpoint: Path  # the last checkpoint written
+    resumed_from: int | None  # the step resumed from, None for a fresh start
+    mlflow_run_id: str | None = None
+
+
+@dataclass
+class _Interval:
+    """Per-step metrics summed over the current log interval."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, metrics: Mapping[str, float]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.steps for k, v in self.sums.items()}
+
+
+class Trainer:
+    """Owns the model, optimiser, scheduler, data order and random state of one training job.
+
+    Args:
+        model: the transducer to train (moved to ``device``).
+        train_data / dev_data: datasets with CMVN applied; dev may be None (no evaluation).
+        settings: :class:`TrainSettings`.
+        out_dir: where ``checkpoint.pt`` and ``history.json`` live; an existing checkpoint
+            there is resumed by :meth:`run`.
+        loss_fn: ``(model, batch, step) -> (loss, {name: float})``; default
+            :class:`TransducerLoss`. The batch is on the device, SpecAugment applied.
+        extra_modules: more trainable modules (e.g. gates, distillation maps), by name;
+            moved to the device, switched between train/eval with the model, optimised
+            and checkpointed.
+        param_groups: AdamW groups with their own options (``lr``, ``weight_decay``,
+            ``maximize``, and ``scheduled``: False for a constant lr instead of the warm-up
+            and cosine schedule). Their parameters must belong to ``model`` or
+            ``extra_modules`` (so they are checkpointed); every other trainable parameter
+            goes to the default groups (weight decay on matrices only).
+        device: None picks CUDA when available. threads: torch intra-op threads.
+    Gradient clipping covers every group that is not maximised.
+    """
+
+    def __init__(
+        self,
+        model: Transducer,
+        train_data: UtteranceDataset,
+        dev_data: UtteranceDataset | None,
+        settings: TrainSettings,
+        out_dir: str | os.PathLike,
+        *,
+        loss_fn: LossFn | None = None,
+        extra_modules: Mapping[str, nn.Module] | None = None,
+        param_groups: Sequence[Mapping[str, Any]] | None = None,
+        device: str | torch.device | None = None,
+        threads: int | None = None,
+    ):
+        if threads:
+            torch.set_num_threads(threads)
+        self.settings = s = settings
+        self.out_dir = Path(out_dir)
+        self.device = resolve_device(device)
+        self.amp = s.bf16 and self.device.type == "cuda"
+        self.model = model.to(self.device)
+        self.extra_modules = {k: m.to(self.device) for k, m in (extra_modules or {}).items()}
+        self.loss_fn = loss_fn if loss_fn is not None else TransducerLoss(s)
+        self.train_data, self.dev_data = train_data, dev_data
+        seed_everything(s.seed)
+
+        self.sampler = DurationBucketSampler(
+            train_data.lengths,
+            s.max_frames,
+            ids=[u.id for u in train_data.utts],
+            shuffle=True,
+            seed=s.seed,
+            sorted_first_epoch=s.sorted_first_epoch,
+        )
+        # A DataLoader draws its workers' base seed from a generator each time it is
+        # iterated; its own generator keeps that draw out of the global stream that dropout
+        # uses, so a resumed job (which starts mid-epoch) replays dropout exactly.
+        self.loader = DataLoader(
+            train_data,
+            batch_sampler=self.sampler,
+            collate_fn=collate,
+            num_workers=s.num_workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(s.seed),
+        )
+        self.specaug = SpecAugment(
+            s.specaug_freq_masks,
+            s.specaug_freq_width,
+            s.specaug_time_masks,
+            s.specaug_time_width_ratio,
+        )
+        self.specaug_generator = torch.Generator().manual_seed(s.seed + 1)
+
+        groups = self._param_groups(param_groups or [])
+        self.optimizer = torch.optim.AdamW(
+            groups, lr=s.peak_lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=s.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            [s.lr_factor if g.get("scheduled", True) else (lambda _: 1.0) for g in groups],
+        )
+        self.clipped = [p for g in groups if not g.get("maximize", False) for p in g["params"]]
+
+        self.step = 0
+        self.epoch = 0
+        self.position = 0  # batches of this epoch consumed by the training loop
+        self.history: dict[str, list[dict]] = {"train": [], "dev": []}
+        self.interval = _Interval()
+        self.mlflow_run_id: str | None = None
+        self.resumed_from: int | None = None
+        self.dev_indices = self._dev_subset()
+
+    # -- set-up ---------------------------------------------------------------
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, **{f"extra.{k}": m for k, m in self.extra_modules.items()}}
+
+    def _param_groups(self, custom: Sequence[Mapping[str, Any]]) -> list[dict]:
+        named = {
+            id(p): (f"{prefix}.{n}", p)
+            for prefix, module in self._modules().items()
+            for n, p in module.named_parameters()
+        }
+        taken: set[int] = set()
+        groups = []
+        for i, group in enumerate(custom):
+            params = list(group["params"])
+            for p in params:
+                if id(p) not in named:
+                    raise AsrpruneError(
+                        f"param_groups[{i}] holds a parameter that is neither in the model nor "
+                        "in extra_modules, so it would not be checkpointed; wrap it in a module "
+                        "(e.g. nn.ParameterDict) and pass it in extra_modules"
+                    )
+                if id(p) in taken:
+                    raise AsrpruneError(f"param_groups[{i}] repeats a parameter of another group")
+                taken.add(id(p))
+            groups.append({**group, "params": params})
+        rest = [p for pid, (_, p) in named.items() if pid not in taken and p.requires_grad]
+        # weight decay on matrices and embeddings; not on biases, norms, per-head biases
+        decay = [p for p in rest if p.dim() >= 2]
+        no_decay = [p for p in rest if p.dim() < 2]
+        default = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return [g for g in default if g["params"]] + groups
+
+    def _dev_subset(self) -> list[int]:
+        if self.dev_data is None or self.settings.eval_every == 0:
+            return []
+        n, want = len(self.dev_data), self.settings.eval_utterances
+        if want == 0 or want >= n:
+            return list(range(n))
+        return sorted({round(i * n / want) for i in range(want)})  # evenly spaced, fixed
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "data": {**self.sampler.state_dict(), "epoch": self.epoch, "position": self.position},
+            "modules": {k: m.state_dict() for k, m in self._modules().items()},
+            "model_config": self.model.config.to_dict(),
+            "structure": self.model.structure.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": _rng_state(self.specaug_generator),
+            "history": self.history,
+            "interval": {"sums": dict(self.interval.sums), "steps": self.interval.steps},
+            "settings": self.settings.to_dict(),
+            "mlflow_run_id": self.mlflow_run_id,
+        }
+
+    def load_state_dict(self, state: dict, source: str = "checkpoint") -> None:
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
+            raise AsrpruneError(f"{source} is not an asrprune training checkpoint (version 1)")
+        for key, mine in (
+            ("model_config", self.model.config.to_dict()),
+            ("structure", self.model.structure.to_dict()),
+        ):
+            if state[key] != mine:
+                raise AsrpruneError(
+                    f"{source} was written for another model ({key} differs); "
+                    f"delete {self.out_dir} to start this training over"
+                )
+        if set(state["modules"]) != set(self._modules()):
+            raise AsrpruneError(
+                f"{source} holds modules {sorted(state['modules'])}, this job has "
+                f"{sorted(self._modules())}"
+            )
+        changed = {
+            k: (v, getattr(self.settings, k, None))
+            for k, v in state["settings"].items()
+            if getattr(self.settings, k, None) != v
+        }
+        if changed:
+            lines = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            print(f"note: resuming with changed settings ({lines})", file=sys.stderr)
+        for k, module in self._modules().items():
+            try:
+                module.load_state_dict(state["modules"][k], strict=True)
+            except RuntimeError as e:
+                raise AsrpruneError(f"{source}: weights of {k} do not fit: {e}") from None
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as e:  # other parameter groups or sizes
+            raise AsrpruneError(f"{source}: optimiser state does not fit this job: {e}") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["data"])  # refuses other data, budget or seed
+        self.step, self.epoch = int(state["step"]), int(state["data"]["epoch"])
+        self.position = int(state["data"]["position"])
+        self.history = state["history"]
+        self.interval = _Interval(dict(state["interval"]["sums"]), int(state["interval"]["steps"]))
+        self.mlflow_run_id = state.get("mlflow_run_id")
+        _set_rng_state(state["rng"], self.specaug_generator)
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint and the history, each atomically (a kill leaves the old ones)."""
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(self.state_dict(), tmp)
+        write_json(self.out_dir / HISTORY, self.history)
+
+    def resume(self) -> bool:
+        """Load ``out_dir``'s checkpoint if there is one; True if it did."""
+        # leftovers of a save killed mid-write (atomic_path cleans up only on exceptions)
+        for tmp in self.out_dir.glob(f".{CHECKPOINT}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        path = self.checkpoint_path
+        if not path.is_file():
+            return False
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # truncated or foreign files raise many types
+            raise AsrpruneError(
+                f"cannot read checkpoint {path}: {e}; delete it to start over"
+            ) from None
+        self.load_state_dict(state, str(path))
+        self.resumed_from = self.step
+        return True
+
+    # -- one step -------------------------------------------------------------
+
+    def _set_mode(self, training: bool) -> None:
+        for module in self._modules().values():
+            module.train(training)
+
+    def _autocast(self):
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One optimiser update on ``batch`` (on the CPU, as collated); returns its metrics."""
+        step = self.step + 1
+        if self.settings.specaug_on(step):
+            self.specaug.train()
+            feats = self.specaug(batch.feats, batch.feat_lens, generator=self.specaug_generator)
+            batch = dataclasses.replace(batch, feats=feats)
+        batch = batch.to(self.device, non_blocking=True)
+        self._set_mode(True)
+        with self._autocast():
+            loss, metrics = self.loss_fn(self.model, batch, step)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise AsrpruneError(
+                f"training loss is {value} at step {step} (epoch {self.epoch}); "
+                f"utterances in the batch: {', '.join(batch.ids)}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.settings.grad_clip if self.settings.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.clipped, clip))
+        if not math.isfinite(grad_norm):
+            raise AsrpruneError(
+                f"gradient norm is {grad_norm} at step {step} (epoch {self.epoch}), loss "
+                f"{value:.4g}; utterances in the batch: {', '.join(batch.ids)}"
+            )
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step = step
+        return {"loss": value, **metrics, "grad_norm": grad_norm, "lr": lr}
+
+    # -- dev evaluation -------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate_dev(self) -> dict[str, float]:
+        """Greedy WER (percent) and losses on the fixed dev subset, in eval mode."""
+        data = self.dev_data
+        assert data is not None
+        self._set_mode(False)
+        refs, hyps = [], []
+        loss_sums: dict[str, float] = {}
+        try:
+            lengths = [data.lengths[i] for i in self.dev_indices]
+            for positions in length_batches(lengths, self.settings.max_frames):
+                idx = [self.dev_indices[p] for p in positions]
+                batch = collate([data[i] for i in idx]).to(self.device)
+                with self._autocast():
+                    out = self.model(batch.feats, batch.feat_lens, batch.tokens, batch.token_lens)
+                    tokens = search(self.model, out.encoder_out, out.encoder_lens)
+                losses = {"rnnt_loss": out.rnnt_loss, "ctc_loss": out.ctc_loss}
+                for k, v in losses.items():
+                    if v is not None:
+                        loss_sums[k] = loss_sums.get(k, 0.0) + float(v) * len(idx)
+                refs += [data.utts[i].text for i in idx]
+                hyps += [data.tokenizer.decode(t) for t in tokens]
+        finally:
+            self._set_mode(True)
+        errors = word_errors(refs, hyps)
+        return {
+            "step": self.step,
+            "wer": errors.wer,
+            **{k: v / len(refs) for k, v in loss_sums.items()},
+            "utterances": len(refs),
+        }
+
+    # -- the loop -------------------------------------------------------------
+
+    def _batches(self) -> Iterator[Batch]:
+        """Batches from where the data order stands, epoch after epoch, forever."""
+        while True:
+            self.sampler.load_state_dict({"epoch": self.epoch, "position": self.position})
+            for batch in self.loader:
+                self.position += 1
+                yield batch
+            self.epoch += 1
+            self.position = 0
+
+    def _log_interval(self, tracker, started: float, steps: int, bar) -> None:
+        row = {"step": self.step, "epoch": self.epoch, **self.interval.means()}
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        elapsed = time.perf_counter() - started
+        row["steps_per_s"] = steps / elapsed if elapsed > 0 else 0.0
+        self.history["train"].append(row)
+        self.interval = _Interval()
+        bar.set_postfix(loss=f"{row['loss']:.3f}", lr=f"{row['lr']:.2e}", refresh=False)
+        if tracker is not None:
+            metrics = {f"train.{k}": v for k, v in row.items() if k not in ("step",)}
+            tracker.log_metrics(metrics, step=self.step)
+
+    def _log_dev(self, tracker, bar) -> None:
+        point = self.evaluate_dev()
+        self.history["dev"].append(point)
+        bar.write(
+            f"step {self.step}: dev WER {point['wer']:.2f}% on {point['utterances']} utterances",
+            file=sys.stderr,
+        )
+        if tracker is not None:
+            metrics = {f"dev.{k}": v for k, v in point.items() if k != "step"}
+            tracker.log_metrics(metrics, step=self.step)
+
+    def run(
+        self,
+        *,
+        mlflow_ids: str | os.PathLike | None = None,
+        run_name: str = "train",
+        tags: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        progress: bool = True,
+    ) -> TrainResult:
+        """Resume from ``out_dir`` if possible, train to ``max_steps``, checkpoint; see module."""
+        s = self.settings
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume():
+            print(f"resuming {self.checkpoint_path} at step {self.step}", file=sys.stderr)
+        all_params = {
+            "train": s.to_dict(),
+            "model": self.model.config.to_dict(),
+            **dict(params or {}),
+        }
+        with _tracking(mlflow_ids, run_name, tags, self.mlflow_run_id, all_params) as tracker:
+            if tracker is not None:
+                self.mlflow_run_id = tracker.active_run().info.run_id
+            self._loop(tracker, progress, run_name)
+            if tracker is not None:
+                tracker.log_artifact(str(self.out_dir / HISTORY))
+        dev = self.history["dev"]
+        return TrainResult(
+            step=self.step,
+            epoch=self.epoch,
+            history=self.history,
+            dev_wer=dev[-1]["wer"] if dev else None,
+            checkpoint=self.checkpoint_path,
+            resumed_from=self.resumed_from,
+            mlflow_run_id=self.mlflow_run_id,
+        )
+
+    def _loop(self, tracker, progress: bool, desc: str) -> None:
+        s = self.settings
+        interactive = sys.stderr.isatty()
+        bar = tqdm(
+            total=s.max_steps,
+            initial=min(self.step, s.max_steps),
+            desc=desc,
+            unit="step",
+            file=sys.stderr,
+            mininterval=0.5 if interactive else 30.0,
+            disable=not progress,
+        )
+        saved_at = self.step if self.checkpoint_path.is_file() else -1
+        started, steps_since = time.perf_counter(), 0
+        with bar:
+            batches = self._batches()
+            while self.step < s.max_steps:
+                self.interval.add(self.train_step(next(batches)))
+                steps_since += 1
+                bar.update()
+                last = self.step == s.max_steps
+                if self.step % s.log_every == 0 or last:
+                    self._log_interval(tracker, started, steps_since, bar)
+                    started, steps_since = time.perf_counter(), 0
+                if self.dev_indices and (self.step % s.eval_every == 0 or last):
+                    self._log_dev(tracker, bar)
+                if self.step % s.checkpoint_every == 0 or last:
+                    self.save_checkpoint()
+                    saved_at = self.step
+            batches.close()
+        if saved_at != self.step:  # e.g. max_steps lowered below a checkpoint's step
+            self.save_checkpoint()
+
+
+@contextlib.contextmanager
+def _tracking(ids_file, name: str, tags, run_id: str | None, params: dict) -> Iterator[Any]:
+    """The MLflow module inside a child run (resumed if ``run_id`` still exists), or None."""
+    if not ids_file:
+        yield None
+        return
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from asrprune.tracking import child_run, flatten
+
+    if run_id is not None:
+        ids = read_json(ids_file)
+        mlflow.set_tracking_uri(ids["tracking_uri"])
+        try:
+            parent = mlflow.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        except MlflowException:
+            parent = None  # the store was replaced
+        if parent != ids["parent_run_id"]:
+            run_id = None  # not this workflow run's: start a fresh child run
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id):
+            yield mlflow
+        return
+    with child_run(ids_file, name, dict(tags or {})) as ml:
+        ml.log_params({k: str(v) for k, v in flatten(params).items()})
+        yield ml
+
+
+def train(
+    model: Transducer,
+    train_data: UtteranceDataset,
+    dev_data: UtteranceDataset | None,
+    settings: TrainSettings,
+    out_dir: str | os.PathLike,
+    *,
+    loss_fn: LossFn | None = None,
+    extra_modules: Mapping[str, nn.Module] | None = None,
+    param_groups: Sequence[Mapping[str, Any]] | None = None,
+    mlflow_ids: str | os.PathLike | None = None,
+    run_name: str = "train",
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place to ``settings.max_steps``, resuming ``out_dir`` if it holds a
+    checkpoint. See :class:`Trainer` for the arguments; ``params`` are extra MLflow params
+    beside the settings and the model config.
+    """
+    trainer = Trainer(
+        model,
+        train_data,
+        dev_data,
+        settings,
+        out_dir,
+        loss_fn=loss_fn,
+        extra_modules=extra_modules,
+        param_groups=param_groups,
+        device=device,
+        threads=threads,
+    )
+    return trainer.run(
+        mlflow_ids=mlflow_ids, run_name=run_name, tags=tags, params=params, progress=progress
+    )
+
+
+# -----------------------------------------------------------------------------
+# the teacher
+
+
+def resolve_model_config(
+    model_config: Mapping[str, Any] | str, tokenizer: Tokenizer
+) -> ModelConfig:
+    """ModelConfig from a dict (or its JSON) whose vocabulary is the tokenizer's.
+
+    A missing or null ``vocab_size`` is taken from the tokenizer; any other value must
+    equal it.
+    """
+    values = model_config
+    if isinstance(values, str):
+        try:
+            values = json.loads(values)
+        except json.JSONDecodeError as e:
+            raise AsrpruneError(f"model: settings are not valid JSON ({e.msg})") from None
+    if not isinstance(values, Mapping):
+        raise AsrpruneError(f"model: expected a mapping, got {type(values).__name__}")
+    values = dict(values)
+    vocab = values.get("vocab_size")
+    if vocab is not None and vocab != tokenizer.vocab_size:
+        raise AsrpruneError(
+            f"model.vocab_size is {vocab} but tokenizer {tokenizer.source} has "
+            f"{tokenizer.vocab_size} tokens; leave vocab_size unset to take the tokenizer's"
+        )
+    values["vocab_size"] = tokenizer.vocab_size
+    return ModelConfig.from_dict(values, "model")
+
+
+def train_teacher(
+    *,
+    train_manifest: str | os.PathLike,
+    train_features: str | os.PathLike,
+    dev_manifest: str | os.PathLike,
+    dev_features: str | os.PathLike,
+    tokenizer_path: str | os.PathLike,
+    cmvn_path: str | os.PathLike,
+    model_config: Mapping[str, Any] | str,
+    settings: Mapping[str, Any] | str | TrainSettings,
+    out_model: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    mlflow_ids: str | os.PathLike | None = None,
+    run_name: str = "teacher",
+    threads: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train the Conformer-Transducer teacher and write it as a model file.
+
+    Checkpoints go to ``work_dir`` (a rerun resumes there); the model file ``out_model``
+    (``asrprune.model.save_model``) carries the tokenizer and CMVN, and its metadata the
+    step, the last dev WER and the settings. Returns a summary dict.
+    """
+    if not isinstance(settings, TrainSettings):
+        settings = settings_from_dict(TrainSettings, settings, "teacher.train")
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = Tokenizer.load(tokenizer_path)
+    cmvn = Cmvn.load(cmvn_path)
+    config = resolve_model_config(model_config, tokenizer)
+    train_data = UtteranceDataset(train_manifest, train_features, tokenizer, cmvn)
+    dev_data = UtteranceDataset(dev_manifest, dev_features, tokenizer, cmvn)
+    for name, data in (("train", train_data), ("dev", dev_data)):
+        if data.dropped:
+            print(
+                f"{name}: {len(data.dropped)} utterances skipped at feature extraction",
+                file=sys.stderr,
+            )
+    torch.manual_seed(settings.seed)  # the initial weights
+    model = Transducer(config)
+    counts = model.param_counts()
+    print(
+        f"teacher: {counts.encoder:,} encoder parameters ({counts.prunable:,} in blocks), "
+        f"{counts.total:,} in all; {len(train_data)} train, {len(dev_data)} dev utterances",
+        file=sys.stderr,
+    )
+    result = train(
+        model,
+        train_data,
+        dev_data,
+        settings,
+        work_dir,
+        mlflow_ids=mlflow_ids,
+        run_name=run_name,
+        tags={"stage": "teacher"},
+        params={"model_params": {"encoder": counts.encoder, "prunable": counts.prunable}},
+        device=device,
+        threads=threads,
+        progress=progress,
+    )
+    summary = {
+        "stage": "teacher",
+        "step": result.step,
+        "dev_wer": result.dev_wer,
+        "encoder_params": counts.encoder,
+        "prunable_params": counts.prunable,
+        "train_utterances": len(train_data),
+        "mlflow_run_id": result.mlflow_run_id,
+        "settings": settings.to_dict(),
+    }
+    save_model(out_model, model.cpu(), tokenizer.to_bytes(), cmvn.to_dict(), summary)
+    return summary

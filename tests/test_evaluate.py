@@ -1,0 +1,168 @@
+"""Evaluation: WER arithmetic, the JSON and hypothesis files, the model's own CMVN, MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from asrprune.data.features import Cmvn, FeatureStore
+from asrprune.errors import AsrpruneError
+from asrprune.evaluate import evaluate_model, length_batches, word_errors
+from asrprune.io import read_json
+from asrprune.model import Transducer, save_model
+from asrprune.train import resolve_model_config
+from tests.builders_model import overfit_model, tiny_model_config, tone_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return tone_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_word_errors_on_fixed_strings():
+    e = word_errors(["A B C D", "E F"], ["A X C", "E F G"])
+    assert (e.substitutions, e.deletions, e.insertions, e.hits) == (1, 1, 1, 4)
+    assert e.ref_words == 6 and e.utterances == 2 and e.wer == pytest.approx(50.0)
+    assert word_errors(["A B"], [""]).wer == 100.0  # empty hypothesis: all deleted
+    assert word_errors(["A"], ["B C D"]).wer == 300.0  # insertions can pass 100%
+    with pytest.raises(AsrpruneError, match="2 references but 1 hypotheses"):
+        word_errors(["A", "B"], ["A"])
+    with pytest.raises(AsrpruneError, match="empty"):
+        word_errors(["A", " "], ["A", "B"])
+
+
+def test_length_batches_keep_the_budget_and_cover_everything():
+    lengths = [50, 10, 300, 20, 20, 90]
+    batches = length_batches(lengths, 100)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert all(len(b) * max(lengths[i] for i in b) <= 100 or len(b) == 1 for b in batches)
+    assert batches[-1] == [2]  # over the budget: alone, not refused
+
+
+def test_known_hypotheses_give_the_expected_json_and_files(corpus, tmp_path, monkeypatch):
+    """Decoding replaced by a table, so every error is known; features checked on the way."""
+    config = resolve_model_config(tiny_model_config(), corpus.tokenizer)
+    torch.manual_seed(0)
+    model = Transducer(config)
+    # the model file's CMVN differs from the corpus's: evaluation must use the file's
+    cmvn = Cmvn(torch.full((80,), 3.0), torch.full((80,), 2.0))
+    save_model(tmp_path / "m.pt", model, corpus.tokenizer.to_bytes(), cmvn.to_dict())
+
+    texts = {u.id: u.text for d in corpus.datasets() for u in d.utts}
+    hyps = dict(texts)
+    hyps["train-01"] = "THREE FIVE"  # THREE FOUR FIVE: one deletion
+    hyps["train-02"] = "SIX ONE ONE"  # one insertion
+    hyps["train-03"] = "TWO TWO"  # TWO THREE: one substitution
+    hyps["dev-00"] = ""  # ONE FOUR: two deletions
+    store = FeatureStore(corpus.train_store)
+    seen = []
+
+    def fake_decode(model, batch, beam=0):
+        for b, uid in enumerate(batch.ids):
+            if uid in store:
+                T = int(batch.feat_lens[b])
+                expected = (store[uid] - 3.0) / 2.0
+                torch.testing.assert_close(batch.feats[b, :T], expected)
+            seen.append(uid)
+        return [corpus.tokenizer.encode(hyps[uid]) for uid in batch.ids]
+
+    monkeypatch.setattr("asrprune.evaluate.decode_batch", fake_decode)
+    result = evaluate_model(
+        tmp_path / "m.pt",
+        {
+            "train": (corpus.train_manifest, corpus.train_store),
+            "dev": (corpus.dev_manifest, corpus.dev_store),
+        },
+        tmp_path / "eval.json",
+        tmp_path / "hyps",
+        batch_frames=200,
+        name="teacher",
+    )
+    assert sorted(seen) == sorted(texts)
+    train_words = sum(len(t.split()) for k, t in texts.items() if k.startswith("train"))
+    assert result["wer"]["train"] == pytest.approx(100 * 3 / train_words)
+    assert result["wer"]["dev"] == pytest.approx(100 * 2 / 7)
+    assert result["errors"]["train"] | {"wer": 0} == {
+        "wer": 0,
+        "substitutions": 1,
+        "deletions": 1,
+        "insertions": 1,
+        "hits": train_words - 2,
+        "ref_words": train_words,
+        "utterances": 8,
+        "skipped": 0,
+    }
+    counts = model.param_counts()
+    assert result["encoder_params"] == counts.encoder
+    assert result["prunable_params"] == counts.prunable
+    assert result["size_mb"] == pytest.approx(counts.encoder * 4 / 1e6)
+    assert result["decoding"]["method"] == "greedy"
+    assert read_json(tmp_path / "eval.json") == result
+
+    rows = read_jsonl(tmp_path / "hyps" / "train.jsonl")
+    assert [r["id"] for r in rows] == [f"train-{i:02d}" for i in range(8)]  # manifest order
+    assert rows[1] == {"id": "train-01", "ref": "THREE FOUR FIVE", "hyp": "THREE FIVE"}
+    assert read_jsonl(tmp_path / "hyps" / "dev.jsonl")[0]["hyp"] == ""
+
+
+def test_a_trained_model_decodes_and_logs_to_mlflow(tmp_path, monkeypatch):
+    import mlflow
+
+    from asrprune.tracking import init_tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ids = init_tracking(tmp_path / "mlflow.db", "test", "run", tmp_path / "ids.json")
+    model_path, corpus = overfit_model()
+    splits = {"train": (corpus.train_manifest, corpus.train_store)}
+    greedy = evaluate_model(
+        model_path,
+        splits,
+        tmp_path / "greedy.json",
+        tmp_path / "greedy",
+        mlflow_ids=tmp_path / "ids.json",
+        name="teacher",
+        tags={"method": "none"},
+    )
+    rows = read_jsonl(tmp_path / "greedy" / "train.jsonl")
+    recomputed = word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows])
+    assert greedy["wer"]["train"] == pytest.approx(recomputed.wer)
+    assert greedy["wer"]["train"] < 6  # it has learned its training set: one word wrong at most
+    assert greedy["model_extra"]["stage"] == "teacher"
+
+    beam = evaluate_model(model_path, splits, tmp_path / "beam.json", tmp_path / "beam", beam=3)
+    assert beam["decoding"] | {"batch_frames": 0} == {
+        "method": "beam",
+        "beam": 3,
+        "max_symbols_per_frame": 1,
+        "batch_frames": 0,
+        "cmvn": "model",
+    }
+    # one symbol per frame: the 5 letters of THREE in 5 encoder frames are a squeeze
+    assert beam["wer"]["train"] < 40
+
+    runs = mlflow.search_runs([ids["experiment_id"]], filter_string="tags.stage = 'evaluate'")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["tags.model"] == "teacher" and run["tags.method"] == "none"
+    assert run["tags.mlflow.parentRunId"] == ids["parent_run_id"]
+    assert run["metrics.wer.train"] == pytest.approx(greedy["wer"]["train"])
+    assert run["metrics.encoder_params"] == greedy["encoder_params"]
+
+
+def test_missing_model_or_splits_are_clear_errors(tmp_path, corpus):
+    with pytest.raises(AsrpruneError, match="no split"):
+        evaluate_model(tmp_path / "m.pt", {}, tmp_path / "e.json", tmp_path / "h")
+    with pytest.raises(AsrpruneError, match="model file not found"):
+        evaluate_model(
+            tmp_path / "m.pt",
+            {"dev": (corpus.dev_manifest, corpus.dev_store)},
+            tmp_path / "e.json",
+            tmp_path / "h",
+        )
+    assert not (tmp_path / "e.json").exists()

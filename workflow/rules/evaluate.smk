@@ -1,0 +1,31 @@
+# Evaluation: WER on every split, size and parameter counts, hypotheses per utterance.
+
+
+rule evaluate:
+    input:
+        data_inputs(),
+        model=f"{R}/models/{{model}}.pt",
+        mlflow=MLFLOW_IDS,
+    output:
+        metrics=report(
+            f"{R}/metrics/{{model}}.json",
+            caption="../report/metrics.rst",
+            category="Models",
+        ),
+        hyps=directory(f"{R}/metrics/{{model}}.hyps"),
+    log:
+        log_path("evaluate", "{model}"),
+    benchmark:
+        bench_path("evaluate", "{model}")
+    conda:
+        CONDA_ENV
+    threads: config["resources"]["eval_threads"]
+    params:
+        data=lambda w, input: Path(input[0]).parent,
+        beam=config["evaluate"]["beam"],
+        batch_frames=config["evaluate"]["batch_frames"],
+    shell:
+        "asrprune evaluate --model {input.model} --data {params.data} --name {wildcards.model}"
+        " --out {output.metrics} --hyps {output.hyps} --beam {params.beam}"
+        " --batch-frames {params.batch_frames} --mlflow {input.mlflow}"
+        " --threads {threads} > {log} 2>&1"
