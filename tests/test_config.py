@@ -80,7 +80,7 @@ def test_settings_dataclasses_match_the_schema(cls, keys):
         defaults = defaults[key]
     # the schema's defaults build the dataclass, and agree with its own defaults
     defaults = {k: v for k, v in defaults.items() if v is not None or k != "vocab_size"}
-    settings = settings_from_dict(cls, defaults, ".".join(keys))
+    settings_from_dict(cls, defaults, ".".join(keys))
     for name, field in fields.items():
         # the schema leaves vocab_size to the tokenizer; the dataclass needs a number
         if field.default is not dataclasses.MISSING and (cls, name) != (ModelConfig, "vocab_size"):
