@@ -116,27 +116,33 @@ def test_missing_librispeech_folder_stops_before_any_job(tmp_path):
 
 
 def test_missing_tts_engine_stops_before_any_job(tmp_path):
-    """With no TTS engine on PATH, the error names the program and its Debian package."""
-    env_path = str(REPO / ".venv" / "bin")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-s",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(REPO / "config/smoke.yaml"),
-            "--cores",
-            "1",
-            "--dry-run",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": env_path},
-    )
+    """With espeak-ng missing from PATH, the error names the program and its Debian package."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            link = bin_dir / name
+            if name != "espeak-ng" and not link.exists():
+                link.symlink_to(os.path.join(folder, name))
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{bin_dir}"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path / "work"),
+        "--configfile",
+        str(REPO / "config/smoke.yaml"),
+        "--cores",
+        "1",
+        "--dry-run",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert result.returncode != 0
-    assert "espeak-ng" in result.stderr + result.stdout
-    assert not (tmp_path / "results").exists()
+    output = result.stdout + result.stderr
+    assert "espeak-ng (Debian package espeak-ng)" in output, output
+    assert not (tmp_path / "work" / "results").exists()
