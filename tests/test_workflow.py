@@ -146,3 +146,42 @@ def test_missing_tts_engine_stops_before_any_job(tmp_path):
     output = result.stdout + result.stderr
     assert "espeak-ng (Debian package espeak-ng)" in output, output
     assert not (tmp_path / "work" / "results").exists()
+
+
+def test_teacher_is_trained_evaluated_and_usable(smoke_run):
+    metrics = read_json(smoke_run / "metrics/teacher.json")
+    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
+    assert all(0 <= w <= 100 for w in metrics["wer"].values())
+    assert 0 < metrics["prunable_params"] < metrics["encoder_params"]
+    assert metrics["size_mb"] == pytest.approx(metrics["encoder_params"] * 4 / 1e6)
+    hyps = (smoke_run / "metrics/teacher.hyps/test-clean.jsonl").read_text().splitlines()
+    assert len(hyps) == len(read_manifest(smoke_run / "data/manifests/test-clean.jsonl"))
+    # the model file works outside the workflow too
+    audio = read_manifest(smoke_run / "data/manifests/test-other.jsonl")[0].audio
+    result = subprocess.run(
+        [
+            str(REPO / ".venv/bin/asrprune"),
+            "transcribe",
+            "--model",
+            str(smoke_run / "models/teacher.pt"),
+            str(smoke_run.parents[1] / audio),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    path, _, _ = result.stdout.rstrip("\n").partition("\t")
+    assert path == str(smoke_run.parents[1] / audio)
+
+
+def test_teacher_run_is_logged_under_the_parent_run(smoke_run):
+    import mlflow
+
+    ids = read_json(smoke_run / "mlflow/ids.json")
+    mlflow.set_tracking_uri(f"sqlite:///{smoke_run / 'mlflow.db'}")
+    runs = mlflow.search_runs([ids["experiment_id"]], filter_string="tags.stage = 'teacher'")
+    assert len(runs) == 1
+    assert runs["tags.mlflow.parentRunId"][0] == ids["parent_run_id"]
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(runs["run_id"][0], "train.loss")
+    assert len(history) >= 2
