@@ -22,6 +22,7 @@ from asrprune.data.features import Cmvn, FeatureStore, compute_cmvn, extract_fea
 from asrprune.data.manifest import Utterance, write_manifest
 from asrprune.data.tokenizer import Tokenizer, train_bpe
 from asrprune.train import TrainSettings
+from tests.model.tiny import TINY
 
 PITCHES = {
     "ONE": 330.0,
@@ -125,18 +126,7 @@ def tone_corpus(root: Path) -> ToneCorpus:
 
 def tiny_model_config(**overrides) -> dict:
     """A d=32, 2-block Conformer-Transducer; vocab_size comes from the tokenizer."""
-    values = dict(
-        d_model=32,
-        num_heads=2,
-        num_blocks=2,
-        ffn_dim=64,
-        conv_kernel=5,
-        subsampling_channels=8,
-        predictor_dim=32,
-        joiner_dim=32,
-        dropout=0.0,
-    )
-    return {**values, **overrides}
+    return {**TINY, "predictor_dim": 32, "joiner_dim": 32, **overrides}
 
 
 def tiny_settings(**overrides) -> TrainSettings:

@@ -59,15 +59,20 @@ def test_every_job_has_a_log_and_a_benchmark(smoke_run):
     assert {"mlflow_init", "corpus_embedded", "data_report", "train_bpe", "cmvn"} <= logs
 
 
-def test_data_report_is_logged_under_the_parent_run(smoke_run):
+def _only_child_run(smoke_run, stage):
+    """The one MLflow run of ``stage``, after checking it sits under the parent run."""
     import mlflow
 
     ids = read_json(smoke_run / "mlflow/ids.json")
     mlflow.set_tracking_uri(f"sqlite:///{smoke_run / 'mlflow.db'}")
-    runs = mlflow.search_runs([ids["experiment_id"]], filter_string="tags.stage = 'data'")
+    runs = mlflow.search_runs([ids["experiment_id"]], filter_string=f"tags.stage = '{stage}'")
     assert len(runs) == 1
     assert runs["tags.mlflow.parentRunId"][0] == ids["parent_run_id"]
-    assert runs["metrics.train.utterances"][0] > 0
+    return runs.iloc[0]
+
+
+def test_data_report_is_logged_under_the_parent_run(smoke_run):
+    assert _only_child_run(smoke_run, "data")["metrics.train.utterances"] > 0
 
 
 def test_second_run_has_nothing_to_do(smoke_run):
@@ -177,11 +182,6 @@ def test_teacher_is_trained_evaluated_and_usable(smoke_run):
 def test_teacher_run_is_logged_under_the_parent_run(smoke_run):
     import mlflow
 
-    ids = read_json(smoke_run / "mlflow/ids.json")
-    mlflow.set_tracking_uri(f"sqlite:///{smoke_run / 'mlflow.db'}")
-    runs = mlflow.search_runs([ids["experiment_id"]], filter_string="tags.stage = 'teacher'")
-    assert len(runs) == 1
-    assert runs["tags.mlflow.parentRunId"][0] == ids["parent_run_id"]
-    client = mlflow.MlflowClient()
-    history = client.get_metric_history(runs["run_id"][0], "train.loss")
+    run = _only_child_run(smoke_run, "teacher")
+    history = mlflow.MlflowClient().get_metric_history(run["run_id"], "train.loss")
     assert len(history) >= 2

@@ -9,18 +9,24 @@ from asrprune.model import BlockStructure, EncoderStructure, ModelConfig, Transd
 VOCAB = 20
 
 
+# The tiny architecture every test shares (tests that train a BPE take vocab_size from it).
+TINY = dict(
+    d_model=32,
+    num_heads=2,
+    num_blocks=2,
+    ffn_dim=64,
+    conv_kernel=5,
+    subsampling_channels=8,
+    dropout=0.0,
+)
+
+
 def tiny_config(**overrides) -> ModelConfig:
     values = dict(
-        d_model=32,
-        num_heads=2,
-        num_blocks=2,
-        ffn_dim=64,
-        conv_kernel=5,
-        subsampling_channels=8,
+        TINY,
         predictor_dim=24,
         joiner_dim=24,
         vocab_size=VOCAB,
-        dropout=0.0,
     )
     return ModelConfig(**{**values, **overrides})
 
