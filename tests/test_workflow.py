@@ -14,8 +14,10 @@ from tests.builders import REPO
 pytestmark = pytest.mark.workflow
 
 
-def _snakemake(workdir, *args, check=True):
-    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
+def _snakemake(workdir, *args, check=True, path=None):
+    """Run Snakemake on the repo's Snakefile in ``workdir``; ``path`` replaces $PATH."""
+    path = path or os.environ.get("PATH", "")
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{path}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [
         sys.executable,
@@ -131,22 +133,12 @@ def test_missing_tts_engine_stops_before_any_job(tmp_path):
             link = bin_dir / name
             if name != "espeak-ng" and not link.exists():
                 link.symlink_to(os.path.join(folder, name))
-    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{bin_dir}"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path / "work"),
-        "--configfile",
-        str(REPO / "config/smoke.yaml"),
-        "--cores",
-        "1",
-        "--dry-run",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    result = _snakemake(
+        tmp_path / "work",
+        *("--configfile", str(REPO / "config/smoke.yaml"), "--cores", "1", "--dry-run"),
+        check=False,
+        path=str(bin_dir),
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "espeak-ng (Debian package espeak-ng)" in output, output
