@@ -97,16 +97,24 @@ def check_keys(cls: type, values: Any, where: str) -> dict:
     return values
 
 
-def settings_from_dict(cls: type[T], values: dict[str, Any] | str, where: str) -> T:
-    """Build the settings dataclass ``cls`` from a dict (or its JSON); unknown keys refused.
-
-    ``where`` names the config section in error messages (e.g. ``data.checks``).
-    """
+def section_dict(values: Any, where: str) -> dict:
+    """A config section given as a mapping or as its JSON (how commands receive it)."""
     if isinstance(values, str):
         try:
             values = json.loads(values)
         except json.JSONDecodeError as e:
             raise AsrpruneError(f"{where}: settings are not valid JSON ({e.msg})") from None
+    if not isinstance(values, dict):
+        raise AsrpruneError(f"{where}: expected a mapping, got {type(values).__name__}")
+    return values
+
+
+def settings_from_dict(cls: type[T], values: dict[str, Any] | str, where: str) -> T:
+    """Build the settings dataclass ``cls`` from a dict (or its JSON); unknown keys refused.
+
+    ``where`` names the config section in error messages (e.g. ``data.checks``).
+    """
+    values = section_dict(values, where)
     check_keys(cls, values, where)
     # JSON has no tuples: a list given for a tuple-typed field becomes one.
     types = {f.name: str(f.type) for f in dataclasses.fields(cls)}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
@@ -34,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from asrprune.config import settings_from_dict
+from asrprune.config import section_dict, settings_from_dict
 from asrprune.data.batching import (
     Batch,
     DurationBucketSampler,
@@ -748,15 +747,10 @@ def resolve_model_config(
     A missing or null ``vocab_size`` is taken from the tokenizer; any other value must
     equal it.
     """
-    values = model_config
-    if isinstance(values, str):
-        try:
-            values = json.loads(values)
-        except json.JSONDecodeError as e:
-            raise AsrpruneError(f"model: settings are not valid JSON ({e.msg})") from None
-    if not isinstance(values, Mapping):
-        raise AsrpruneError(f"model: expected a mapping, got {type(values).__name__}")
-    values = dict(values)
+    # a copy: the caller's mapping is not changed
+    values = section_dict(
+        dict(model_config) if isinstance(model_config, Mapping) else model_config, "model"
+    )
     vocab = values.get("vocab_size")
     if vocab is not None and vocab != tokenizer.vocab_size:
         raise AsrpruneError(

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from asrprune.data.text import has_digits, normalize_transcript, word_count
+from asrprune.data.text import APOSTROPHES, has_digits, normalize_transcript, word_count
 from asrprune.data.voices import check_programs
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open
@@ -87,7 +87,6 @@ _TAG = re.compile(r"<[^>]*>")
 # A sentence or clause ends at . ! ? ; : and any closing quotes or brackets after it.
 _SENTENCE_END = re.compile(r"[.!?;:][\"'”’)\]]*(?=\s)")
 _QUOTES = re.compile(r"[\"“”()\[\]{}]")
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 _STRAY_APOSTROPHE = re.compile(r"(?<![A-Za-z])'|'(?![A-Za-z])")
 _DASHES = re.compile(r"[\u2010-\u2015]+")
 _SPOKEN_OK = re.compile(r"^[A-Za-z][A-Za-z ,.;:!?'-]*$")
@@ -169,7 +168,7 @@ def to_spoken(raw: str) -> str | None:
         return None
     text = unicodedata.normalize("NFKD", raw)
     text = "".join(c for c in text if not unicodedata.combining(c))
-    text = _QUOTES.sub(" ", text.translate(_APOSTROPHES))
+    text = _QUOTES.sub(" ", text.translate(APOSTROPHES))
     text = _STRAY_APOSTROPHE.sub(" ", _DASHES.sub(" ", text))
     text = _SPACE_BEFORE_PUNCT.sub("", _SPACES.sub(" ", text)).strip(" ,;:-")
     if not text or not _SPOKEN_OK.match(text):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
+# Typographic apostrophes and backticks read as the plain one.
+APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 # Hyphens and slashes separate words ("burnt-offering"); all other punctuation just goes.
 _SEPARATORS = re.compile(r"[-\u2010-\u2015/_]+")
 _NOT_KEPT = re.compile(r"[^A-Z' ]+")
@@ -24,7 +25,7 @@ def normalize_transcript(text: str) -> str:
     """
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.translate(_APOSTROPHES).upper()
+    text = text.translate(APOSTROPHES).upper()
     text = _SEPARATORS.sub(" ", text)
     text = _NOT_KEPT.sub(" ", text)
     text = _STRAY_APOSTROPHE.sub(" ", text)
