@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/tracking.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teacher.smk"
+include: "workflow/rules/prune.smk"
 include: "workflow/rules/evaluate.smk"
 
 

@@ -10,6 +10,7 @@ from asrprune.data.checks import CheckSettings
 from asrprune.data.corpus import EmbeddedCorpusSettings
 from asrprune.errors import AsrpruneError
 from asrprune.model.structure import ModelConfig
+from asrprune.pruning.l0 import L0Settings
 from asrprune.train import TrainSettings
 from tests.builders import REPO
 
@@ -68,6 +69,9 @@ def _schema_section(*keys):
         (EmbeddedCorpusSettings, ("data", "embedded")),
         (ModelConfig, ("model",)),
         (TrainSettings, ("teacher",)),
+        (TrainSettings, ("prune", "train")),
+        (TrainSettings, ("prune", "finetune")),
+        (L0Settings, ("prune", "l0")),
     ],
 )
 def test_settings_dataclasses_match_the_schema(cls, keys):

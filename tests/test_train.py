@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from asrprune.config import settings_from_dict
+from asrprune.data.batching import Batch
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
 from asrprune.model import ModelConfig, Transducer, load_model
@@ -24,6 +25,7 @@ from asrprune.train import (
     train_teacher,
 )
 from tests.builders_model import tiny_model_config, tiny_settings, tone_corpus
+from tests.model.tiny import tiny_batch, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +332,15 @@ def test_vocab_size_comes_from_the_tokenizer(corpus):
         resolve_model_config({**tiny_model_config(), "vocab_size": 99}, tok)
     with pytest.raises(AsrpruneError, match="unknown key 'width'"):
         resolve_model_config({"width": 3}, tok)
+
+
+def test_intermediate_ctc_shares_the_ctc_weight():
+    settings = tiny_settings(ctc_weight_start=0.8, inter_ctc_block=1, inter_ctc_share=0.25)
+    model = tiny_model().eval()
+    feats, lens, tokens, token_lens = tiny_batch()
+    batch = Batch(["a", "b", "c"], feats, lens, tokens, token_lens)
+    loss, metrics = TransducerLoss(settings)(model, batch, step=1)
+    out = model(feats, lens, tokens, token_lens, inter_ctc_block=1)
+    expected = out.rnnt_loss + 0.8 * (0.75 * out.ctc_loss + 0.25 * out.inter_ctc_loss)
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    assert metrics["inter_ctc_loss"] == pytest.approx(float(out.inter_ctc_loss), rel=1e-5)

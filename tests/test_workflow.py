@@ -177,3 +177,34 @@ def test_teacher_run_is_logged_under_the_parent_run(smoke_run):
     run = _only_child_run(smoke_run, "teacher")
     history = mlflow.MlflowClient().get_metric_history(run["run_id"], "train.loss")
     assert len(history) >= 2
+
+
+@pytest.mark.parametrize("method", ["l0-params", "l0-flops"])
+def test_pruning_jobs_write_compact_models_that_are_evaluated(smoke_run, method):
+    name = f"{method}-s0.5"
+    teacher = read_json(smoke_run / "metrics/teacher.json")
+    metrics = read_json(smoke_run / f"metrics/{name}.json")
+    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
+    assert teacher["sparsity"] == 0.0 and teacher["flops_sparsity"] == 0.0
+    # a 12-step smoke job does not reach its target; its masks are still cut out
+    assert metrics["prunable_params"] <= teacher["prunable_params"]
+    assert metrics["sparsity"] == pytest.approx(
+        1 - metrics["prunable_params"] / teacher["prunable_params"]
+    )
+    summary = read_json(smoke_run / f"pruning/{name}.json")
+    assert summary["budget"] == method.removeprefix("l0-")
+    assert summary["structure"] == metrics["structure"]
+    rows = summary["history"]["train"]
+    assert rows[-1]["target_kept"] == pytest.approx(0.5)
+    assert {"expected_kept", "lambda1", "lambda2", "distill_loss"} <= set(rows[-1])
+
+
+def test_pruning_and_fine_tuning_are_logged_under_the_parent_run(smoke_run):
+    import mlflow
+
+    ids = read_json(smoke_run / "mlflow/ids.json")
+    mlflow.set_tracking_uri(f"sqlite:///{smoke_run / 'mlflow.db'}")
+    for stage in ("prune", "finetune"):
+        runs = mlflow.search_runs([ids["experiment_id"]], filter_string=f"tags.stage = '{stage}'")
+        assert sorted(runs["tags.method"]) == ["l0-flops", "l0-params"]
+        assert set(runs["tags.mlflow.parentRunId"]) == {ids["parent_run_id"]}

@@ -24,11 +24,12 @@ from asrprune.data.features import Cmvn
 from asrprune.data.tokenizer import Tokenizer
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, write_json
-from asrprune.model import Transducer, beam_search, greedy_search, load_model
+from asrprune.model import ConformerEncoder, Transducer, beam_search, greedy_search, load_model
 
 MAX_SYMBOLS_PER_FRAME = 3  # greedy search: tokens one encoder frame may emit at most
 BYTES_PER_PARAM = 4  # fp32
 MB = 1e6  # decimal megabytes
+FLOPS_FRAMES = 1000  # FLOPs are reported for a 10 s utterance
 
 
 # -----------------------------------------------------------------------------
@@ -184,7 +185,9 @@ def evaluate_model(
         splits: split name -> (manifest, feature store folder).
         out_json: summary: ``wer`` {split: percent}, ``errors`` {split: counts},
             ``encoder_params``, ``prunable_params`` (the encoder blocks), ``total_params``,
-            ``size_mb`` (encoder fp32, params * 4 / 1e6), ``decoding`` settings.
+            ``size_mb`` (encoder fp32, params * 4 / 1e6), ``sparsity`` and
+            ``flops_sparsity`` (fractions of the full blocks' parameters and FLOPs removed),
+            ``encoder_flops`` (10 s of audio), ``decoding`` settings.
         hyps_dir: one ``<split>.jsonl`` per split, a ``{"id", "ref", "hyp"}`` line per
             utterance in manifest order.
         beam: 0 or 1 for greedy search, more for modified beam search of that width.
@@ -222,6 +225,9 @@ def evaluate_model(
         "size_mb": counts.encoder * BYTES_PER_PARAM / MB,
         "size_definition": "encoder parameters * 4 bytes (fp32) / 1e6",
         "decoding": decoding,
+        # sparsity / flops_sparsity: fractions of the blocks' parameters / FLOPs removed;
+        # FLOPs counted for a 10 s utterance
+        **ConformerEncoder.size_report(model.config, model.structure, FLOPS_FRAMES),
         "structure": model.structure.to_dict(),
         "model_extra": extra,
         "decode_seconds": {},

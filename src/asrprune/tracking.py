@@ -71,6 +71,14 @@ def child_run(ids_file: str | Path, name: str, tags: dict[str, str]) -> Iterator
         yield mlflow
 
 
+def log_artifact(ids_file: str | Path, run_id: str, path: str | Path) -> None:
+    """Attach a file to an existing run of this workflow (e.g. a job's finished child run)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(read_json(ids_file)["tracking_uri"])
+    mlflow.MlflowClient().log_artifact(run_id, str(path))
+
+
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     """Nested dict to dotted keys, for MLflow params and metrics."""
     out: dict[str, Any] = {}

@@ -77,6 +77,8 @@ class TrainSettings:
     ctc_weight_start: float = 1.0  # CTC loss weight up to ctc_weight_switch_step (alignment)
     ctc_weight_end: float = 0.3  # CTC loss weight after ctc_weight_switch_step
     ctc_weight_switch_step: int = 2000  # last step trained with ctc_weight_start
+    inter_ctc_block: int = 0  # 1-based block whose output also gets the CTC loss (0: none)
+    inter_ctc_share: float = 0.5  # share of the CTC weight given to that block
     specaug_start_step: int = 4000  # SpecAugment on steps after this one (0: from the start)
     specaug_freq_masks: int = 2  # frequency masks per utterance
     specaug_freq_width: int = 27  # widest frequency mask, in mel bins
@@ -96,6 +98,7 @@ class TrainSettings:
         non_negative = (
             "warmup_steps",
             "ctc_weight_switch_step",
+            "inter_ctc_block",
             "specaug_start_step",
             "specaug_freq_masks",
             "specaug_freq_width",
@@ -115,7 +118,7 @@ class TrainSettings:
                 raise AsrpruneError(f"train.{name}: expected a number >= 0, got {v!r}")
         if not self.peak_lr > 0:
             raise AsrpruneError(f"train.peak_lr: expected a positive number, got {self.peak_lr}")
-        for name in ("final_lr_ratio", "specaug_time_width_ratio"):
+        for name in ("final_lr_ratio", "specaug_time_width_ratio", "inter_ctc_share"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
                 raise AsrpruneError(f"train.{name}: expected a number in [0, 1], got {v!r}")
@@ -156,6 +159,10 @@ class TrainSettings:
 class TransducerLoss:
     """RNN-T loss + ctc_weight(step) * CTC loss (both averaged over the batch's utterances).
 
+    With ``inter_ctc_block`` the CTC term is shared between the encoder output and that
+    block's output (intermediate CTC, Lee and Watanabe 2021): a shallow block gets a direct
+    alignment signal, which shortens the blank-only plateau of a deep encoder.
+
     A pruning loss can wrap it: call :meth:`combine` on the ``TransducerOutput`` it already
     has (e.g. from a forward with ``return_hidden=True``) and add its own terms.
     """
@@ -170,12 +177,23 @@ class TransducerLoss:
             weight = self.settings.ctc_weight(step)
             metrics["ctc_loss"] = float(out.ctc_loss.detach())
             metrics["ctc_weight"] = weight
+            ctc = out.ctc_loss
+            if out.inter_ctc_loss is not None:
+                metrics["inter_ctc_loss"] = float(out.inter_ctc_loss.detach())
+                share = self.settings.inter_ctc_share
+                ctc = (1 - share) * ctc + share * out.inter_ctc_loss
             if weight > 0:
-                loss = loss + weight * out.ctc_loss
+                loss = loss + weight * ctc
         return loss, metrics
 
     def __call__(self, model: nn.Module, batch: Batch, step: int):
-        out = model(batch.feats, batch.feat_lens, batch.tokens, batch.token_lens)
+        out = model(
+            batch.feats,
+            batch.feat_lens,
+            batch.tokens,
+            batch.token_lens,
+            inter_ctc_block=self.settings.inter_ctc_block,
+        )
         return self.combine(out, step)
 
 

@@ -162,11 +162,12 @@ def mhsa(d, h, dk, d_pos):
     return ln(d) + qkv + out + linear_pos + pos_bias_uv
 
 
-def conv(d, k):
-    pointwise1 = d * 2 * d + 2 * d
-    depthwise = d * k + d
-    pointwise2 = d * d + d
-    return ln(d) + pointwise1 + depthwise + ln(d) + pointwise2
+def conv(d, k, c=32):
+    # c inner channels stay at the teacher's d_model when the block's width d is pruned
+    pointwise1 = d * 2 * c + 2 * c
+    depthwise = c * k + c
+    pointwise2 = c * d + d
+    return ln(d) + pointwise1 + depthwise + ln(c) + pointwise2
 
 
 def subsampling(f_in, c, d):

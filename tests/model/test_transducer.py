@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from asrprune.errors import AsrpruneError
 from asrprune.model import ConformerEncoder, Transducer, beam_search, greedy_search
 from tests.model.tiny import pruned_structure, tiny_batch, tiny_config, tiny_model
 
@@ -56,6 +57,25 @@ def test_losses_are_per_utterance_means():
     ctc = torch.stack([s.ctc_loss for s in singles]).mean()
     assert torch.allclose(batch.rnnt_loss, rnnt, rtol=1e-5)
     assert torch.allclose(batch.ctc_loss, ctc, rtol=1e-5)
+
+
+def test_intermediate_ctc_is_the_ctc_head_on_that_block():
+    model = tiny_model().eval()
+    feats, lens, tokens, token_lens = tiny_batch()
+    out = model(feats, lens, tokens, token_lens, inter_ctc_block=1)
+    assert out.hidden is None  # computed for the loss, not returned unless asked
+    hidden = model.encoder(feats, lens, return_hidden=True).hidden[0]
+    log_probs = torch.log_softmax(model.ctc_head(hidden), -1).transpose(0, 1)
+    expected = (
+        torch.nn.functional.ctc_loss(
+            log_probs, tokens, out.encoder_lens, token_lens, reduction="sum", zero_infinity=True
+        )
+        / 3
+    )
+    assert torch.allclose(out.inter_ctc_loss, expected, rtol=1e-5)
+    assert model(feats, lens, tokens, token_lens).inter_ctc_loss is None
+    with pytest.raises(AsrpruneError, match="inter_ctc_block 3 is outside"):
+        model(feats, lens, tokens, token_lens, inter_ctc_block=3)
 
 
 def test_without_ctc_head():

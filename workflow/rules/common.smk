@@ -84,5 +84,12 @@ def data_inputs():
     ]
 
 
+def pruned_models():
+    """Names of every pruned model of this run: <method>-s<sparsity>, e.g. l0-params-s0.5."""
+    prune = config["prune"]
+    return [f"{m}-s{s:g}" for m in prune["methods"] for s in prune["sparsities"]]
+
+
 def all_targets():
-    return [*data_targets(), f"{R}/metrics/teacher.json"]
+    models = ["teacher", *pruned_models()]
+    return [*data_targets(), *expand(f"{R}/metrics/{{model}}.json", model=models)]

@@ -14,6 +14,7 @@ import torchaudio
 from torch import nn
 
 from asrprune.data.tokenizer import BLANK_ID
+from asrprune.errors import AsrpruneError
 from asrprune.model.conformer import ConformerEncoder
 from asrprune.model.structure import EncoderStructure, ModelConfig
 
@@ -135,6 +136,7 @@ class Joiner(nn.Module):
 class TransducerOutput:
     rnnt_loss: torch.Tensor  # scalar, mean over utterances of -log P(y | x)
     ctc_loss: torch.Tensor | None  # scalar, mean over utterances (not per token); no head: None
+    inter_ctc_loss: torch.Tensor | None  # the same CTC head on an intermediate block, if asked
     encoder_out: torch.Tensor  # (B, T', d_model)
     encoder_lens: torch.Tensor  # (B,)
     hidden: list[torch.Tensor] | None  # every block's output (B, T', d_model), if asked
@@ -153,8 +155,10 @@ class Transducer(nn.Module):
     Args:
         config: hyperparameters. structure: the encoder's (pruned) sizes, default full.
     forward: feats (B, T, input_dim), feat_lens (B,), tokens (B, U) padded with blank,
-        token_lens (B,) -> TransducerOutput. Both losses are per utterance (summed over its
-        frames / tokens) and averaged over the batch, so they weigh alike in a mix.
+        token_lens (B,), return_hidden, inter_ctc_block (1-based block whose output also
+        gets the CTC loss, through the same head; 0: none) -> TransducerOutput. The losses
+        are per utterance (summed over its frames / tokens) and averaged over the batch, so
+        they weigh alike in a mix.
     """
 
     def __init__(self, config: ModelConfig, structure: EncoderStructure | None = None):
@@ -168,6 +172,27 @@ class Transducer(nn.Module):
         )
         self.ctc_head = nn.Linear(structure.d_model, config.vocab_size) if config.ctc_head else None
 
+    @classmethod
+    @torch.no_grad()
+    def compacted(cls, src: Transducer) -> Transducer:
+        """The physically smaller model a gated ``src`` stands for under its final masks.
+
+        Heads, FFN channels, convolution modules and hidden dimensions the masks drop are
+        cut out, mask values below 1 are folded into the weights, and the result has no
+        gates: in eval mode it computes what ``src`` computes in eval mode.
+        """
+        device = next(src.parameters()).device
+        model = cls(src.config, src.encoder.final_structure()).to(device)
+        kept = model.encoder.load_pruned(src.encoder)  # (d',) global hidden dims kept
+        model.predictor.load_state_dict(src.predictor.state_dict())
+        model.joiner.load_state_dict(
+            {**src.joiner.state_dict(), "enc_proj.weight": src.joiner.enc_proj.weight[:, kept]}
+        )
+        if src.ctc_head is not None:
+            model.ctc_head.weight.copy_(src.ctc_head.weight[:, kept])
+            model.ctc_head.bias.copy_(src.ctc_head.bias)
+        return model.train(src.training)
+
     def param_counts(self) -> ParamCounts:
         encoder = sum(p.numel() for p in self.encoder.parameters())
         prunable = sum(p.numel() for p in self.encoder.blocks.parameters())
@@ -180,8 +205,16 @@ class Transducer(nn.Module):
         tokens: torch.Tensor,
         token_lens: torch.Tensor,
         return_hidden: bool = False,
+        inter_ctc_block: int = 0,
     ) -> TransducerOutput:
-        enc, enc_lens, hidden = self.encoder(feats, feat_lens, return_hidden)
+        if inter_ctc_block and self.ctc_head is None:
+            raise AsrpruneError("intermediate CTC needs the model's CTC head (model.ctc_head)")
+        if not 0 <= inter_ctc_block <= len(self.encoder.blocks):
+            raise AsrpruneError(
+                f"inter_ctc_block {inter_ctc_block} is outside the encoder's "
+                f"{len(self.encoder.blocks)} blocks"
+            )
+        enc, enc_lens, hidden = self.encoder(feats, feat_lens, return_hidden or inter_ctc_block > 0)
         # the loss wants tensors exactly as long as the longest utterance / transcript
         enc = enc[:, : int(enc_lens.max())]  # (B, T', d)
         tokens = tokens[:, : int(token_lens.max())]  # (B, U)
@@ -196,16 +229,21 @@ class Transducer(nn.Module):
             blank=BLANK_ID,
             reduction="mean",
         )
-        ctc = None
-        if self.ctc_head is not None:
-            log_probs = F.log_softmax(self.ctc_head(enc).float(), dim=-1)  # (B, T', V)
-            ctc = F.ctc_loss(
-                log_probs.transpose(0, 1),  # (T', B, V)
-                tokens,
-                enc_lens,
-                token_lens,
-                blank=BLANK_ID,
-                reduction="sum",
-                zero_infinity=True,
-            ) / feats.size(0)
-        return TransducerOutput(rnnt, ctc, enc, enc_lens, hidden)
+        ctc = None if self.ctc_head is None else self._ctc(enc, enc_lens, tokens, token_lens)
+        inter = None
+        if inter_ctc_block:
+            h = hidden[inter_ctc_block - 1][:, : enc.size(1)]  # (B, T', d)
+            inter = self._ctc(h, enc_lens, tokens, token_lens)
+        return TransducerOutput(rnnt, ctc, inter, enc, enc_lens, hidden if return_hidden else None)
+
+    def _ctc(self, enc, enc_lens, tokens, token_lens) -> torch.Tensor:
+        log_probs = F.log_softmax(self.ctc_head(enc).float(), dim=-1)  # (B, T', V)
+        return F.ctc_loss(
+            log_probs.transpose(0, 1),  # (T', B, V)
+            tokens,
+            enc_lens,
+            token_lens,
+            blank=BLANK_ID,
+            reduction="sum",
+            zero_infinity=True,
+        ) / enc.size(0)

@@ -1,0 +1,94 @@
+"""Cost of one L0 pruning step against one teacher training step, side by side.
+
+Both trainers (the teacher's: transducer loss; ours: gates, distillation from the frozen
+teacher, Lagrangian) take the same batches, alternating step by step in one process, so
+machine noise hits both alike. Prints the median seconds of each and their ratio.
+
+    .venv/bin/python scripts/bench_prune_step.py --teacher results/embedded/models/teacher.pt \\
+        --data results/embedded/data --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from asrprune.config import settings_from_dict
+from asrprune.distill import LayerwiseDistill
+from asrprune.pruning.job import JobData, run_splits
+from asrprune.pruning.l0 import METHODS, L0Loss, L0Settings, Lagrangian, gated_student, param_groups
+from asrprune.train import Trainer, TrainSettings
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--data", required=True, help="a run's data/ folder")
+    p.add_argument("--method", default="l0-params")
+    p.add_argument("--steps", type=int, default=20, help="timed steps of each (after 3 warm-up)")
+    p.add_argument("--max-frames", type=int, default=4800)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+
+    torch.set_num_threads(a.threads)
+    data = JobData.load(a.teacher, run_splits(a.data))
+    settings = settings_from_dict(
+        TrainSettings,
+        {"max_steps": 10**6, "max_frames": a.max_frames, "eval_every": 0, "specaug_start_step": 0},
+        "bench",
+    )
+    m = METHODS[a.method]
+    l0 = L0Settings()
+    trained = copy.deepcopy(data.teacher).train()  # what the teacher's trainer updates
+    student = gated_student(data.teacher, m.gates)
+    teacher = data.teacher.eval()  # frozen: what the student distils from
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    distill = LayerwiseDistill(len(teacher.encoder.blocks), teacher.config.d_model, l0.distill_map)
+    lagrangian = Lagrangian()
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Trainer(trained, data.train, None, settings, Path(tmp) / "a")
+        prune = Trainer(
+            student,
+            data.train,
+            None,
+            settings,
+            Path(tmp) / "b",
+            loss_fn=L0Loss(teacher, distill, lagrangian, settings, l0, m.budget, 0.5),
+            extra_modules={"distill": distill, "lagrangian": lagrangian},
+            param_groups=param_groups(student, lagrangian, l0),
+        )
+        batches = plain._batches()
+        times: dict[str, list[float]] = {"teacher": [], "prune": []}
+        for i in range(a.steps + 3):
+            batch = next(batches)
+            for name, trainer in (("teacher", plain), ("prune", prune)):
+                start = time.perf_counter()
+                trainer.train_step(batch)
+                if i >= 3:
+                    times[name].append(time.perf_counter() - start)
+    median = {k: statistics.median(v) for k, v in times.items()}
+    print(
+        json.dumps(
+            {
+                "method": a.method,
+                "steps": a.steps,
+                "threads": a.threads,
+                "teacher_step_s": round(median["teacher"], 4),
+                "prune_step_s": round(median["prune"], 4),
+                "ratio": round(median["prune"] / median["teacher"], 3),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Structured pruning: hard-concrete gates, the Lagrangian budget, distillation, compaction."""

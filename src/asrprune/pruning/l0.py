@@ -1,0 +1,212 @@
+"""Our method: L0 structured pruning under a Lagrangian budget with layer-wise distillation.
+
+A copy of the teacher gets hard-concrete gates on the unit kinds a method names. Training
+minimises the transducer loss, the distillation loss and the Lagrangian
+lambda1 (s - t) + lambda2 (s - t)^2, where s is the expected kept fraction of the blocks'
+parameters (or FLOPs at a reference length) and t the target kept fraction, warmed up
+linearly from 1. The lambdas are maximised by their own optimiser group, the log-alphas
+have their own learning rate. At the end the final masks are cut out (compaction) and the
+compact model is fine-tuned with the same trainer.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from asrprune.data.batching import Batch
+from asrprune.distill import MAP_SIDES, LayerwiseDistill, valid_frames
+from asrprune.errors import AsrpruneError
+from asrprune.model import Transducer
+from asrprune.train import TrainSettings, TransducerLoss
+
+BUDGETS = ("params", "flops")
+FRAMES_PER_SECOND = 100
+
+
+@dataclass(frozen=True)
+class GateKinds:
+    """Which unit kinds get gates (the ablations switch some off)."""
+
+    heads: bool = True
+    ffn: bool = True
+    conv: bool = True
+    hidden_global: bool = True
+    hidden_local: bool = True
+
+
+@dataclass(frozen=True)
+class L0Settings:
+    """Hyperparameters of L0 pruning (the method; the trainer's are TrainSettings)."""
+
+    target_warmup_steps: int = 400  # steps over which the target falls from 1 to its value
+    reference_seconds: float = 10.0  # utterance length the FLOPs budget is counted for
+    gate_lr: float = 0.1  # AdamW learning rate of the log-alphas (constant)
+    lambda_lr: float = 0.05  # learning rate of the Lagrange multipliers (gradient ascent)
+    distill_weight: float = 1.0  # weight of the layer-wise distillation loss (0: none)
+    distill_map: str = "student"  # the side the distillation maps are applied to
+
+    def __post_init__(self):
+        for name in ("target_warmup_steps",):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise AsrpruneError(f"l0.{name}: expected an integer >= 0, got {v!r}")
+        for name in ("reference_seconds", "gate_lr", "lambda_lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise AsrpruneError(f"l0.{name}: expected a positive number, got {v!r}")
+        if self.distill_map not in MAP_SIDES:
+            raise AsrpruneError(
+                f"l0.distill_map: expected one of {', '.join(MAP_SIDES)}, got {self.distill_map!r}"
+            )
+        if not isinstance(self.distill_weight, (int, float)) or self.distill_weight < 0:
+            raise AsrpruneError(
+                f"l0.distill_weight: expected a number >= 0, got {self.distill_weight!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Method:
+    """A pruning method: budget metric, gate kinds, distillation on or off."""
+
+    budget: str
+    gates: GateKinds
+    distill: bool = True
+
+
+METHODS: dict[str, Method] = {
+    "l0-params": Method("params", GateKinds()),
+    "l0-flops": Method("flops", GateKinds()),
+    "l0-nohidden": Method("params", GateKinds(hidden_global=False, hidden_local=False)),
+    # heads and whole modules only: no FFN-channel and no hidden gates (see README)
+    "l0-coarse": Method("params", GateKinds(ffn=False, hidden_global=False, hidden_local=False)),
+    "l0-nokd": Method("params", GateKinds(), distill=False),
+}
+
+
+def method(name: str) -> Method:
+    if name not in METHODS:
+        raise AsrpruneError(f"unknown L0 method {name!r}; expected one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+class Lagrangian(nn.Module):
+    """lambda1 (s - t) + lambda2 (s - t)^2; both multipliers start at 0 and are maximised."""
+
+    def __init__(self):
+        super().__init__()
+        self.lambda1 = nn.Parameter(torch.zeros(()))
+        self.lambda2 = nn.Parameter(torch.zeros(()))
+
+    def forward(self, kept: torch.Tensor, target: float) -> torch.Tensor:
+        gap = kept - target
+        return self.lambda1 * gap + self.lambda2 * gap * gap
+
+
+def target_kept(step: int, sparsity: float, warmup_steps: int) -> float:
+    """Target kept fraction at (1-based) ``step``: 1 down to 1 - sparsity, linearly, then held."""
+    progress = 1.0 if warmup_steps == 0 else min(step / warmup_steps, 1.0)
+    return 1.0 - sparsity * progress
+
+
+def budget_size(model: Transducer, budget: str, reference_frames: int) -> torch.Tensor | int:
+    """Expected size of the model's blocks under their gates: parameters or FLOPs."""
+    if budget == "params":
+        return model.encoder.expected_params()["prunable"]
+    if budget == "flops":
+        return model.encoder.expected_flops(reference_frames)["prunable"]
+    raise AsrpruneError(f"budget: expected one of {', '.join(BUDGETS)}, got {budget!r}")
+
+
+class L0Loss:
+    """Transducer loss + distillation + Lagrangian, with the metrics the history keeps.
+
+    Args:
+        teacher: the frozen teacher (eval mode, same device): the full size, and the
+            hidden states distilled from. distill: the distillation maps; None: no KD.
+        lagrangian: the multipliers.
+        train: trainer settings (CTC weight schedule). l0: method settings.
+        budget: "params" or "flops". sparsity: target fraction removed.
+    """
+
+    def __init__(
+        self,
+        teacher: Transducer,
+        distill: LayerwiseDistill | None,
+        lagrangian: Lagrangian,
+        train: TrainSettings,
+        l0: L0Settings,
+        budget: str,
+        sparsity: float,
+    ):
+        self.teacher, self.distill, self.lagrangian = teacher, distill, lagrangian
+        self.task = TransducerLoss(train)
+        self.l0, self.budget, self.sparsity = l0, budget, sparsity
+        self.reference_frames = round(l0.reference_seconds * FRAMES_PER_SECOND)
+        # the teacher has no gates, so its "expected" size is its exact size
+        self.full_size = int(budget_size(teacher, budget, self.reference_frames))
+
+    def __call__(self, model: Transducer, batch: Batch, step: int):
+        kd = self.distill is not None
+        out = model(
+            batch.feats,
+            batch.feat_lens,
+            batch.tokens,
+            batch.token_lens,
+            return_hidden=kd,
+            inter_ctc_block=self.task.settings.inter_ctc_block,
+        )
+        loss, metrics = self.task.combine(out, step)
+        if kd:
+            with torch.no_grad():
+                target = self.teacher.encoder(batch.feats, batch.feat_lens, return_hidden=True)
+            valid = valid_frames(out.encoder_lens, out.hidden[0].size(1))
+            distill = self.distill(out.hidden, target.hidden, valid)
+            loss = loss + self.l0.distill_weight * distill
+            metrics["distill_loss"] = float(distill.detach())
+        kept = budget_size(model, self.budget, self.reference_frames) / self.full_size
+        t = target_kept(step, self.sparsity, self.l0.target_warmup_steps)
+        constraint = self.lagrangian(kept, t)
+        metrics.update(
+            expected_kept=float(kept.detach()),
+            target_kept=t,
+            constraint_loss=float(constraint.detach()),
+            lambda1=float(self.lagrangian.lambda1.detach()),
+            lambda2=float(self.lagrangian.lambda2.detach()),
+        )
+        return loss + constraint, metrics
+
+
+def gated_student(teacher: Transducer, gates: GateKinds) -> Transducer:
+    """A copy of the teacher with gates on the chosen unit kinds, in training mode."""
+    student = copy.deepcopy(teacher).train()
+    student.encoder.add_gates(**dataclasses.asdict(gates))
+    if not student.encoder.gates():
+        raise AsrpruneError("a pruning method needs at least one kind of gate")
+    return student
+
+
+def param_groups(
+    student: Transducer, lagrangian: Lagrangian, l0: L0Settings
+) -> list[dict[str, Any]]:
+    """Optimiser groups: log-alphas and multipliers at constant rates, multipliers maximised."""
+    return [
+        {
+            "params": [g.log_alpha for g in student.encoder.gates()],
+            "lr": l0.gate_lr,
+            "weight_decay": 0.0,
+            "scheduled": False,
+        },
+        {
+            "params": list(lagrangian.parameters()),
+            "lr": l0.lambda_lr,
+            "weight_decay": 0.0,
+            "maximize": True,
+            "scheduled": False,
+        },
+    ]

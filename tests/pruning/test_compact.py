@@ -1,0 +1,116 @@
+"""Gated models against their compacted twins: same outputs, exact sizes and FLOPs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asrprune.model import ConformerEncoder, EncoderStructure, Transducer
+from asrprune.model.flops import flop_counter
+from asrprune.model.structure import BlockStructure
+from asrprune.pruning.l0 import GateKinds, gated_student
+from tests.model.tiny import pruned_structure, tiny_batch, tiny_config, tiny_model
+
+ALL = GateKinds()
+
+
+def set_gates(model: Transducer, seed: int, keep: float = 0.6, confident: bool = False) -> None:
+    """Random log-alphas: about ``keep`` of every gate's units kept; ``confident`` pushes
+    them to +-20 so that P(keep) is 0 or 1 and expected sizes are exact."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for gate in model.encoder.gates():
+            u = torch.rand(gate.n, generator=g)
+            la = torch.where(u < keep, 3.0 + u, -3.0 - u)
+            if gate.n == 1:  # a convolution module: keep some, drop some
+                la = torch.tensor([3.0 if torch.rand(1, generator=g) < 0.5 else -3.0])
+            gate.log_alpha.copy_(la.sign() * 20 if confident else la)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compact_model_computes_what_the_masked_model_computes(seed):
+    student = gated_student(tiny_model(seed), ALL)
+    set_gates(student, seed)
+    student.eval()
+    compact = Transducer.compacted(student).eval()
+    assert compact.structure != EncoderStructure.full(compact.config)
+    assert not compact.encoder.gates()
+    feats, lens, tokens, token_lens = tiny_batch(seed=seed)
+    with torch.no_grad():
+        a = student(feats, lens, tokens, token_lens)
+        b = compact(feats, lens, tokens, token_lens)
+        kept = torch.nonzero(student.encoder.hidden_gate.final_mask()).flatten()
+        for t in range(lens.size(0)):
+            n = int(a.encoder_lens[t])
+            diff = (a.encoder_out[t, :n, kept] - b.encoder_out[t, :n]).abs().max()
+            assert diff <= 1e-4
+        assert torch.allclose(a.rnnt_loss, b.rnnt_loss, atol=1e-4)
+        assert torch.allclose(a.ctc_loss, b.ctc_loss, atol=1e-4)
+
+
+def test_pruned_dims_of_the_masked_model_stay_zero():
+    student = gated_student(tiny_model(0), ALL)
+    set_gates(student, 1)
+    student.eval()
+    feats, lens, _, _ = tiny_batch()
+    with torch.no_grad():
+        out = student.encoder(feats, lens, return_hidden=True)
+    dropped = student.encoder.hidden_gate.final_mask() == 0
+    assert dropped.any()
+    for h in out.hidden:
+        assert torch.all(h[..., dropped] == 0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_expected_size_is_exact_for_binary_masks(seed):
+    student = gated_student(tiny_model(seed), ALL)
+    set_gates(student, seed, confident=True)
+    compact = Transducer.compacted(student.eval())
+    frames = 1000
+    expected = student.encoder.expected_params()
+    assert float(expected["prunable"].detach()) == pytest.approx(
+        compact.param_counts().prunable, abs=0.01
+    )
+    assert float(expected["encoder"].detach()) == pytest.approx(
+        compact.param_counts().encoder, abs=0.01
+    )
+    exact = ConformerEncoder.count_flops(compact.config, compact.structure, frames)
+    flops = student.encoder.expected_flops(frames)
+    assert float(flops["prunable"].detach()) == pytest.approx(exact["prunable"], rel=1e-6)
+
+
+@pytest.mark.parametrize("structure", [None, pruned_structure()], ids=["full", "pruned"])
+def test_analytic_flops_equal_the_flop_counter(structure):
+    config = tiny_config()
+    encoder = ConformerEncoder(config, structure).eval()
+    frames = 237
+    with flop_counter() as counter, torch.no_grad():
+        encoder(torch.randn(1, frames, config.input_dim), torch.tensor([frames]))
+    expected = ConformerEncoder.count_flops(config, structure, frames)["encoder"]
+    assert counter.get_total_flops() == expected
+
+
+def test_a_block_with_no_hidden_dimension_left_is_the_identity():
+    student = gated_student(tiny_model(0), ALL)
+    set_gates(student, 0)
+    with torch.no_grad():
+        student.encoder.blocks[1].hidden_gate.log_alpha.fill_(-20.0)
+    compact = Transducer.compacted(student.eval())
+    assert compact.structure.blocks[1] == BlockStructure(0, 0, 0, False, ())
+    feats, lens, tokens, token_lens = tiny_batch()
+    with torch.no_grad():
+        a = student(feats, lens, tokens, token_lens)
+        b = compact.eval()(feats, lens, tokens, token_lens)
+    assert torch.allclose(a.rnnt_loss, b.rnnt_loss, atol=1e-4)
+
+
+def test_gates_only_on_the_kinds_asked_for():
+    student = gated_student(
+        tiny_model(0), GateKinds(ffn=False, hidden_global=False, hidden_local=False)
+    )
+    blocks = student.encoder.blocks
+    assert student.encoder.hidden_gate is None
+    assert all(b.mhsa.gate is not None and b.conv.gate is not None for b in blocks)
+    assert all(
+        b.ffn1.gate is None and b.ffn2.gate is None and b.hidden_gate is None for b in blocks
+    )

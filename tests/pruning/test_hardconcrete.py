@@ -1,0 +1,52 @@
+"""Hard-concrete gates: expected L0 norm, samples, the one rule for final masks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from asrprune.pruning.hardconcrete import INIT_KEEP, HardConcrete
+
+
+def test_new_gate_keeps_almost_everything():
+    g = HardConcrete(50)
+    assert 0.95 * 50 < float(g.l0_norm().detach()) <= 50
+    final = g.eval()()
+    assert int((final > 0).sum()) == round(float(g.l0_norm().detach())) >= 48
+    # kept units at the noise-free value of the initial keep probability, stretched
+    kept = final[final > 0]
+    assert torch.allclose(kept, torch.full_like(kept, INIT_KEEP * 1.2 - 0.1), atol=0.01)
+
+
+def test_expected_l0_norm_matches_the_sample_frequency():
+    torch.manual_seed(0)
+    g = HardConcrete(4)
+    with torch.no_grad():
+        g.log_alpha.copy_(torch.tensor([-3.0, -0.5, 0.5, 3.0]))
+    samples = torch.stack([g.train()() for _ in range(20000)])  # (N, 4)
+    assert samples.min() >= 0 and samples.max() <= 1
+    nonzero = (samples > 0).float().mean(0)
+    assert torch.allclose(nonzero, g.probs().detach(), atol=0.015)
+    assert (samples == 1).any() and (samples == 0).any()  # the stretch makes exact 0 and 1
+
+
+def test_final_mask_keeps_the_rounded_expectation_by_score():
+    g = HardConcrete(6)
+    with torch.no_grad():
+        g.log_alpha.copy_(torch.tensor([5.0, -6.0, 0.3, -6.0, 4.0, -0.2]))
+    k = round(float(g.l0_norm().detach()))
+    mask = g.final_mask()
+    assert int((mask > 0).sum()) == k
+    kept = set(torch.nonzero(mask).flatten().tolist())
+    assert kept == set(torch.topk(g.log_alpha.detach(), k).indices.tolist())
+    assert mask[0] == 1.0 and 0 < mask[2] < 1  # a confident unit is 1, an unsure one folds
+    g.binary = True
+    assert set(g.final_mask().unique().tolist()) <= {0.0, 1.0}
+
+
+def test_l0_norm_is_differentiable():
+    g = HardConcrete(3)
+    g.l0_norm().backward()
+    assert g.log_alpha.grad is not None and (g.log_alpha.grad > 0).all()
+    assert not math.isnan(float(g.log_alpha.grad.sum()))

@@ -1,0 +1,112 @@
+"""L0 pruning: target schedule, Lagrangian, distillation, and a whole job on the toy corpus."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from asrprune.distill import LayerwiseDistill
+from asrprune.errors import AsrpruneError
+from asrprune.io import read_json
+from asrprune.model import EncoderStructure, load_model
+from asrprune.pruning.job import PRUNED, run_l0
+from asrprune.pruning.l0 import METHODS, L0Settings, Lagrangian, method, target_kept
+from tests.builders_model import overfit_model, tiny_settings
+
+
+def test_target_warms_up_linearly_then_holds():
+    assert target_kept(0, 0.4, 10) == 1.0
+    assert target_kept(5, 0.4, 10) == pytest.approx(0.8)
+    assert target_kept(10, 0.4, 10) == pytest.approx(0.6)
+    assert target_kept(500, 0.4, 10) == pytest.approx(0.6)
+    assert target_kept(1, 0.4, 0) == pytest.approx(0.6)
+
+
+def test_multipliers_ascend_while_the_model_is_too_big():
+    lag = Lagrangian()
+    opt = torch.optim.AdamW(lag.parameters(), lr=0.1, maximize=True, weight_decay=0.0)
+    kept = torch.tensor(0.9, requires_grad=True)
+    for _ in range(3):
+        opt.zero_grad()
+        lag(kept, 0.5).backward()
+        opt.step()
+    assert float(lag.lambda1.detach()) > 0 and float(lag.lambda2.detach()) > 0
+    assert float(kept.grad) > 0  # the weights' side is pushed to shrink
+
+
+@pytest.mark.parametrize("side", ["student", "teacher"])
+def test_distillation_is_zero_for_equal_states_and_ignores_padding(side):
+    kd = LayerwiseDistill(2, 4, side)
+    h = [torch.randn(2, 5, 4) for _ in range(2)]
+    valid = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    assert float(kd(h, h, valid)) == pytest.approx(0.0, abs=1e-12)
+    other = [x.clone() for x in h]
+    for x in other:
+        x[1, 3:] += 100.0  # padding frames only
+    assert float(kd(h, other, valid)) == pytest.approx(0.0, abs=1e-12)
+    other[0][0, 0] += 1.0
+    assert float(kd(h, other, valid)) > 0
+
+
+def test_methods_and_settings_refuse_unknown_values():
+    with pytest.raises(AsrpruneError, match="unknown L0 method 'l0-foo'"):
+        method("l0-foo")
+    with pytest.raises(AsrpruneError, match="distill_map"):
+        L0Settings(distill_map="both")
+    assert not METHODS["l0-nokd"].distill
+    assert not METHODS["l0-coarse"].gates.ffn
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory):
+    teacher, corpus = overfit_model()
+    root = tmp_path_factory.mktemp("l0")
+    splits = {
+        "train": (corpus.train_manifest, corpus.train_store),
+        "dev": (corpus.dev_manifest, corpus.dev_store),
+    }
+    kwargs = dict(
+        teacher_path=teacher,
+        splits=splits,
+        method_name="l0-params",
+        sparsity=0.5,
+        l0=L0Settings(target_warmup_steps=30, gate_lr=0.1, lambda_lr=0.05),
+        prune_settings=tiny_settings(max_steps=150, peak_lr=1e-3, eval_every=75, log_every=10),
+        finetune_settings=tiny_settings(max_steps=10, peak_lr=1e-3),
+        out_model=root / "model.pt",
+        out_summary=root / "summary.json",
+        work_dir=root / "work",
+        progress=False,
+    )
+    summary = run_l0(**kwargs)
+    return root, summary, kwargs
+
+
+def test_a_job_reaches_its_budget_and_writes_a_compact_model(pruned):
+    root, summary, _ = pruned
+    record = read_json(root / "summary.json")
+    model, _, _, extra = load_model(root / "model.pt")
+    assert model.structure != EncoderStructure.full(model.config)
+    assert not model.encoder.gates()
+    # a short run on a toy model: near the target, not on it (the default run is measured)
+    assert abs(record["sparsity"] - 0.5) <= 0.08, record["sparsity"]
+    assert extra["sparsity"] == record["sparsity"] == summary["sparsity"]
+    rows = record["history"]["train"]
+    assert rows[-1]["target_kept"] == pytest.approx(0.5)
+    assert rows[-1]["lambda2"] > 0
+    assert {"distill_loss", "constraint_loss", "expected_kept", "rnnt_loss"} <= set(rows[-1])
+    blocks = record["structure"]["blocks"]
+    assert len(blocks) == model.config.num_blocks
+    assert set(record["masks"]) >= {
+        "encoder.hidden",
+        "encoder.blocks.0.mhsa",
+        "encoder.blocks.1.hidden",
+    }
+
+
+def test_a_rerun_after_pruning_only_fine_tunes(pruned):
+    root, _, kwargs = pruned
+    assert (root / "work" / PRUNED).is_file()
+    (root / "model.pt").unlink()
+    run_l0(**kwargs)  # finds pruned.pt and the finished fine-tuning checkpoint
+    assert (root / "model.pt").is_file()

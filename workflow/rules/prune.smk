@@ -1,0 +1,35 @@
+# Our method: one L0 pruning job per method and target sparsity, each from the teacher.
+
+
+rule prune_l0:
+    input:
+        data_inputs(),
+        teacher=f"{R}/models/teacher.pt",
+        mlflow=MLFLOW_IDS,
+    output:
+        model=f"{R}/models/{{method}}-s{{sparsity}}.pt",
+        summary=f"{R}/pruning/{{method}}-s{{sparsity}}.json",
+    log:
+        log_path("prune", "{method}-s{sparsity}"),
+    benchmark:
+        bench_path("prune", "{method}-s{sparsity}")
+    wildcard_constraints:
+        method="l0-[a-z]+",
+        sparsity=r"0\.[0-9]+",
+    conda:
+        CONDA_ENV
+    threads: config["resources"]["train_threads"]
+    resources:
+        gpu=0,
+    params:
+        data=lambda w, input: Path(input[0]).parent,
+        l0=section_json("prune", "l0"),
+        train=section_json("prune", "train"),
+        finetune=section_json("prune", "finetune"),
+        work_dir=lambda w: f"{R}/work/{w.method}-s{w.sparsity}",
+    shell:
+        "asrprune prune-l0 --teacher {input.teacher} --data {params.data}"
+        " --method {wildcards.method} --sparsity {wildcards.sparsity}"
+        " --l0 {params.l0:q} --train {params.train:q} --finetune {params.finetune:q}"
+        " --out {output.model} --summary {output.summary} --work-dir {params.work_dir}"
+        " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1"
