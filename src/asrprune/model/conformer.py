@@ -717,16 +717,13 @@ class ConformerEncoder(nn.Module):
                 blocks.append(BlockStructure(0, 0, 0, False, ()))
                 continue
             hidden = None if width == len(kept) else tuple(torch.nonzero(inside).flatten().tolist())
-
-            def units(module, gate_n):
-                return 0 if module is None else len(_kept(module.gate, gate_n, device)[0])
-
+            s = block.structure  # the full sizes: gates are only added to a full encoder
             blocks.append(
                 BlockStructure(
-                    heads=units(block.mhsa, block.mhsa.heads if block.mhsa else 0),
-                    ffn1=units(block.ffn1, block.ffn1.up.out_features if block.ffn1 else 0),
-                    ffn2=units(block.ffn2, block.ffn2.up.out_features if block.ffn2 else 0),
-                    conv=units(block.conv, 1) > 0,
+                    heads=len(_kept(block.mhsa.gate, s.heads, device)[0]),
+                    ffn1=len(_kept(block.ffn1.gate, s.ffn1, device)[0]),
+                    ffn2=len(_kept(block.ffn2.gate, s.ffn2, device)[0]),
+                    conv=len(_kept(block.conv.gate, 1, device)[0]) > 0,
                     hidden=hidden,
                 )
             )
