@@ -1,12 +1,16 @@
 # asrprune: structured pruning of Conformer-Transducer speech recognisers.
 #   snakemake --cores all                               # embedded default (config/config.yaml)
 #   snakemake --cores 2 --configfile config/smoke.yaml  # minutes, what CI runs
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Beside this Snakefile, not in the working directory: with --directory elsewhere (as the
+# tests run it) a relative path would be silently skipped whenever --configfile is given.
+configfile: str(Path(workflow.basedir) / "config/config.yaml")
 
 
 include: "workflow/rules/common.smk"

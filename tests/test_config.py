@@ -11,6 +11,7 @@ from asrprune.data.corpus import EmbeddedCorpusSettings
 from asrprune.errors import AsrpruneError
 from asrprune.model.structure import ModelConfig
 from asrprune.pruning.l0 import L0Settings
+from asrprune.pruning.magnitude import ParpSettings
 from asrprune.train import TrainSettings
 from tests.builders import REPO
 
@@ -72,6 +73,7 @@ def _schema_section(*keys):
         (TrainSettings, ("prune", "train")),
         (TrainSettings, ("prune", "finetune")),
         (L0Settings, ("prune", "l0")),
+        (ParpSettings, ("prune", "parp")),
     ],
 )
 def test_settings_dataclasses_match_the_schema(cls, keys):
@@ -97,6 +99,13 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def test_schema_offers_exactly_the_methods_a_job_runs():
+    from asrprune.pruning.job import PRUNE_METHODS
+
+    methods = _schema_section("prune")["properties"]["methods"]["items"]["enum"]
+    assert methods == list(PRUNE_METHODS)
 
 
 def test_settings_refuse_unknown_keys():

@@ -179,6 +179,16 @@ def test_teacher_run_is_logged_under_the_parent_run(smoke_run):
     assert len(history) >= 2
 
 
+SMOKE_METHODS = yaml.safe_load((REPO / "config/smoke.yaml").read_text())["prune"]["methods"]
+TRAINED_WHILE_PRUNING = ["l0-coarse", "l0-flops", "l0-nohidden", "l0-nokd", "l0-params", "parp"]
+
+
+def test_smoke_config_runs_every_method():
+    from asrprune.pruning.job import PRUNE_METHODS
+
+    assert sorted(SMOKE_METHODS) == sorted(PRUNE_METHODS)
+
+
 @pytest.mark.parametrize("method", ["l0-params", "l0-flops"])
 def test_pruning_jobs_write_compact_models_that_are_evaluated(smoke_run, method):
     name = f"{method}-s0.5"
@@ -199,6 +209,16 @@ def test_pruning_jobs_write_compact_models_that_are_evaluated(smoke_run, method)
     assert {"expected_kept", "lambda1", "lambda2", "distill_loss"} <= set(rows[-1])
 
 
+@pytest.mark.parametrize("method", ["omp", "parp", "svd", "l0-nohidden", "l0-coarse", "l0-nokd"])
+def test_baselines_and_ablations_are_evaluated_like_ours(smoke_run, method):
+    metrics = read_json(smoke_run / f"metrics/{method}-s0.5.json")
+    summary = read_json(smoke_run / f"pruning/{method}-s0.5.json")
+    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
+    assert metrics["sparsity"] == pytest.approx(summary["sparsity"])
+    if method in ("omp", "parp", "svd"):  # magnitude and SVD meet the target by construction
+        assert 0.5 <= summary["sparsity"] < 0.55
+
+
 def test_pruning_and_fine_tuning_are_logged_under_the_parent_run(smoke_run):
     import mlflow
 
@@ -206,5 +226,6 @@ def test_pruning_and_fine_tuning_are_logged_under_the_parent_run(smoke_run):
     mlflow.set_tracking_uri(f"sqlite:///{smoke_run / 'mlflow.db'}")
     for stage in ("prune", "finetune"):
         runs = mlflow.search_runs([ids["experiment_id"]], filter_string=f"tags.stage = '{stage}'")
-        assert sorted(runs["tags.method"]) == ["l0-flops", "l0-params"]
+        expected = TRAINED_WHILE_PRUNING if stage == "prune" else sorted(SMOKE_METHODS)
+        assert sorted(runs["tags.method"]) == expected
         assert set(runs["tags.mlflow.parentRunId"]) == {ids["parent_run_id"]}

@@ -142,11 +142,11 @@ def _train_teacher(a):
     print(json.dumps(result, indent=2, default=str))
 
 
-@command("prune-l0", "one L0 pruning job: prune the teacher, compact, fine-tune (resumable)")
-def _prune_l0(a):
-    from asrprune.pruning.job import run_l0, run_splits
+@command("prune", "one pruning job: prune the teacher, compact, fine-tune (resumable)")
+def _prune(a):
+    from asrprune.pruning.job import run_prune, run_splits
 
-    summary = run_l0(
+    summary = run_prune(
         teacher_path=a.teacher,
         splits=run_splits(a.data),
         method_name=a.method,
@@ -154,6 +154,7 @@ def _prune_l0(a):
         l0=a.l0,
         prune_settings=a.train,
         finetune_settings=a.finetune,
+        parp=a.parp,
         out_model=a.out,
         out_summary=a.summary,
         work_dir=a.work_dir,
@@ -246,17 +247,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p["train-teacher"].add_argument("--work-dir", required=True, help="checkpoints and history")
     p["train-teacher"].add_argument("--mlflow", help="ids file from mlflow-init")
 
-    p["prune-l0"].add_argument("--teacher", required=True, help="the teacher's model file")
-    p["prune-l0"].add_argument("--data", required=True, help="the run's data/ folder")
-    p["prune-l0"].add_argument("--method", required=True, help="l0-params, l0-flops, ...")
-    p["prune-l0"].add_argument("--sparsity", type=float, required=True, help="target, e.g. 0.5")
-    p["prune-l0"].add_argument("--l0", required=True, help="prune.l0 config section, as JSON")
-    p["prune-l0"].add_argument("--train", required=True, help="prune.train section, as JSON")
-    p["prune-l0"].add_argument("--finetune", required=True, help="prune.finetune, as JSON")
-    p["prune-l0"].add_argument("--out", required=True, help="the compact model file to write")
-    p["prune-l0"].add_argument("--summary", required=True, help="masks, structure, history")
-    p["prune-l0"].add_argument("--work-dir", required=True, help="checkpoints of both phases")
-    p["prune-l0"].add_argument("--mlflow", help="ids file from mlflow-init")
+    p["prune"].add_argument("--teacher", required=True, help="the teacher's model file")
+    p["prune"].add_argument("--data", required=True, help="the run's data/ folder")
+    p["prune"].add_argument("--method", required=True, help="l0-params, l0-flops, omp, ...")
+    p["prune"].add_argument("--sparsity", type=float, required=True, help="target, e.g. 0.5")
+    p["prune"].add_argument("--l0", required=True, help="prune.l0 config section, as JSON")
+    p["prune"].add_argument("--train", required=True, help="prune.train section, as JSON")
+    p["prune"].add_argument("--finetune", required=True, help="prune.finetune, as JSON")
+    p["prune"].add_argument("--parp", default="{}", help="prune.parp section, as JSON")
+    p["prune"].add_argument("--out", required=True, help="the compact model file to write")
+    p["prune"].add_argument("--summary", required=True, help="masks, structure, history")
+    p["prune"].add_argument("--work-dir", required=True, help="checkpoints of both phases")
+    p["prune"].add_argument("--mlflow", help="ids file from mlflow-init")
 
     p["evaluate"].add_argument("--model", required=True, help="model file")
     p["evaluate"].add_argument("--data", required=True, help="the run's data/ folder")
@@ -271,7 +273,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     for name in ("evaluate", "transcribe"):
         p[name].add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")
-    for name in ("train-teacher", "prune-l0", "evaluate", "transcribe"):
+    for name in ("train-teacher", "prune", "evaluate", "transcribe"):
         p[name].add_argument("--threads", type=int, default=1)
     return parser
 

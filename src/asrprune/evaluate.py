@@ -24,7 +24,7 @@ from asrprune.data.features import Cmvn
 from asrprune.data.tokenizer import Tokenizer
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, write_json
-from asrprune.model import ConformerEncoder, Transducer, beam_search, greedy_search, load_model
+from asrprune.model import Transducer, beam_search, greedy_search, load_model
 
 MAX_SYMBOLS_PER_FRAME = 3  # greedy search: tokens one encoder frame may emit at most
 BYTES_PER_PARAM = 4  # fp32
@@ -227,7 +227,7 @@ def evaluate_model(
         "decoding": decoding,
         # sparsity / flops_sparsity: fractions of the blocks' parameters / FLOPs removed;
         # FLOPs counted for a 10 s utterance
-        **ConformerEncoder.size_report(model.config, model.structure, FLOPS_FRAMES),
+        **model.size_report(FLOPS_FRAMES),
         "structure": model.structure.to_dict(),
         "model_extra": extra,
         "decode_seconds": {},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -32,6 +34,29 @@ def test_subsampled_length_is_exact(length):
     out, lens = sub(torch.randn(1, length, 80), torch.tensor([length]))
     assert out.shape == (1, int(lens[0]), 16)
     assert int(lens[0]) == ((length - 1) // 2 - 1) // 2 >= 1
+
+
+@pytest.mark.parametrize("length", range(11, 50))
+def test_x6_subsampled_length_is_exact(length):
+    sub = Conv2dSubsampling(80, 4, 16, factor=6)
+    out, lens = sub(torch.randn(1, length, 80), torch.tensor([length]))
+    assert out.shape == (1, int(lens[0]), 16)
+    assert int(lens[0]) == ((length - 1) // 2 - 2) // 3 >= 1  # ESPnet's Conv2dSubsampling6
+    assert Conv2dSubsampling.min_length(6) == 11
+
+
+def test_x6_encoder_refuses_too_short_input_and_counts_its_parameters():
+    c = dataclasses.replace(tiny_config(), subsampling=6)
+    enc = ConformerEncoder(c)
+    assert sum(p.numel() for p in enc.parameters()) == ConformerEncoder.count_params(c)
+    with pytest.raises(AsrpruneError, match="x6 subsampling"):
+        enc(torch.randn(1, 10, 80), torch.tensor([10]))
+    assert enc(torch.randn(1, 11, 80), torch.tensor([11])).output.shape[1] == 1
+
+
+def test_unknown_subsampling_factor_is_refused():
+    with pytest.raises(AsrpruneError, match="model.subsampling"):
+        dataclasses.replace(tiny_config(), subsampling=8)
 
 
 def test_encoder_shapes_and_hidden_states():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -79,9 +81,10 @@ def test_expected_size_is_exact_for_binary_masks(seed):
     assert float(flops["prunable"].detach()) == pytest.approx(exact["prunable"], rel=1e-6)
 
 
+@pytest.mark.parametrize("factor", [4, 6])
 @pytest.mark.parametrize("structure", [None, pruned_structure()], ids=["full", "pruned"])
-def test_analytic_flops_equal_the_flop_counter(structure):
-    config = tiny_config()
+def test_analytic_flops_equal_the_flop_counter(structure, factor):
+    config = dataclasses.replace(tiny_config(), subsampling=factor)
     encoder = ConformerEncoder(config, structure).eval()
     frames = 237
     with flop_counter() as counter, torch.no_grad():

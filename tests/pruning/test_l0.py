@@ -9,9 +9,17 @@ from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
 from asrprune.model import EncoderStructure, load_model
-from asrprune.pruning.job import PRUNED, run_l0
-from asrprune.pruning.l0 import METHODS, L0Settings, Lagrangian, method, target_kept
+from asrprune.pruning.job import PRUNED, run_prune
+from asrprune.pruning.l0 import (
+    METHODS,
+    L0Settings,
+    Lagrangian,
+    gated_student,
+    method,
+    target_kept,
+)
 from tests.builders_model import overfit_model, tiny_settings
+from tests.model.tiny import tiny_model
 
 
 def test_target_warms_up_linearly_then_holds():
@@ -53,8 +61,40 @@ def test_methods_and_settings_refuse_unknown_values():
         method("l0-foo")
     with pytest.raises(AsrpruneError, match="distill_map"):
         L0Settings(distill_map="both")
-    assert not METHODS["l0-nokd"].distill
-    assert not METHODS["l0-coarse"].gates.ffn
+
+
+def _gate_kinds(model) -> set[str]:
+    """The unit kinds that carry gates anywhere in the encoder."""
+    enc, kinds = model.encoder, set()
+    if enc.hidden_gate is not None:
+        kinds.add("hidden_global")
+    for b in enc.blocks:
+        for kind, gate in (
+            ("heads", b.mhsa.gate),
+            ("ffn", b.ffn1.gate),
+            ("ffn", b.ffn2.gate),
+            ("conv", b.conv.gate),
+            ("hidden_local", b.hidden_gate),
+        ):
+            if gate is not None:
+                kinds.add(kind)
+    return kinds
+
+
+@pytest.mark.parametrize(
+    "name, off, distill",
+    [
+        ("l0-params", set(), True),
+        ("l0-nohidden", {"hidden_global", "hidden_local"}, True),
+        ("l0-coarse", {"ffn", "hidden_global", "hidden_local"}, True),
+        ("l0-nokd", set(), False),
+    ],
+)
+def test_each_ablation_switches_off_exactly_what_it_names(name, off, distill):
+    everything = {"heads", "ffn", "conv", "hidden_global", "hidden_local"}
+    m = METHODS[name]
+    assert _gate_kinds(gated_student(tiny_model(0), m.gates)) == everything - off
+    assert m.distill is distill and m.budget == "params"
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +118,7 @@ def pruned(tmp_path_factory):
         work_dir=root / "work",
         progress=False,
     )
-    summary = run_l0(**kwargs)
+    summary = run_prune(**kwargs)
     return root, summary, kwargs
 
 
@@ -108,5 +148,39 @@ def test_a_rerun_after_pruning_only_fine_tunes(pruned):
     root, _, kwargs = pruned
     assert (root / "work" / PRUNED).is_file()
     (root / "model.pt").unlink()
-    run_l0(**kwargs)  # finds pruned.pt and the finished fine-tuning checkpoint
+    run_prune(**kwargs)  # finds pruned.pt and the finished fine-tuning checkpoint
     assert (root / "model.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "name, prune_steps, finetune_steps",
+    [("omp", 0, 4 + 3), ("svd", 0, 4 + 3), ("parp", 4, 3)],  # same total training steps
+)
+def test_a_baseline_job_meets_its_target_and_trains_as_long_as_ours(
+    pruned, tmp_path, name, prune_steps, finetune_steps
+):
+    _, _, kwargs = pruned
+    kwargs = {
+        **kwargs,
+        "method_name": name,
+        "sparsity": 0.3,
+        "prune_settings": tiny_settings(max_steps=4),
+        "finetune_settings": tiny_settings(max_steps=3),
+        "parp": {"reprune_every": 2},
+        "out_model": tmp_path / f"{name}.pt",
+        "out_summary": tmp_path / f"{name}.json",
+        "work_dir": tmp_path / "work",
+    }
+    summary = run_prune(**kwargs)
+    record = read_json(tmp_path / f"{name}.json")
+    assert record["prune_steps"] == prune_steps
+    assert summary["finetune_steps"] == finetune_steps
+    assert 0.3 <= record["sparsity"] < 0.36
+    model, _, _, _ = load_model(tmp_path / f"{name}.pt")
+    assert model.param_counts().prunable == record["prunable_params"]
+
+
+def test_an_unknown_method_is_refused_by_name(pruned, tmp_path):
+    _, _, kwargs = pruned
+    with pytest.raises(AsrpruneError, match="'l1-params'"):
+        run_prune(**{**kwargs, "method_name": "l1-params", "work_dir": tmp_path})

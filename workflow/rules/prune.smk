@@ -1,7 +1,8 @@
-# Our method: one L0 pruning job per method and target sparsity, each from the teacher.
+# One pruning job per method (ours, its ablations, the baselines) and target sparsity,
+# each from the teacher.
 
 
-rule prune_l0:
+rule prune:
     input:
         data_inputs(),
         teacher=f"{R}/models/teacher.pt",
@@ -14,7 +15,7 @@ rule prune_l0:
     benchmark:
         bench_path("prune", "{method}-s{sparsity}")
     wildcard_constraints:
-        method="l0-[a-z]+",
+        method="[a-z0-9-]+",
         sparsity=r"0\.[0-9]+",
     conda:
         CONDA_ENV
@@ -26,10 +27,12 @@ rule prune_l0:
         l0=section_json("prune", "l0"),
         train=section_json("prune", "train"),
         finetune=section_json("prune", "finetune"),
+        parp=section_json("prune", "parp"),
         work_dir=lambda w: f"{R}/work/{w.method}-s{w.sparsity}",
     shell:
-        "asrprune prune-l0 --teacher {input.teacher} --data {params.data}"
+        "asrprune prune --teacher {input.teacher} --data {params.data}"
         " --method {wildcards.method} --sparsity {wildcards.sparsity}"
         " --l0 {params.l0:q} --train {params.train:q} --finetune {params.finetune:q}"
+        " --parp {params.parp:q}"
         " --out {output.model} --summary {output.summary} --work-dir {params.work_dir}"
         " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1"

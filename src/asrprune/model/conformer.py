@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asrprune.errors import AsrpruneError
-from asrprune.model.structure import BlockStructure, EncoderStructure, ModelConfig
+from asrprune.model.structure import SUBSAMPLING, BlockStructure, EncoderStructure, ModelConfig
 from asrprune.pruning.hardconcrete import HardConcrete
 
 Size = int | float | torch.Tensor  # a unit count: exact (int) or expected (tensor)
@@ -75,6 +75,22 @@ def _kept(gate: HardConcrete | None, n: int, device) -> tuple[torch.Tensor, torc
     mask = gate.final_mask()
     idx = torch.nonzero(mask).flatten()
     return idx, mask[idx]
+
+
+# Weight magnitudes of units: (sum of |w| (n,), number of weights (n,)) per unit.
+Magnitude = tuple[torch.Tensor, torch.Tensor]
+
+
+def _owned(t: torch.Tensor, dim: int, group: int = 1) -> Magnitude:
+    """Magnitude of the slices of ``t`` along ``dim``, ``group`` consecutive slices a unit."""
+    a = t.detach().abs().movedim(dim, 0).reshape(t.size(dim), -1)  # (slices, rest)
+    sums = a.sum(1).view(-1, group).sum(1)  # (units,)
+    return sums, torch.full_like(sums, float(a.size(1) * group))
+
+
+def _add(*parts: Magnitude) -> Magnitude:
+    """Magnitudes of the same units summed over the tensors they own."""
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 
 def _gate_units(gate: HardConcrete | None, n: int) -> Size:
@@ -158,6 +174,27 @@ class RelPositionMultiHeadAttention(nn.Module):
 
     def expected_heads(self) -> Size:
         return _gate_units(self.gate, self.heads)
+
+    def unit_magnitudes(self) -> Magnitude:
+        """Per head: its q, k, v and position rows, output columns and position biases."""
+        dk = self.head_dim
+        return _add(
+            *(_owned(getattr(self, n).weight, 0, dk) for n in ("q", "k", "v", "linear_pos")),
+            *(_owned(getattr(self, n).bias, 0, dk) for n in ("q", "k", "v")),
+            _owned(self.out.weight, 1, dk),
+            _owned(self.pos_bias_u, 0),
+            _owned(self.pos_bias_v, 0),
+        )
+
+    def hidden_magnitudes(self) -> Magnitude:
+        """Per hidden dim: its norm entries, q, k, v input columns, output row and bias."""
+        return _add(
+            _owned(self.norm.weight, 0),
+            _owned(self.norm.bias, 0),
+            *(_owned(getattr(self, n).weight, 1) for n in ("q", "k", "v")),
+            _owned(self.out.weight, 0),
+            _owned(self.out.bias, 0),
+        )
 
     @staticmethod
     def count_params(d: Size, heads: Size, head_dim: int, pos_dim: int) -> Size:
@@ -245,6 +282,20 @@ class FeedForward(nn.Module):
     def expected_channels(self) -> Size:
         return _gate_units(self.gate, self.up.out_features)
 
+    def unit_magnitudes(self) -> Magnitude:
+        """Per channel: its input row and bias, its output column."""
+        return _add(_owned(self.up.weight, 0), _owned(self.up.bias, 0), _owned(self.down.weight, 1))
+
+    def hidden_magnitudes(self) -> Magnitude:
+        """Per hidden dim: its norm entries, input column, output row and bias."""
+        return _add(
+            _owned(self.norm.weight, 0),
+            _owned(self.norm.bias, 0),
+            _owned(self.up.weight, 1),
+            _owned(self.down.weight, 0),
+            _owned(self.down.bias, 0),
+        )
+
     @staticmethod
     def count_params(d: Size, ffn: Size) -> Size:
         return _present(ffn) * (_layer_norm_params(d) + d) + ffn * (2 * d + 1)
@@ -303,6 +354,22 @@ class ConvModule(nn.Module):
 
     def expected_presence(self) -> Size:
         return _gate_units(self.gate, 1)
+
+    def unit_magnitudes(self) -> Magnitude:
+        """The module is one unit: every weight of it."""
+        weights = [p for n, p in self.named_parameters() if not n.startswith("gate.")]
+        total = sum(p.detach().abs().sum() for p in weights).reshape(1)
+        return total, torch.full_like(total, float(sum(p.numel() for p in weights)))
+
+    def hidden_magnitudes(self) -> Magnitude:
+        """Per hidden dim: its norm entries, pointwise input column, output row and bias."""
+        return _add(
+            _owned(self.norm.weight, 0),
+            _owned(self.norm.bias, 0),
+            _owned(self.pointwise1.weight, 1),
+            _owned(self.pointwise2.weight, 0),
+            _owned(self.pointwise2.bias, 0),
+        )
 
     @staticmethod
     def count_params(d: Size, channels: int, kernel: int) -> Size:
@@ -475,6 +542,17 @@ class ConformerBlock(nn.Module):
             return h
         return x.index_copy(-1, self.hidden, h)  # (B, T, d_model), out of place for autograd
 
+    def modules_present(self) -> list[nn.Module]:
+        return [m for m in (self.ffn1, self.mhsa, self.conv, self.ffn2) if m is not None]
+
+    def hidden_magnitudes(self) -> Magnitude:
+        """Per hidden dim of this block: what every module and the final norm keep of it."""
+        return _add(
+            *(m.hidden_magnitudes() for m in self.modules_present()),
+            _owned(self.norm.weight, 0),
+            _owned(self.norm.bias, 0),
+        )
+
     @staticmethod
     def _write(y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
         return y if m is None else y * m
@@ -496,40 +574,55 @@ class ConformerBlock(nn.Module):
 
 
 class Conv2dSubsampling(nn.Module):
-    """x4 time subsampling: two 3x3 conv2d with stride 2 and ReLU, then Linear to ``d_out``.
+    """x4 or x6 time subsampling (ESPnet's Conv2dSubsampling and Conv2dSubsampling6): a 3x3
+    conv2d with stride 2, then a 3x3 with stride 2 (x4) or a 5x5 with stride 3 (x6), each
+    with ReLU, then Linear to ``d_out``.
 
-    Output length ``((T - 1) // 2 - 1) // 2``; an output frame depends only on input frames
-    inside its utterance, so padding does not leak in.
-    forward: feats (B, T, input_dim), lengths (B,) -> (B, T', d_out), lengths (B,).
+    Output length ``((T - 1) // 2 - k) // s + 1`` for the second kernel k and stride s; an
+    output frame depends only on input frames inside its utterance, so padding does not
+    leak in. forward: feats (B, T, input_dim), lengths (B,) -> (B, T', d_out), lengths (B,).
     """
 
-    def __init__(self, input_dim: int, channels: int, d_out: int):
+    def __init__(self, input_dim: int, channels: int, d_out: int, factor: int = 4):
         super().__init__()
+        self.factor = factor
+        kernel, stride = SUBSAMPLING[factor]
         self.conv1 = nn.Conv2d(1, channels, 3, stride=2)
-        self.conv2 = nn.Conv2d(channels, channels, 3, stride=2)
-        self.freq_out = self.output_length(input_dim)
+        self.conv2 = nn.Conv2d(channels, channels, kernel, stride=stride)
+        self.freq_out = self.output_length(input_dim, factor)
         self.proj = nn.Linear(channels * self.freq_out, d_out)
 
     @staticmethod
-    def output_length(length):
-        """Exact output length of the two stride-2, kernel-3 convolutions (int or tensor)."""
-        return ((length - 1) // 2 - 1) // 2
+    def min_length(factor: int = 4) -> int:
+        """Fewest input frames (or features) that give one output frame."""
+        return 2 * SUBSAMPLING[factor][0] + 1
 
     @staticmethod
-    def count_params(input_dim: int, channels: int, d_out: Size) -> Size:
-        freq = Conv2dSubsampling.output_length(input_dim)
+    def output_length(length, factor: int = 4):
+        """Exact output length of the two convolutions (int or tensor)."""
+        kernel, stride = SUBSAMPLING[factor]
+        return ((length - 1) // 2 - kernel) // stride + 1
+
+    @staticmethod
+    def count_params(input_dim: int, channels: int, d_out: Size, factor: int = 4) -> Size:
+        freq = Conv2dSubsampling.output_length(input_dim, factor)
+        kernel = SUBSAMPLING[factor][0]
         conv1 = 9 * channels + channels
-        conv2 = 9 * channels * channels + channels
+        conv2 = kernel * kernel * channels * channels + channels
         return conv1 + conv2 + channels * freq * d_out + d_out
 
     @staticmethod
-    def count_flops(input_dim: int, channels: int, d_out: Size, frames: int) -> Size:
+    def count_flops(
+        input_dim: int, channels: int, d_out: Size, frames: int, factor: int = 4
+    ) -> Size:
         """Matmul and convolution FLOPs for one utterance of ``frames`` input frames."""
+        kernel = SUBSAMPLING[factor][0]
         t1, f1 = (frames - 1) // 2, (input_dim - 1) // 2
-        t2, f2 = (t1 - 1) // 2, (f1 - 1) // 2
+        t2 = Conv2dSubsampling.output_length(frames, factor)
+        f2 = Conv2dSubsampling.output_length(input_dim, factor)
         return (
             2 * channels * t1 * f1 * 9
-            + 2 * channels * t2 * f2 * 9 * channels
+            + 2 * channels * t2 * f2 * kernel * kernel * channels
             + (2 * t2 * channels * f2 * d_out)
         )
 
@@ -538,7 +631,7 @@ class Conv2dSubsampling(nn.Module):
         x = F.relu(self.conv2(x))  # (B, C, T', F')
         B, C, T, Fq = x.shape
         x = self.proj(x.transpose(1, 2).reshape(B, T, C * Fq))  # (B, T', d_out)
-        return x, self.output_length(lengths)
+        return x, self.output_length(lengths, self.factor)
 
 
 class EncoderOutput(NamedTuple):
@@ -570,7 +663,7 @@ class ConformerEncoder(nn.Module):
         structure = EncoderStructure.full(config) if structure is None else structure
         self.config, self.structure = config, structure
         self.subsampling = Conv2dSubsampling(
-            config.input_dim, config.subsampling_channels, structure.d_model
+            config.input_dim, config.subsampling_channels, structure.d_model, config.subsampling
         )
         self.xscale = math.sqrt(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
@@ -604,7 +697,7 @@ class ConformerEncoder(nn.Module):
         """Parameters of an encoder of this structure, without building it."""
         structure = EncoderStructure.full(config) if structure is None else structure
         sub = Conv2dSubsampling.count_params(
-            config.input_dim, config.subsampling_channels, structure.d_model
+            config.input_dim, config.subsampling_channels, structure.d_model, config.subsampling
         )
         return sub + sum(
             ConformerBlock.count_params(b, structure.d_model, config) for b in structure.blocks
@@ -618,7 +711,7 @@ class ConformerEncoder(nn.Module):
         (``prunable``) and the whole encoder (``encoder``), as ``torch.utils.flop_counter``
         counts them."""
         structure = EncoderStructure.full(config) if structure is None else structure
-        T = Conv2dSubsampling.output_length(frames)
+        T = Conv2dSubsampling.output_length(frames, config.subsampling)
         blocks = sum(
             ConformerBlock.size_flops(
                 config, T, *ConformerBlock.structure_sizes(b, structure.d_model)
@@ -626,7 +719,11 @@ class ConformerEncoder(nn.Module):
             for b in structure.blocks
         )
         sub = Conv2dSubsampling.count_flops(
-            config.input_dim, config.subsampling_channels, structure.d_model, frames
+            config.input_dim,
+            config.subsampling_channels,
+            structure.d_model,
+            frames,
+            config.subsampling,
         )
         return {"prunable": blocks, "encoder": sub + blocks}
 
@@ -677,6 +774,26 @@ class ConformerEncoder(nn.Module):
     def gates(self) -> list[HardConcrete]:
         return [m for m in self.modules() if isinstance(m, HardConcrete)]
 
+    @torch.no_grad()
+    def gate_magnitudes(self) -> list[tuple[HardConcrete, torch.Tensor]]:
+        """Every gate (a full encoder's) with its units' scores for magnitude pruning: mean
+        |w| over the weights each unit owns. A global hidden dimension owns its row of the
+        subsampling projection and its weights in every block."""
+        blocks = [b.hidden_magnitudes() for b in self.blocks]
+        scored = []
+        if self.hidden_gate is not None:
+            proj = self.subsampling.proj
+            scored.append(
+                (self.hidden_gate, _add(_owned(proj.weight, 0), _owned(proj.bias, 0), *blocks))
+            )
+        for block, hidden in zip(self.blocks, blocks, strict=True):
+            if block.hidden_gate is not None:
+                scored.append((block.hidden_gate, hidden))
+            for module in block.modules_present():
+                if module.gate is not None:
+                    scored.append((module.gate, module.unit_magnitudes()))
+        return [(gate, sums / counts) for gate, (sums, counts) in scored]
+
     def _global_probs(self) -> torch.Tensor | None:
         return None if self.hidden_gate is None else self.hidden_gate.probs()
 
@@ -688,19 +805,21 @@ class ConformerEncoder(nn.Module):
             ConformerBlock.size_params(self.config, *b.expected_sizes(probs)) for b in self.blocks
         )
         c = self.config
-        sub = Conv2dSubsampling.count_params(c.input_dim, c.subsampling_channels, d)
+        sub = Conv2dSubsampling.count_params(c.input_dim, c.subsampling_channels, d, c.subsampling)
         return {"prunable": blocks, "encoder": sub + blocks}
 
     def expected_flops(self, frames: int) -> dict[str, Size]:
         """Expected FLOPs under the gates for one utterance of ``frames`` input frames."""
         probs = self._global_probs()
         d = self.structure.d_model if probs is None else probs.sum()
-        T = Conv2dSubsampling.output_length(frames)
+        T = Conv2dSubsampling.output_length(frames, self.config.subsampling)
         blocks = sum(
             ConformerBlock.size_flops(self.config, T, *b.expected_sizes(probs)) for b in self.blocks
         )
         c = self.config
-        sub = Conv2dSubsampling.count_flops(c.input_dim, c.subsampling_channels, d, frames)
+        sub = Conv2dSubsampling.count_flops(
+            c.input_dim, c.subsampling_channels, d, frames, c.subsampling
+        )
         return {"prunable": blocks, "encoder": sub + blocks}
 
     @torch.no_grad()
@@ -751,11 +870,12 @@ class ConformerEncoder(nn.Module):
     def forward(
         self, feats: torch.Tensor, feat_lens: torch.Tensor, return_hidden: bool = False
     ) -> EncoderOutput:
-        shortest = int(feat_lens.min())
-        if shortest < 7:
+        shortest, factor = int(feat_lens.min()), self.config.subsampling
+        need = Conv2dSubsampling.min_length(factor)
+        if shortest < need:
             raise AsrpruneError(
-                f"an utterance of {shortest} frames is too short for the x4 subsampling "
-                "(at least 7 frames, 70 ms, are needed)"
+                f"an utterance of {shortest} frames is too short for the x{factor} subsampling "
+                f"(at least {need} frames, {need * 10} ms, are needed)"
             )
         x, lengths = self.subsampling(feats, feat_lens)  # (B, T', d), (B,)
         x = self.dropout(x * self.xscale)

@@ -1,8 +1,9 @@
 """Model files: one ``torch.save`` dict of tensors and plain Python values.
 
-Everything needed to use a model travels in the file: config and encoder structure (to
-rebuild the pruned model's classes), weights, the tokenizer's bytes, the CMVN statistics
-and JSON-safe metadata. No pickled classes, so ``torch.load(weights_only=True)`` reads it.
+Everything needed to use a model travels in the file: config, encoder structure and
+low-rank layers (to rebuild the pruned model's classes), weights, the tokenizer's bytes,
+the CMVN statistics and JSON-safe metadata. No pickled classes, so
+``torch.load(weights_only=True)`` reads it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_path
+from asrprune.model.lowrank import factorize, low_rank_ranks
 from asrprune.model.structure import EncoderStructure, ModelConfig
 from asrprune.model.transducer import Transducer
 
@@ -59,6 +61,7 @@ def save_model(
         "version": VERSION,
         "config": model.config.to_dict(),
         "structure": model.structure.to_dict(),
+        "low_rank": low_rank_ranks(model),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "tokenizer": torch.tensor(list(tokenizer_bytes), dtype=torch.uint8),
         "cmvn": _cmvn_tensors(cmvn_state),
@@ -88,6 +91,10 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[Transducer,
     config = ModelConfig.from_dict(payload["config"], f"{path}: config")
     structure = EncoderStructure.from_dict(payload["structure"], f"{path}: structure")
     model = Transducer(config, structure)
+    try:
+        factorize(model, payload.get("low_rank", {}), from_weights=False)
+    except (AttributeError, TypeError) as e:
+        raise AsrpruneError(f"{path}: its low-rank layers do not fit the model: {e}") from None
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as e:

@@ -17,6 +17,9 @@ from asrprune.config import check_keys
 from asrprune.errors import AsrpruneError
 
 PREDICTORS = ("stateless", "lstm")
+# Time subsampling factor -> (kernel, stride) of the front end's second conv2d; the first
+# is always a 3x3 with stride 2 (ESPnet's Conv2dSubsampling and Conv2dSubsampling6).
+SUBSAMPLING = {4: (3, 2), 6: (5, 3)}
 
 
 def _is_int(v: Any) -> bool:
@@ -47,6 +50,7 @@ class ModelConfig:
     ffn_dim: int = 576
     conv_kernel: int = 15
     dropout: float = 0.1
+    subsampling: int = 4  # time subsampling factor of the conv2d front end: 4 or 6
     subsampling_channels: int | None = None
     predictor: str = "stateless"
     predictor_dim: int = 256
@@ -79,10 +83,15 @@ class ModelConfig:
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 raise AsrpruneError(f"model.{name}: expected a positive integer, got {v!r}")
-        if self.input_dim < 7:
+        if self.subsampling not in SUBSAMPLING:
             raise AsrpruneError(
-                f"model.input_dim: the x4 subsampling needs at least 7 features, got "
-                f"{self.input_dim}"
+                f"model.subsampling: expected one of {list(SUBSAMPLING)}, got {self.subsampling!r}"
+            )
+        need = 2 * SUBSAMPLING[self.subsampling][0] + 1  # one output row of both convs
+        if self.input_dim < need:
+            raise AsrpruneError(
+                f"model.input_dim: the x{self.subsampling} subsampling needs at least {need} "
+                f"features, got {self.input_dim}"
             )
         if self.conv_kernel % 2 == 0:
             # an odd kernel keeps the depthwise convolution centred ("same" padding)

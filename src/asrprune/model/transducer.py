@@ -15,7 +15,8 @@ from torch import nn
 
 from asrprune.data.tokenizer import BLANK_ID
 from asrprune.errors import AsrpruneError
-from asrprune.model.conformer import ConformerEncoder
+from asrprune.model.conformer import ConformerEncoder, Conv2dSubsampling
+from asrprune.model.lowrank import low_rank_savings
 from asrprune.model.structure import EncoderStructure, ModelConfig
 
 State = tuple[torch.Tensor, ...]  # every tensor (N, ...), batch first
@@ -192,6 +193,24 @@ class Transducer(nn.Module):
             model.ctc_head.weight.copy_(src.ctc_head.weight[:, kept])
             model.ctc_head.bias.copy_(src.ctc_head.bias)
         return model.train(src.training)
+
+    def size_report(self, frames: int) -> dict:
+        """``ConformerEncoder.size_report`` of this model's structure, less what its
+        low-rank (SVD) layers save."""
+        report = ConformerEncoder.size_report(self.config, self.structure, frames)
+        T = Conv2dSubsampling.output_length(frames, self.config.subsampling)
+        params, flops = low_rank_savings(self.encoder.blocks, T)
+        if params or flops:
+            full = ConformerEncoder.size_report(
+                self.config, EncoderStructure.full(self.config), frames
+            )
+            for key in ("encoder_params", "prunable_params"):
+                report[key] -= params
+            for key in ("encoder_flops", "prunable_flops"):
+                report[key] -= flops
+            report["sparsity"] = 1.0 - report["prunable_params"] / full["prunable_params"]
+            report["flops_sparsity"] = 1.0 - report["prunable_flops"] / full["prunable_flops"]
+        return report
 
     def param_counts(self) -> ParamCounts:
         encoder = sum(p.numel() for p in self.encoder.parameters())

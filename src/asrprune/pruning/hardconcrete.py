@@ -17,6 +17,8 @@ from torch import nn
 LEFT, RIGHT = -0.1, 1.1  # the stretch interval (l, r)
 TEMPERATURE = 2.0 / 3.0
 INIT_KEEP = 0.9  # initial P(keep): the student starts near the teacher, gates not saturated
+# |log-alpha| of a pinned gate: every sample is then exactly 0 or 1 in float32
+PINNED_LOGIT = 30.0
 
 
 class HardConcrete(nn.Module):
@@ -70,6 +72,15 @@ class HardConcrete(nn.Module):
                 # a kept unit never gets 0: it was kept because its expectation says so
                 mask[kept] = value[kept].clamp(min=1e-3, max=1.0)
         return mask
+
+    @torch.no_grad()
+    def pin(self, keep: torch.Tensor) -> None:
+        """Fix the mask to ``keep`` (n,) bool, in training and eval alike, and stop the
+        log-alphas learning: how masks chosen by another rule (magnitude) are applied."""
+        self.log_alpha.copy_(
+            torch.where(keep.to(self.log_alpha.device), PINNED_LOGIT, -PINNED_LOGIT)
+        )
+        self.log_alpha.requires_grad_(False)
 
     def forward(self) -> torch.Tensor:
         return self.sample() if self.training else self.final_mask()

@@ -7,10 +7,11 @@ killed during fine-tuning does not prune again.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,10 @@ from asrprune.errors import AsrpruneError
 from asrprune.evaluate import resolve_device
 from asrprune.io import write_json
 from asrprune.model import Transducer, load_model, save_model
-from asrprune.model.conformer import ConformerEncoder
 from asrprune.pruning.l0 import (
     FRAMES_PER_SECOND,
+    METHODS,
+    GateKinds,
     L0Loss,
     L0Settings,
     Lagrangian,
@@ -35,10 +37,14 @@ from asrprune.pruning.l0 import (
     method,
     param_groups,
 )
+from asrprune.pruning.magnitude import ParpLoss, ParpSettings, prune_by_magnitude
+from asrprune.pruning.svd import prune_svd
 from asrprune.tracking import log_artifact
-from asrprune.train import TrainSettings, train
+from asrprune.train import TrainSettings, TransducerLoss, train
 
 PRUNED = "pruned.pt"
+# Every method a job can run: ours and its ablations (pruning.l0), then the baselines.
+PRUNE_METHODS = (*METHODS, "omp", "parp", "svd")
 Split = tuple[str | os.PathLike, str | os.PathLike]  # (manifest, feature store folder)
 
 
@@ -78,40 +84,116 @@ def final_masks(model: Transducer) -> dict[str, list[float]]:
     return out
 
 
-def finetune_and_save(
-    compact: Transducer,
-    data: JobData,
-    settings: TrainSettings,
-    work_dir: Path,
-    out_model: str | os.PathLike,
-    *,
-    name: str,
-    tags: Mapping[str, str],
-    summary: dict,
-    mlflow_ids: str | os.PathLike | None,
-    threads: int | None,
-    progress: bool,
-) -> dict:
-    """Fine-tune a compact model with the plain transducer loss and write the model file."""
-    result = train(
-        compact,
-        data.train,
-        data.dev,
-        settings,
-        work_dir / "finetune",
-        mlflow_ids=mlflow_ids,
-        run_name=f"{name}-finetune",
-        tags={**tags, "stage": "finetune"},
-        device=None,
-        threads=threads,
-        progress=progress,
+@dataclass
+class _Job:
+    """What every phase of one job shares: data, work folder, names, tracking, threads."""
+
+    data: JobData
+    work_dir: Path
+    name: str
+    tags: dict[str, str]
+    mlflow_ids: str | os.PathLike | None
+    threads: int | None
+    progress: bool
+
+    def train(self, model: Transducer, settings: TrainSettings, stage: str, **options):
+        """Train ``model`` in ``work_dir/<stage>`` as an MLflow child run tagged ``stage``."""
+        return train(
+            model,
+            self.data.train,
+            self.data.dev,
+            settings,
+            self.work_dir / stage,
+            mlflow_ids=self.mlflow_ids,
+            run_name=self.name if stage == "prune" else f"{self.name}-{stage}",
+            tags={**self.tags, "stage": stage},
+            threads=self.threads,
+            progress=self.progress,
+            **options,
+        )
+
+
+def _trained(student: Transducer, result) -> dict:
+    """What the summary keeps of a pruning phase that trained: masks and history."""
+    return {
+        "masks": final_masks(student),
+        "prune_steps": result.step,
+        "prune_dev_wer": result.dev_wer,
+        "history": result.history,
+        "mlflow_run_id": result.mlflow_run_id,
+    }
+
+
+def _prune_l0(
+    job: _Job, method_name: str, sparsity: float, l0: L0Settings, settings: TrainSettings
+) -> tuple[Transducer, dict]:
+    """Our method's pruning phase: learn the gates, then compact. Returns the compact
+    model and what the summary records of this phase."""
+    m = method(method_name)
+    torch.manual_seed(settings.seed)  # the gates' initial log-alphas
+    student = gated_student(job.data.teacher, m.gates)
+    teacher = job.data.teacher.eval().to(resolve_device(None))  # where the trainer runs
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    distill = (
+        LayerwiseDistill(len(teacher.encoder.blocks), teacher.config.d_model, l0.distill_map)
+        if m.distill and l0.distill_weight > 0
+        else None
     )
-    summary = {**summary, "finetune_dev_wer": result.dev_wer, "finetune_steps": result.step}
-    save_model(out_model, compact.cpu(), data.tokenizer.to_bytes(), data.cmvn.to_dict(), summary)
-    return summary
+    lagrangian = Lagrangian()
+    result = job.train(
+        student,
+        settings,
+        "prune",
+        loss_fn=L0Loss(teacher, distill, lagrangian, settings, l0, m.budget, sparsity),
+        extra_modules={"lagrangian": lagrangian} | ({"distill": distill} if distill else {}),
+        param_groups=param_groups(student, lagrangian, l0),
+        params={"l0": asdict(l0), "method": asdict(m), "target_sparsity": sparsity},
+    )
+    student = student.cpu().eval()
+    return Transducer.compacted(student), _trained(student, result)
 
 
-def run_l0(
+def _prune_omp(job: _Job, sparsity: float) -> tuple[Transducer, dict]:
+    """One-shot magnitude pruning of the teacher to the parameter target, then compact."""
+    student = gated_student(job.data.teacher, GateKinds()).eval()
+    choice = prune_by_magnitude(student, sparsity)
+    record = {"masks": final_masks(student), "removed_units": choice.removed, "prune_steps": 0}
+    return Transducer.compacted(student), record
+
+
+def _prune_parp(
+    job: _Job, sparsity: float, parp: ParpSettings, settings: TrainSettings
+) -> tuple[Transducer, dict]:
+    """PARP on our units: start from the OMP mask, train with pruned units zeroed but
+    regrowing and re-pruned by magnitude every ``parp.reprune_every`` steps, re-prune a
+    last time and compact."""
+    student = gated_student(job.data.teacher, GateKinds())
+    loss_fn = ParpLoss(TransducerLoss(settings), sparsity, parp.reprune_every)
+    loss_fn.reprune(student)  # the OMP mask (a resumed job then loads its own state)
+    result = job.train(
+        student,
+        settings,
+        "prune",
+        loss_fn=loss_fn,
+        params={"parp": asdict(parp), "target_sparsity": sparsity},
+    )
+    student = student.cpu().eval()
+    choice = prune_by_magnitude(student, sparsity)
+    return Transducer.compacted(student), {
+        **_trained(student, result),
+        "removed_units": choice.removed,
+    }
+
+
+def _prune_svd(job: _Job, sparsity: float) -> tuple[Transducer, dict]:
+    """Every Linear layer of the teacher's blocks factored by SVD to meet the target."""
+    model = copy.deepcopy(job.data.teacher)
+    choice = prune_svd(model, sparsity)
+    return model, {"rank_keep": choice.keep, "ranks": choice.ranks, "prune_steps": 0}
+
+
+def run_prune(
     *,
     teacher_path: str | os.PathLike,
     splits: Mapping[str, Split],
@@ -120,6 +202,7 @@ def run_l0(
     l0: Mapping[str, Any] | L0Settings,
     prune_settings: Mapping[str, Any] | TrainSettings,
     finetune_settings: Mapping[str, Any] | TrainSettings,
+    parp: Mapping[str, Any] | ParpSettings | None = None,
     out_model: str | os.PathLike,
     out_summary: str | os.PathLike,
     work_dir: str | os.PathLike,
@@ -127,100 +210,77 @@ def run_l0(
     threads: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """One L0 pruning job (``method_name`` at ``sparsity``): see the module docstring.
+    """One pruning job (``method_name`` at ``sparsity``): prune the teacher, compact,
+    fine-tune.
 
-    ``splits``: "train" and "dev" as (manifest, feature store). Writes the fine-tuned
-    compact model to ``out_model`` and to ``out_summary`` the final
-    masks, the kept structure per block, the achieved sizes and the pruning history.
+    Our L0 methods (``l0-*``) learn their masks over ``prune_settings.max_steps`` steps and
+    then fine-tune for ``finetune_settings.max_steps``; ``parp`` adjusts its masks over
+    the first budget, then fine-tunes; ``omp`` and ``svd`` prune in one shot and fine-tune
+    for both budgets together, so every method trains for the same number of
+    steps. ``splits``: "train" and "dev" as (manifest, feature store). Writes the
+    fine-tuned compact model to ``out_model`` and to ``out_summary`` the final masks, the
+    kept structure per block, the achieved sizes and the pruning history.
     """
     if not 0 < sparsity < 1:
         raise AsrpruneError(f"sparsity: expected a number in (0, 1), got {sparsity!r}")
-    m = method(method_name)
+    if method_name not in PRUNE_METHODS:
+        raise AsrpruneError(
+            f"unknown pruning method {method_name!r}; expected one of {', '.join(PRUNE_METHODS)}"
+        )
     if not isinstance(l0, L0Settings):
         l0 = settings_from_dict(L0Settings, l0, "prune.l0")
+    if not isinstance(parp, ParpSettings):
+        parp = settings_from_dict(ParpSettings, parp or {}, "prune.parp")
     if not isinstance(prune_settings, TrainSettings):
         prune_settings = settings_from_dict(TrainSettings, prune_settings, "prune.train")
     if not isinstance(finetune_settings, TrainSettings):
         finetune_settings = settings_from_dict(TrainSettings, finetune_settings, "prune.finetune")
     if threads:
         torch.set_num_threads(threads)
+    budget = METHODS[method_name].budget if method_name in METHODS else "params"
     name = f"{method_name}-s{sparsity:g}"
-    tags = {"method": method_name, "sparsity": f"{sparsity:g}", "budget": m.budget}
-    work_dir = Path(work_dir)
+    tags = {"method": method_name, "sparsity": f"{sparsity:g}", "budget": budget}
     data = JobData.load(teacher_path, splits)
+    job = _Job(data, Path(work_dir), name, tags, mlflow_ids, threads, progress)
     reference_frames = round(l0.reference_seconds * FRAMES_PER_SECOND)
-    pruned_path = work_dir / PRUNED
+    pruned_path = job.work_dir / PRUNED
 
     if pruned_path.is_file():
         print(f"{pruned_path} exists: pruning is done, fine-tuning", file=sys.stderr)
         compact, _, _, record = load_model(pruned_path)
-        compact.train()
     else:
-        torch.manual_seed(prune_settings.seed)  # the gates' initial log-alphas
-        student = gated_student(data.teacher, m.gates)
-        teacher = data.teacher.eval().to(resolve_device(None))  # where the trainer runs
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        distill = (
-            LayerwiseDistill(len(teacher.encoder.blocks), teacher.config.d_model, l0.distill_map)
-            if m.distill and l0.distill_weight > 0
-            else None
-        )
-        lagrangian = Lagrangian()
-        extra = {"lagrangian": lagrangian} | ({"distill": distill} if distill else {})
-        loss_fn = L0Loss(teacher, distill, lagrangian, prune_settings, l0, m.budget, sparsity)
-        result = train(
-            student,
-            data.train,
-            data.dev,
-            prune_settings,
-            work_dir / "prune",
-            loss_fn=loss_fn,
-            extra_modules=extra,
-            param_groups=param_groups(student, lagrangian, l0),
-            mlflow_ids=mlflow_ids,
-            run_name=name,
-            tags={**tags, "stage": "prune"},
-            params={"l0": asdict(l0), "method": asdict(m), "target_sparsity": sparsity},
-            threads=threads,
-            progress=progress,
-        )
-        student = student.cpu().eval()
-        compact = Transducer.compacted(student)
+        if method_name in METHODS:
+            compact, phase = _prune_l0(job, method_name, sparsity, l0, prune_settings)
+        elif method_name == "parp":
+            compact, phase = _prune_parp(job, sparsity, parp, prune_settings)
+        elif method_name == "svd":
+            compact, phase = _prune_svd(job, sparsity)
+        else:
+            compact, phase = _prune_omp(job, sparsity)
         record = {
             "name": name,
             "method": method_name,
-            "budget": m.budget,
+            "budget": budget,
             "target_sparsity": sparsity,
-            "masks": final_masks(student),
+            **phase,
             "structure": compact.structure.to_dict(),
-            "prune_steps": result.step,
-            "prune_dev_wer": result.dev_wer,
-            "history": result.history,
-            "mlflow_run_id": result.mlflow_run_id,
-            **ConformerEncoder.size_report(compact.config, compact.structure, reference_frames),
+            **compact.size_report(reference_frames),
         }
         save_model(pruned_path, compact, data.tokenizer.to_bytes(), data.cmvn.to_dict(), record)
-        compact.train()
+    compact.train()
+    if method_name in ("omp", "svd"):  # no training while pruning: its steps fine-tune
+        steps = prune_settings.max_steps + finetune_settings.max_steps
+        finetune_settings = replace(finetune_settings, max_steps=steps)
     summary = {k: v for k, v in record.items() if k != "history"}
     write_json(out_summary, record)
     if mlflow_ids and record.get("mlflow_run_id"):
         log_artifact(mlflow_ids, record["mlflow_run_id"], out_summary)
     print(
         f"{name}: kept structure removes {record['sparsity']:.1%} of block parameters and "
-        f"{record['flops_sparsity']:.1%} of block FLOPs (target {sparsity:.0%} of {m.budget})",
+        f"{record['flops_sparsity']:.1%} of block FLOPs (target {sparsity:.0%} of {budget})",
         file=sys.stderr,
     )
-    return finetune_and_save(
-        compact,
-        data,
-        finetune_settings,
-        work_dir,
-        out_model,
-        name=name,
-        tags=tags,
-        summary=summary,
-        mlflow_ids=mlflow_ids,
-        threads=threads,
-        progress=progress,
-    )
+    result = job.train(compact, finetune_settings, "finetune")
+    summary = {**summary, "finetune_dev_wer": result.dev_wer, "finetune_steps": result.step}
+    save_model(out_model, compact.cpu(), data.tokenizer.to_bytes(), data.cmvn.to_dict(), summary)
+    return summary

@@ -1,0 +1,143 @@
+"""Magnitude pruning (OMP): unit scores, the target met exactly, the strongest units kept."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from asrprune.model import Transducer
+from asrprune.pruning.hardconcrete import HardConcrete
+from asrprune.pruning.l0 import GateKinds, gated_student
+from asrprune.pruning.magnitude import (
+    MagnitudeRanking,
+    ParpLoss,
+    prune_by_magnitude,
+    release_pruned_units,
+)
+from asrprune.train import TransducerLoss
+from tests.builders_model import tiny_settings
+from tests.model.tiny import tiny_batch, tiny_model
+
+
+def gated(seed: int = 0) -> Transducer:
+    return gated_student(tiny_model(seed), GateKinds())
+
+
+def test_a_channel_scores_the_mean_magnitude_of_the_weights_it_owns():
+    model = gated()
+    ffn = model.encoder.blocks[1].ffn2
+    scores = dict((id(g), s) for g, s in model.encoder.gate_magnitudes())[id(ffn.gate)]
+    c = 5
+    owned = torch.cat((ffn.up.weight[c], ffn.up.bias[c : c + 1], ffn.down.weight[:, c]))
+    assert scores[c] == pytest.approx(float(owned.detach().abs().mean()), rel=1e-6)
+
+
+def test_scaling_one_head_up_ranks_it_strongest():
+    model = gated()
+    mhsa = model.encoder.blocks[0].mhsa
+    with torch.no_grad():
+        for name in ("q", "k", "v"):
+            getattr(mhsa, name).weight[mhsa.head_dim :] *= 10  # head 1's rows
+    scores = dict((id(g), s) for g, s in model.encoder.gate_magnitudes())[id(mhsa.gate)]
+    assert int(scores.argmax()) == 1
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.5])
+def test_omp_meets_the_target_with_the_fewest_units(sparsity):
+    model = gated()
+    choice = prune_by_magnitude(model, sparsity)
+    assert choice.sparsity >= sparsity
+    compact = Transducer.compacted(model.eval())
+    assert compact.param_counts().prunable == choice.prunable_params
+    # one unit fewer removed would miss the target
+    ranking = MagnitudeRanking(model)
+    assert ranking.pin(choice.removed - 1) > (1 - sparsity) * choice.full_params
+
+
+def test_omp_keeps_the_highest_magnitude_units():
+    model = gated(seed=3)
+    scored = [(g, s.clone()) for g, s in model.encoder.gate_magnitudes()]
+    prune_by_magnitude(model, 0.4)
+    kept = torch.cat([s[g.final_mask() > 0] for g, s in scored])
+    removed = torch.cat([s[g.final_mask() == 0] for g, s in scored])
+    assert len(removed) > 0 and len(kept) > 0
+    assert float(removed.max()) <= float(kept.min())
+
+
+def test_pinned_gates_are_exact_masks_in_training_and_eval():
+    gate = HardConcrete(6)
+    keep = torch.tensor([True, False, True, True, False, False])
+    gate.pin(keep)
+    assert not gate.log_alpha.requires_grad
+    for mode in (True, False):
+        gate.train(mode)
+        for _ in range(20):
+            assert torch.equal(gate(), keep.float())
+
+
+def test_pruned_model_keeps_its_function_through_compaction():
+    model = gated()
+    prune_by_magnitude(model, 0.3)
+    model.eval()
+    compact = Transducer.compacted(model)
+    feats, lens, tokens, token_lens = tiny_batch()
+    with torch.no_grad():
+        a = model(feats, lens, tokens, token_lens)
+        b = compact(feats, lens, tokens, token_lens)
+    assert torch.allclose(a.rnnt_loss, b.rnnt_loss, rtol=1e-4)
+
+
+def test_released_units_compute_what_the_masked_model_computes():
+    masked = gated()
+    prune_by_magnitude(masked, 0.4)
+    released = copy.deepcopy(masked)
+    release_pruned_units(released)
+    feats, lens, tokens, token_lens = tiny_batch()
+    with torch.no_grad():
+        a = masked.eval()(feats, lens, tokens, token_lens).rnnt_loss
+        b = released.eval()(feats, lens, tokens, token_lens).rnnt_loss
+    assert torch.allclose(a, b, rtol=1e-5)
+    ffn = released.encoder.blocks[0].ffn1
+    assert bool((ffn.gate.final_mask() == 1).all())  # opened: the zeros do the pruning
+
+
+def _dead_channel(model):
+    """(block, ffn, channel) of a channel the last magnitude prune removed."""
+    for block in model.encoder.blocks:
+        for ffn in (block.ffn1, block.ffn2):
+            dead = torch.nonzero(ffn.down.weight.abs().sum(0) == 0).flatten()
+            if len(dead):
+                return ffn, int(dead[0])
+    raise AssertionError("no pruned FFN channel")
+
+
+def test_in_parp_a_pruned_unit_gets_gradients_and_can_come_back():
+    model = gated()
+    parp = ParpLoss(TransducerLoss(tiny_settings()), 0.4, every=1)
+    parp.reprune(model)
+    ffn, c = _dead_channel(model)
+    # zeroed but still updated: its output column gets a gradient
+    feats, lens, tokens, token_lens = tiny_batch()
+    model.train()(feats, lens, tokens, token_lens).rnnt_loss.backward()
+    assert float(ffn.down.weight.grad[:, c].abs().sum()) > 0
+    # had it regrown strongly, the next re-prune keeps it
+    with torch.no_grad():
+        ffn.up.weight[c] = 1.0
+        ffn.down.weight[:, c] = 1.0
+    parp.reprune(model)
+    assert float(ffn.down.weight[:, c].detach().abs().sum()) > 0
+
+
+def test_omp_keeps_a_global_hidden_dimension_whatever_the_scores(monkeypatch):
+    model = gated()
+    scored = model.encoder.gate_magnitudes()
+    # every global hidden dimension scores below every other unit
+    fake = [
+        (g, torch.full_like(s, 1e-9) if g is model.encoder.hidden_gate else s) for g, s in scored
+    ]
+    monkeypatch.setattr(model.encoder, "gate_magnitudes", lambda: fake)
+    choice = prune_by_magnitude(model, 0.99)  # more than every global dimension is worth
+    assert model.encoder.final_structure().d_model == 1
+    assert choice.sparsity >= 0.99
