@@ -52,7 +52,7 @@ def main() -> None:
     for param in teacher.parameters():
         param.requires_grad_(False)
     distill = LayerwiseDistill(len(teacher.encoder.blocks), teacher.config.d_model, l0.distill_map)
-    lagrangian = Lagrangian()
+    lagrangian = Lagrangian(l0.lambda_ascent, l0.lambda_lr)
     with tempfile.TemporaryDirectory() as tmp:
         plain = Trainer(trained, data.train, None, settings, Path(tmp) / "a")
         prune = Trainer(

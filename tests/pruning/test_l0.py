@@ -42,6 +42,19 @@ def test_multipliers_ascend_while_the_model_is_too_big():
     assert float(kept.grad) > 0  # the weights' side is pushed to shrink
 
 
+def test_sgd_ascent_steps_the_multipliers_by_the_gap_in_training_only():
+    lag = Lagrangian("sgd", lr=2.0)
+    assert not list(lag.parameters()) and set(lag.state_dict()) == {"lambda1", "lambda2"}
+    kept = torch.tensor(0.8, requires_grad=True)
+    lag(kept, 0.5).backward()
+    assert float(kept.grad) == 0.0  # both multipliers were 0 when used
+    lag(kept, 0.5)
+    assert float(lag.lambda1) == pytest.approx(2 * 2.0 * 0.3)
+    assert float(lag.lambda2) == pytest.approx(2 * 2.0 * 0.09)
+    lag.eval()(kept, 0.5)  # evaluation leaves them alone
+    assert float(lag.lambda1) == pytest.approx(1.2)
+
+
 @pytest.mark.parametrize("side", ["student", "teacher"])
 def test_distillation_is_zero_for_equal_states_and_ignores_padding(side):
     kd = LayerwiseDistill(2, 4, side)

@@ -26,6 +26,7 @@ from asrprune.model import Transducer
 from asrprune.train import TrainSettings, TransducerLoss
 
 BUDGETS = ("params", "flops")
+ASCENTS = ("adam", "sgd")
 FRAMES_PER_SECOND = 100
 
 
@@ -48,6 +49,7 @@ class L0Settings:
     reference_seconds: float = 10.0  # utterance length the FLOPs budget is counted for
     gate_lr: float = 0.1  # AdamW learning rate of the log-alphas (constant)
     lambda_lr: float = 0.05  # learning rate of the Lagrange multipliers (gradient ascent)
+    lambda_ascent: str = "adam"  # their optimiser: adam (the paper's) or sgd (see Lagrangian)
     distill_weight: float = 1.0  # weight of the layer-wise distillation loss (0: none)
     distill_map: str = "student"  # the side the distillation maps are applied to
 
@@ -60,6 +62,11 @@ class L0Settings:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 raise AsrpruneError(f"l0.{name}: expected a positive number, got {v!r}")
+        if self.lambda_ascent not in ASCENTS:
+            raise AsrpruneError(
+                f"l0.lambda_ascent: expected one of {', '.join(ASCENTS)}, "
+                f"got {self.lambda_ascent!r}"
+            )
         if self.distill_map not in MAP_SIDES:
             raise AsrpruneError(
                 f"l0.distill_map: expected one of {', '.join(MAP_SIDES)}, got {self.distill_map!r}"
@@ -96,16 +103,44 @@ def method(name: str) -> Method:
 
 
 class Lagrangian(nn.Module):
-    """lambda1 (s - t) + lambda2 (s - t)^2; both multipliers start at 0 and are maximised."""
+    """lambda1 (s - t) + lambda2 (s - t)^2; both multipliers start at 0 and are maximised.
 
-    def __init__(self):
+    ``ascent="adam"``: they are parameters that ``param_groups`` puts in their own
+    maximised AdamW group (the paper's choice). Adam moves a multiplier by about its
+    learning rate each step whatever the gap, so lambda1 keeps growing while s is above t
+    and overshoots: measured here, s went from the target to 9 points under it in 125
+    steps. ``ascent="sgd"``: they are buffers, and each training call steps them by ``lr``
+    times their gradient (s - t and (s - t)^2) after use, so a step shrinks with the gap.
+    """
+
+    def __init__(self, ascent: str = "adam", lr: float = 0.0):
         super().__init__()
-        self.lambda1 = nn.Parameter(torch.zeros(()))
-        self.lambda2 = nn.Parameter(torch.zeros(()))
+        if ascent not in ASCENTS:
+            raise AsrpruneError(f"lambda ascent: expected one of {', '.join(ASCENTS)}")
+        self.ascent, self.lr = ascent, lr
+        for name in ("lambda1", "lambda2"):
+            if ascent == "adam":
+                setattr(self, name, nn.Parameter(torch.zeros(())))
+            else:
+                self.register_buffer(name, torch.zeros(()))
 
     def forward(self, kept: torch.Tensor, target: float) -> torch.Tensor:
         gap = kept - target
-        return self.lambda1 * gap + self.lambda2 * gap * gap
+        l1, l2 = (
+            (self.lambda1, self.lambda2)
+            if self.ascent == "adam"
+            else (
+                self.lambda1.clone(),
+                self.lambda2.clone(),  # the values used, before the step
+            )
+        )
+        value = l1 * gap + l2 * gap * gap
+        if self.ascent == "sgd" and self.training:
+            with torch.no_grad():
+                g = gap.detach()
+                self.lambda1 += self.lr * g
+                self.lambda2 += self.lr * g * g
+        return value
 
 
 def target_kept(step: int, sparsity: float, warmup_steps: int) -> float:
@@ -194,8 +229,9 @@ def gated_student(teacher: Transducer, gates: GateKinds) -> Transducer:
 def param_groups(
     student: Transducer, lagrangian: Lagrangian, l0: L0Settings
 ) -> list[dict[str, Any]]:
-    """Optimiser groups: log-alphas and multipliers at constant rates, multipliers maximised."""
-    return [
+    """Optimiser groups: log-alphas and (Adam ascent) multipliers at constant rates,
+    multipliers maximised."""
+    groups = [
         {
             "params": [g.log_alpha for g in student.encoder.gates()],
             "lr": l0.gate_lr,
@@ -210,3 +246,4 @@ def param_groups(
             "scheduled": False,
         },
     ]
+    return [g for g in groups if g["params"]]
