@@ -58,16 +58,17 @@ class MagnitudeRanking:
         self.scored = model.encoder.gate_magnitudes()
         if not self.scored:
             raise AsrpruneError("magnitude pruning needs a model with gates")
-        scores = torch.cat([s for _, s in self.scored])
-        self.owner = torch.cat([torch.full((len(s),), i) for i, (_, s) in enumerate(self.scored)])
         # An encoder keeps at least one global hidden dimension: rank its strongest last.
         # (Global dimensions score alike, each averaging over every block, so at high
         # sparsity the ranking could otherwise take them all.)
-        hidden = model.encoder.hidden_gate
-        if hidden is not None:
-            first = next(i for i, (g, _) in enumerate(self.scored) if g is hidden)
-            offset = int((self.owner < first).sum())
-            scores[offset + int(self.scored[first][1].argmax())] = float("inf")
+        parts = []
+        for gate, score in self.scored:
+            if gate is model.encoder.hidden_gate:
+                score = score.clone()
+                score[score.argmax()] = float("inf")
+            parts.append(score)
+        scores = torch.cat(parts)
+        self.owner = torch.cat([torch.full((len(s),), i) for i, s in enumerate(parts)])
         order = torch.argsort(scores, stable=True)  # weakest first
         self.rank = torch.empty_like(order)
         self.rank[order] = torch.arange(len(order))
