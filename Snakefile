@@ -19,6 +19,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/teacher.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/speed.smk"
+include: "workflow/rules/results.smk"
 
 
 rule all:

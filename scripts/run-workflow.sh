@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The main job: set up, then run the default workflow (config/config.yaml) end to end on
-# every core of this machine. Extra arguments go to snakemake (e.g. --configfile ...).
+# every core of this machine, then build its report, results/<run>/report.html. Extra
+# arguments go to snakemake, both times (e.g. --configfile ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 snakemake --cores all "$@"
+# the run name the same arguments give (config/config.yaml, --configfile, --config run=)
+run=$(asrprune run-name -- "$@")
+snakemake "$@" --report "results/$run/report.html"

@@ -21,7 +21,7 @@ from asrprune.data.batching import UtteranceDataset
 from asrprune.data.features import Cmvn, FeatureStore, compute_cmvn, extract_features
 from asrprune.data.manifest import Utterance, write_manifest
 from asrprune.data.tokenizer import Tokenizer, train_bpe
-from asrprune.train import TrainSettings
+from asrprune.train import TrainSettings, TransducerLoss
 from tests.model.tiny import TINY
 
 PITCHES = {
@@ -182,3 +182,19 @@ def overfit_model() -> tuple[Path, ToneCorpus]:
         progress=False,
     )
     return root / "teacher.pt", corpus
+
+
+class Killed(Exception):
+    """Stands for SIGKILL: the job stops between two statements, nothing is cleaned up."""
+
+
+def dying_at(step_to_die: int, settings: TrainSettings):
+    """The default loss, until the job is killed at ``step_to_die``."""
+    base = TransducerLoss(settings)
+
+    def loss_fn(model, batch, step):
+        if step == step_to_die:
+            raise Killed
+        return base(model, batch, step)
+
+    return loss_fn

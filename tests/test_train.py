@@ -24,7 +24,7 @@ from asrprune.train import (
     train,
     train_teacher,
 )
-from tests.builders_model import tiny_model_config, tiny_settings, tone_corpus
+from tests.builders_model import Killed, dying_at, tiny_model_config, tiny_settings, tone_corpus
 from tests.model.tiny import tiny_batch, tiny_model
 
 
@@ -42,22 +42,6 @@ def new_model(corpus, seed=0, **overrides) -> Transducer:
     config = resolve_model_config(tiny_model_config(**overrides), corpus.tokenizer)
     torch.manual_seed(seed)
     return Transducer(config)
-
-
-class Killed(Exception):
-    """Stands for SIGKILL: the job stops between two statements, nothing is cleaned up."""
-
-
-def dying_at(step_to_die: int, settings: TrainSettings):
-    """The default loss, until the job is killed at ``step_to_die``."""
-    base = TransducerLoss(settings)
-
-    def loss_fn(model, batch, step):
-        if step == step_to_die:
-            raise Killed
-        return base(model, batch, step)
-
-    return loss_fn
 
 
 def without_timing(history: dict) -> dict:

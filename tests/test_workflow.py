@@ -1,5 +1,6 @@
 """The smoke workflow, run for real with Snakemake, in a fresh working directory."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -229,3 +230,44 @@ def test_pruning_and_fine_tuning_are_logged_under_the_parent_run(smoke_run):
         expected = TRAINED_WHILE_PRUNING if stage == "prune" else sorted(SMOKE_METHODS)
         assert sorted(runs["tags.method"]) == expected
         assert set(runs["tags.mlflow.parentRunId"]) == {ids["parent_run_id"]}
+
+
+def test_speed_table_has_a_row_per_model(smoke_run):
+    with open(smoke_run / "speed.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == ["teacher", *(f"{m}-s0.5" for m in SMOKE_METHODS)]
+    assert all(float(r["rtf_median"]) > 0 and float(r["decode_rtf_median"]) > 0 for r in rows)
+
+
+def test_smoke_run_writes_the_tables_and_figures(smoke_run):
+    import pandas as pd
+
+    from asrprune.results.layout import figure_names, table_methods
+    from asrprune.results.tables import COLUMNS
+
+    sparsities = yaml.safe_load((REPO / "config/smoke.yaml").read_text())["prune"]["sparsities"]
+    tables = table_methods(SMOKE_METHODS)
+    assert set(tables) == {"table1", "table2"}
+    for name, methods in tables.items():
+        table = pd.read_csv(smoke_run / f"tables/{name}.csv")
+        assert list(table.columns[: len(COLUMNS)]) == list(COLUMNS)
+        assert list(table["method"]) == ["teacher", *methods * len(sparsities)]
+        assert table.loc[0, "rtf_change_pct"] == 0.0 and table.loc[0, "size_change_pct"] == 0.0
+        assert (smoke_run / f"tables/{name}.md").read_text().startswith("| Sparsity | Method |")
+    for stem in figure_names(SMOKE_METHODS):
+        for ext in ("png", "pdf"):
+            assert (smoke_run / f"figures/{stem}.{ext}").stat().st_size > 1000
+
+
+def test_report_is_built_with_the_tables_and_figures(smoke_run):
+    report = smoke_run / "report.html"
+    _snakemake(
+        smoke_run.parents[1],
+        "--configfile",
+        str(REPO / "config/smoke.yaml"),
+        "--report",
+        str(report),
+    )
+    html = report.read_text()
+    assert len(html) > 10_000
+    assert "table1.csv" in html and "wer_rtf.png" in html

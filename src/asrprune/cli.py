@@ -121,48 +121,55 @@ def _cmvn(a):
 
 @command("train-teacher", "train the Conformer-Transducer teacher (resumes after a kill)")
 def _train_teacher(a):
+    from asrprune import distributed
     from asrprune.train import train_teacher
 
     data = Path(a.data)
-    result = train_teacher(
-        train_manifest=data / "manifests/train.jsonl",
-        train_features=data / "features/train",
-        dev_manifest=data / "manifests/dev.jsonl",
-        dev_features=data / "features/dev",
-        tokenizer_path=data / "bpe.model",
-        cmvn_path=data / "cmvn.json",
-        model_config=a.model,
-        settings=a.settings,
-        out_model=a.out,
-        work_dir=a.work_dir,
-        mlflow_ids=a.mlflow,
-        run_name="teacher",
-        threads=a.threads,
-    )
-    print(json.dumps(result, indent=2, default=str))
+    with distributed.session() as world:  # data parallel under torchrun
+        result = train_teacher(
+            train_manifest=data / "manifests/train.jsonl",
+            train_features=data / "features/train",
+            dev_manifest=data / "manifests/dev.jsonl",
+            dev_features=data / "features/dev",
+            tokenizer_path=data / "bpe.model",
+            cmvn_path=data / "cmvn.json",
+            model_config=a.model,
+            settings=a.settings,
+            out_model=a.out,
+            work_dir=a.work_dir,
+            mlflow_ids=a.mlflow,
+            run_name="teacher",
+            threads=a.threads,
+        )
+    if world.main:
+        print(json.dumps(result, indent=2, default=str))
 
 
 @command("prune", "one pruning job: prune the teacher, compact, fine-tune (resumable)")
 def _prune(a):
+    from asrprune import distributed
     from asrprune.pruning.job import run_prune, run_splits
 
-    summary = run_prune(
-        teacher_path=a.teacher,
-        splits=run_splits(a.data),
-        method_name=a.method,
-        sparsity=a.sparsity,
-        l0=a.l0,
-        prune_settings=a.train,
-        finetune_settings=a.finetune,
-        parp=a.parp,
-        out_model=a.out,
-        out_summary=a.summary,
-        work_dir=a.work_dir,
-        mlflow_ids=a.mlflow,
-        threads=a.threads,
-    )
-    keys = ("name", "sparsity", "flops_sparsity", "prune_dev_wer", "finetune_dev_wer")
-    print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
+    # joined before the job moves its teacher to "cuda": under torchrun, this rank's GPU
+    with distributed.session() as world:
+        summary = run_prune(
+            teacher_path=a.teacher,
+            splits=run_splits(a.data),
+            method_name=a.method,
+            sparsity=a.sparsity,
+            l0=a.l0,
+            prune_settings=a.train,
+            finetune_settings=a.finetune,
+            parp=a.parp,
+            out_model=a.out,
+            out_summary=a.summary,
+            work_dir=a.work_dir,
+            mlflow_ids=a.mlflow,
+            threads=a.threads,
+        )
+    if world.main:
+        keys = ("name", "sparsity", "flops_sparsity", "prune_dev_wer", "finetune_dev_wer")
+        print(json.dumps({k: summary.get(k) for k in keys}, indent=2))
 
 
 @command("evaluate", "WER per split, size and parameter counts of one model file")
@@ -187,12 +194,54 @@ def _evaluate(a):
     print(json.dumps(metrics["wer"], indent=2))
 
 
+@command("speed", "encoder real-time factor of the teacher and every model, on one thread")
+def _speed(a):
+    from asrprune.speed import SpeedSettings, measure_speed
+
+    settings = SpeedSettings(a.utterances, a.warmup_rounds, a.rounds)
+    rows = measure_speed(a.teacher, a.models, a.data, a.out, settings)
+    for row in rows:
+        print(f"{row['model']}: RTF {row['rtf_median']:.4f} ({row['rtf_ratio']:.2f} x teacher)")
+
+
 @command("transcribe", "print <path><TAB><transcript> for each audio file (any rate, wav/flac)")
 def _transcribe(a):
     from asrprune.transcribe import transcribe
 
     for path, text in transcribe(a.model, a.audio, beam=a.beam, threads=a.threads):
         print(f"{path}\t{text}")
+
+
+@command("tables", "Table 1 and Table 2 (ablations) as CSV and Markdown, from metrics and speed")
+def _tables(a):
+    from asrprune.results.tables import write_tables
+
+    for path in write_tables(a.metrics_dir, a.speed, a.methods, a.sparsities, a.out_dir):
+        print(path)
+
+
+@command("figures", "Fig. 2a, 2b, WER against RTF and kept against target, as PNG and PDF")
+def _figures(a):
+    from asrprune.results.figures import write_figures
+
+    paths = write_figures(
+        metrics_dir=a.metrics_dir,
+        summaries=a.summaries,
+        speed_path=a.speed,
+        teacher_model=a.teacher,
+        methods=a.methods,
+        sparsities=a.sparsities,
+        out_dir=a.out_dir,
+    )
+    for path in paths:
+        print(path)
+
+
+@command("run-name", "print the run name Snakemake resolves for its arguments (after --)")
+def _run_name(a):
+    from asrprune.results.report import run_name
+
+    print(run_name(a.snakemake_args, a.default_config))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -268,8 +317,28 @@ def _build_parser() -> argparse.ArgumentParser:
     p["evaluate"].add_argument("--batch-frames", type=int, default=20000)
     p["evaluate"].add_argument("--mlflow", help="ids file from mlflow-init")
 
+    p["speed"].add_argument("--teacher", required=True, help="the teacher's model file")
+    p["speed"].add_argument("--models", nargs="*", default=[], help="other model files")
+    p["speed"].add_argument("--data", required=True, help="the run's data/ folder")
+    p["speed"].add_argument("--out", required=True, help="the CSV file to write")
+    p["speed"].add_argument("--utterances", type=int, default=20, help="test-clean utterances")
+    p["speed"].add_argument("--warmup-rounds", type=int, default=2, help="untimed rounds first")
+    p["speed"].add_argument("--rounds", type=int, default=10, help="timed rounds")
+
     p["transcribe"].add_argument("--model", required=True, help="a model file of the workflow")
     p["transcribe"].add_argument("audio", nargs="+", help="wav or flac files, any sample rate")
+
+    for name in ("tables", "figures"):
+        p[name].add_argument("--metrics-dir", required=True, help="folder of <model>.json")
+        p[name].add_argument("--speed", required=True, help="speed.csv of rule speed")
+        p[name].add_argument("--methods", nargs="+", required=True, help="in table order")
+        p[name].add_argument("--sparsities", nargs="+", type=float, required=True)
+        p[name].add_argument("--out-dir", required=True)
+    p["figures"].add_argument("--summaries", nargs="*", default=[], help="L0 jobs' summaries")
+    p["figures"].add_argument("--teacher", required=True, help="the teacher's model file")
+
+    p["run-name"].add_argument("--default-config", default="config/config.yaml")
+    p["run-name"].add_argument("snakemake_args", nargs="*", help="Snakemake's arguments")
 
     for name in ("evaluate", "transcribe"):
         p[name].add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")

@@ -1,4 +1,9 @@
-"""Atomic file output: a job killed mid-write never leaves a half-written result behind."""
+"""Atomic file output: a job killed mid-write never leaves a half-written result behind.
+
+In a data-parallel job (torchrun) every rank computes the same results, and only rank 0
+writes them: on the other ranks a write goes to a temporary file that is then dropped,
+so code that saves a result needs no rank checks of its own.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from asrprune.distributed import is_main_process
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only
+    (and only on rank 0 of a distributed job; see the module)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -21,7 +29,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, path)
+        if is_main_process():
+            os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
 

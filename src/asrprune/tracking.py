@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from asrprune.distributed import is_main_process
 from asrprune.io import read_json, write_json
 
 ENV_URI = "MLFLOW_TRACKING_URI"
@@ -72,7 +73,10 @@ def child_run(ids_file: str | Path, name: str, tags: dict[str, str]) -> Iterator
 
 
 def log_artifact(ids_file: str | Path, run_id: str, path: str | Path) -> None:
-    """Attach a file to an existing run of this workflow (e.g. a job's finished child run)."""
+    """Attach a file to an existing run of this workflow (e.g. a job's finished child run);
+    in a distributed job, rank 0 alone does."""
+    if not is_main_process():
+        return
     import mlflow
 
     mlflow.set_tracking_uri(read_json(ids_file)["tracking_uri"])

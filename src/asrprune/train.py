@@ -11,6 +11,17 @@ the optimiser, the scheduler, where the data order stands (epoch, batches consum
 step, every random generator (torch, CUDA, numpy, Python, SpecAugment's) and the history.
 A job killed at any moment and started again with the same ``out_dir`` continues from its
 last checkpoint and ends with the same weights as a job never interrupted.
+
+Data parallel under ``torchrun`` (``asrprune.distributed``): each process trains on its
+share of every global batch (``DurationBucketSampler``), the model is wrapped in
+DistributedDataParallel, and the gradients of the extra modules (distillation maps,
+Lagrange multipliers) are averaged over the ranks by hand, so every rank takes the same
+optimiser step. Each rank's loss is weighted by its share of the batch's utterances, so
+terms averaged per utterance (RNN-T, CTC) and terms that do not depend on the data (the
+Lagrangian) equal one process's on the whole batch; per-frame terms (distillation) are
+weighted by utterances rather than frames. Rank 0 alone shows progress, evaluates dev,
+logs to MLflow and writes checkpoints (with every rank's random state); every rank
+resumes from them.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from asrprune import distributed
 from asrprune.config import section_dict, settings_from_dict
 from asrprune.data.batching import (
     Batch,
@@ -91,11 +103,12 @@ class TrainSettings:
     eval_utterances: int = 100  # dev utterances decoded each evaluation (evenly spaced); 0: all
     seed: int = 1234  # seeds torch, numpy, Python, the data order and SpecAugment
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
-    bf16: bool = True  # bf16 autocast on CUDA; the CPU always trains in fp32
+    bf16: bool = True  # bf16 autocast on GPUs that have bf16; the CPU always trains in fp32
 
     def __post_init__(self):
-        positive = ("max_steps", "max_frames", "checkpoint_every", "log_every")
+        positive = ("max_frames", "checkpoint_every", "log_every")
         non_negative = (
+            "max_steps",  # 0: no training (a pruned model that is not fine-tuned)
             "warmup_steps",
             "ctc_weight_switch_step",
             "inter_ctc_block",
@@ -276,6 +289,19 @@ class _Interval:
         return {k: v / self.steps for k, v in self.sums.items()}
 
 
+class _DataParallel(nn.parallel.DistributedDataParallel):
+    """DDP that lends the wrapped model's attributes (``encoder``, ``config``) to a loss
+    function, which then works on one process and under torchrun alike."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "module":  # not wrapped yet (DDP's own __init__ looks things up)
+                raise
+            return getattr(self.module, name)
+
+
 class Trainer:
     """Owns the model, optimiser, scheduler, data order and random state of one training job.
 
@@ -295,8 +321,10 @@ class Trainer:
             and cosine schedule). Their parameters must belong to ``model`` or
             ``extra_modules`` (so they are checkpointed); every other trainable parameter
             goes to the default groups (weight decay on matrices only).
-        device: None picks CUDA when available. threads: torch intra-op threads.
-    Gradient clipping covers every group that is not maximised.
+        device: None picks CUDA when available (under torchrun: this rank's GPU).
+        threads: torch intra-op threads (per process).
+    Gradient clipping covers every group that is not maximised. Under torchrun (WORLD_SIZE
+    > 1) the trainer joins the process group and trains data parallel; see the module.
     """
 
     def __init__(
@@ -317,8 +345,14 @@ class Trainer:
             torch.set_num_threads(threads)
         self.settings = s = settings
         self.out_dir = Path(out_dir)
+        self.world = distributed.init()
+        if device is None and self.world.distributed:
+            device = distributed.device(self.world)
         self.device = resolve_device(device)
         self.amp = s.bf16 and self.device.type == "cuda"
+        if self.amp and not torch.cuda.is_bf16_supported():
+            self.amp = False  # e.g. V100: no bf16; fp16 would need loss scaling
+            print("note: this GPU has no bf16; training in fp32", file=sys.stderr)
         self.model = model.to(self.device)
         self.extra_modules = {k: m.to(self.device) for k, m in (extra_modules or {}).items()}
         self.loss_fn = loss_fn if loss_fn is not None else TransducerLoss(s)
@@ -332,6 +366,8 @@ class Trainer:
             shuffle=True,
             seed=s.seed,
             sorted_first_epoch=s.sorted_first_epoch,
+            rank=self.world.rank,
+            world_size=self.world.size,
         )
         # A DataLoader draws its workers' base seed from a generator each time it is
         # iterated; its own generator keeps that draw out of the global stream that dropout
@@ -361,6 +397,20 @@ class Trainer:
             [s.lr_factor if g.get("scheduled", True) else (lambda _: 1.0) for g in groups],
         )
         self.clipped = [p for g in groups if not g.get("maximize", False) for p in g["params"]]
+        # what the forward runs through: the model, or its DDP wrapper under torchrun
+        self.net: nn.Module = self.model
+        if self.world.distributed:
+            self.net = _DataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                # the CTC head at weight 0 and pinned gates get no gradient in some steps
+                find_unused_parameters=True,
+            )
+        # DDP averages the model's gradients; these are averaged by hand
+        self.extra_params = [
+            p for m in self.extra_modules.values() for p in m.parameters() if p.requires_grad
+        ]
+        self.extra_buffers = [b for m in self.extra_modules.values() for b in m.buffers()]
 
         self.step = 0
         self.epoch = 0
@@ -430,6 +480,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": _rng_state(self.specaug_generator),
+            "rng_ranks": [],  # under torchrun: every rank's, filled by save_checkpoint
             "history": self.history,
             "interval": {"sums": dict(self.interval.sums), "steps": self.interval.steps},
             "settings": self.settings.to_dict(),
@@ -477,24 +528,39 @@ class Trainer:
         self.history = state["history"]
         self.interval = _Interval(dict(state["interval"]["sums"]), int(state["interval"]["steps"]))
         self.mlflow_run_id = state.get("mlflow_run_id")
-        _set_rng_state(state["rng"], self.specaug_generator)
+        ranks = state.get("rng_ranks") or []
+        if self.world.distributed and len(ranks) == self.world.size:
+            _set_rng_state(ranks[self.world.rank], self.specaug_generator)
+        else:
+            _set_rng_state(state["rng"], self.specaug_generator)
 
     def save_checkpoint(self) -> None:
-        """Write the checkpoint and the history, each atomically (a kill leaves the old ones)."""
+        """Write the checkpoint and the history, each atomically (a kill leaves the old ones).
+
+        Under torchrun every rank calls it (their random states are gathered) and rank 0
+        writes.
+        """
+        state = self.state_dict()
+        if self.world.distributed:
+            state["rng_ranks"] = distributed.gather_objects(state["rng"])
+        if not self.world.main:
+            return
         with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(self.state_dict(), tmp)
+            torch.save(state, tmp)
         write_json(self.out_dir / HISTORY, self.history)
 
     def resume(self) -> bool:
         """Load ``out_dir``'s checkpoint if there is one; True if it did."""
         # leftovers of a save killed mid-write (atomic_path cleans up only on exceptions)
-        for tmp in self.out_dir.glob(f".{CHECKPOINT}.*.tmp"):
+        for tmp in self.out_dir.glob(f".{CHECKPOINT}.*.tmp") if self.world.main else ():
             tmp.unlink(missing_ok=True)
         path = self.checkpoint_path
         if not path.is_file():
             return False
         try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+            # on the CPU: random states must be CPU tensors; weights and optimiser state
+            # are copied to their parameters' device as they load
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # truncated or foreign files raise many types
             raise AsrpruneError(
                 f"cannot read checkpoint {path}: {e}; delete it to start over"
@@ -524,15 +590,22 @@ class Trainer:
         batch = batch.to(self.device, non_blocking=True)
         self._set_mode(True)
         with self._autocast():
-            loss, metrics = self.loss_fn(self.model, batch, step)
-        value = float(loss.detach())
-        if not math.isfinite(value):
+            loss, metrics = self.loss_fn(self.net, batch, step)
+        if self.world.distributed:
+            value, metrics, weight = self._global_metrics(loss, metrics, len(batch))
+            loss = loss * weight
+        else:
+            value = float(loss.detach())
+        if not math.isfinite(value):  # the batch's loss: every rank stops at once
             raise AsrpruneError(
                 f"training loss is {value} at step {step} (epoch {self.epoch}); "
-                f"utterances in the batch: {', '.join(batch.ids)}"
+                f"utterances in the batch{' on this rank' if self.world.distributed else ''}: "
+                f"{', '.join(batch.ids)}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.world.distributed:
+            distributed.average_gradients(self.extra_params, self.world.size)
         clip = self.settings.grad_clip if self.settings.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.clipped, clip))
         if not math.isfinite(grad_norm):
@@ -543,8 +616,31 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
+        if self.world.distributed:
+            # buffers a loss updates itself (the multipliers' SGD ascent) are computed from
+            # the same values on every rank; rank 0's copy rules out any drift
+            distributed.broadcast_tensors(self.extra_buffers)
         self.step = step
         return {"loss": value, **metrics, "grad_norm": grad_norm, "lr": lr}
+
+    def _global_metrics(
+        self, loss: torch.Tensor, metrics: Mapping[str, float], n: int
+    ) -> tuple[float, dict[str, float], float]:
+        """The loss and metrics of the whole global batch, and this rank's loss weight.
+
+        One collective sums (n, n * loss, n * metric...) over the ranks: N utterances in
+        all, and each value's utterance-weighted mean, which for a per-utterance mean is
+        exactly one process's value on the whole batch. DDP averages gradients over the
+        ranks, so weighting this rank's loss by size * n / N makes the averaged gradient
+        that of the utterance-weighted sum too.
+        """
+        keys = sorted(metrics)
+        values = [float(loss.detach()), *(float(metrics[k]) for k in keys)]
+        sums = torch.tensor([1.0, *values], dtype=torch.float64, device=self.device) * n
+        sums = distributed.all_reduce_sum(sums).cpu()  # (2 + len(keys),)
+        total = float(sums[0])
+        means = (sums[1:] / total).tolist()
+        return means[0], dict(zip(keys, means[1:], strict=True)), self.world.size * n / total
 
     # -- dev evaluation -------------------------------------------------------
 
@@ -626,20 +722,27 @@ class Trainer:
     ) -> TrainResult:
         """Resume from ``out_dir`` if possible, train to ``max_steps``, checkpoint; see module."""
         s = self.settings
+        main = self.world.main
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.resume():
+        if self.resume() and main:
             print(f"resuming {self.checkpoint_path} at step {self.step}", file=sys.stderr)
         all_params = {
             "train": s.to_dict(),
             "model": self.model.config.to_dict(),
+            "world_size": self.world.size,
             **dict(params or {}),
         }
-        with _tracking(mlflow_ids, run_name, tags, self.mlflow_run_id, all_params) as tracker:
+        ids = mlflow_ids if main else None  # rank 0 logs for all
+        with _tracking(ids, run_name, tags, self.mlflow_run_id, all_params) as tracker:
             if tracker is not None:
                 self.mlflow_run_id = tracker.active_run().info.run_id
-            self._loop(tracker, progress, run_name)
+            if self.world.distributed:  # every rank's checkpoint state and result alike
+                self.mlflow_run_id = distributed.broadcast_object(self.mlflow_run_id)
+            self._loop(tracker, progress and main, run_name)
             if tracker is not None:
                 tracker.log_artifact(str(self.out_dir / HISTORY))
+        if self.world.distributed:  # rank 0's has the dev points; also waits for its writes
+            self.history = distributed.broadcast_object(self.history)
         dev = self.history["dev"]
         return TrainResult(
             step=self.step,
@@ -675,7 +778,7 @@ class Trainer:
                 if self.step % s.log_every == 0 or last:
                     self._log_interval(tracker, started, steps_since, bar)
                     started, steps_since = time.perf_counter(), 0
-                if self.dev_indices and (self.step % s.eval_every == 0 or last):
+                if self.dev_indices and self.world.main and (self.step % s.eval_every == 0 or last):
                     self._log_dev(tracker, bar)
                 if self.step % s.checkpoint_every == 0 or last:
                     self.save_checkpoint()
@@ -850,5 +953,6 @@ def train_teacher(
         "mlflow_run_id": result.mlflow_run_id,
         "settings": settings.to_dict(),
     }
+    # under torchrun every rank holds the same model; rank 0 writes it (asrprune.io)
     save_model(out_model, model.cpu(), tokenizer.to_bytes(), cmvn.to_dict(), summary)
     return summary

@@ -128,35 +128,50 @@ def test_resume_yields_exactly_the_remaining_batches():
 
 
 @pytest.mark.parametrize("world_size", [2, 3, 4])
-def test_rank_shards_are_equal_and_cover_everything(world_size):
+def test_ranks_share_each_global_batch(world_size):
     lengths = random_lengths(100, world_size)
     shards = [
         DurationBucketSampler(lengths, 700, seed=2, rank=r, world_size=world_size)
         for r in range(world_size)
     ]
     for e in range(2):
+        whole = shards[0].global_batches(e)
         per_rank = [s.epoch_batches(e) for s in shards]
-        counts = {len(p) for p in per_rank}
-        assert counts == {len(shards[0])}
-        all_batches = [tuple(b) for p in per_rank for b in p]
-        total = len(shards[0].batches)
-        unique = set(all_batches)
-        assert len(unique) == total  # every batch, on some rank
-        assert len(all_batches) - total == (-total) % world_size  # only the padding repeats
+        assert {len(p) for p in per_rank} == {len(whole)} == {len(shards[0])}
+        for step, batch in enumerate(whole):
+            shares = [p[step] for p in per_rank]
+            assert sorted(i for s in shares for i in s) == sorted(batch)  # each once
+            assert all(shares) and max(map(len, shares)) - min(map(len, shares)) <= 1
+        assert sorted(i for b in whole for i in b) == list(range(100))  # the whole epoch
         if e == 0:
-            first = all_batches
-    assert all_batches != first
+            first = whole
+    assert whole != first  # reshuffled per epoch, alike on every rank
 
 
-def test_rank_shards_disjoint_when_divisible():
-    lengths = [50] * 96
-    shards = [
-        DurationBucketSampler(lengths, 400, rank=r, world_size=4, seed=0).epoch_batches(0)
-        for r in range(4)
-    ]
-    seen = [i for s in shards for b in s for i in b]
-    assert len(seen) == len(set(seen)) == 96
-    assert {len(s) for s in shards} == {3}
+def test_global_batches_hold_a_share_for_every_rank():
+    # three long utterances: alone each would fill a batch; every rank still gets one
+    lengths = [50] * 10 + [390, 395, 399]
+    sampler = DurationBucketSampler(lengths, 400, rank=1, world_size=3, seed=0)
+    assert all(len(b) >= 3 for b in sampler.batches)
+    assert sum(map(len, sampler.batches)) == 13
+    single = DurationBucketSampler(lengths, 400, seed=0)
+    assert [len(b) for b in single.batches][-3:] == [1, 1, 1]
+    with pytest.raises(AsrpruneError, match="cannot give each of 4 processes"):
+        DurationBucketSampler([50, 60, 70], 400, world_size=4)
+
+
+def test_a_resumed_shard_continues_at_the_same_global_batch():
+    lengths = random_lengths(60, 3)
+    a = DurationBucketSampler(lengths, 500, seed=4, rank=1, world_size=2)
+    it = iter(a)
+    for _ in range(3):
+        next(it)
+    b = DurationBucketSampler(lengths, 500, seed=4, rank=1, world_size=2)
+    b.load_state_dict(a.state_dict())
+    assert list(b) == a.epoch_batches(0)[3:]
+    other = DurationBucketSampler(lengths, 500, seed=4, rank=0, world_size=3)
+    with pytest.raises(AsrpruneError, match="GPUs changed"):
+        other.load_state_dict(a.state_dict())
 
 
 # -----------------------------------------------------------------------------

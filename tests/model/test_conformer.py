@@ -220,3 +220,19 @@ def test_parameter_count_of_the_full_encoder_is_exact():
     expected = subsampling(80, 8, 32) + 2 * block
     assert sum(p.numel() for p in encoder().parameters()) == expected
     assert ConformerEncoder.count_params(c, EncoderStructure.full(c)) == expected
+
+
+@pytest.mark.parametrize("structure", [None, pruned_structure()], ids=["full", "pruned"])
+def test_parameters_per_module_are_each_modules_own_and_sum_to_the_block(structure):
+    c = tiny_config()
+    s = EncoderStructure.full(c) if structure is None else structure
+    enc = encoder(structure)
+    for block, b in zip(enc.blocks, s.blocks, strict=True):
+        parts = ConformerBlock.count_module_params(b, s.d_model, c)
+        assert sum(parts.values()) == ConformerBlock.count_params(b, s.d_model, c)
+        for name in ("ffn1", "mhsa", "conv", "ffn2"):
+            module = getattr(block, name)
+            assert parts[name] == (
+                0 if module is None else sum(p.numel() for p in module.parameters())
+            )
+        assert parts["norm"] == block.norm.weight.numel() + block.norm.bias.numel()

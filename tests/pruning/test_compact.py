@@ -14,6 +14,7 @@ from asrprune.pruning.l0 import GateKinds, gated_student
 from tests.model.tiny import pruned_structure, tiny_batch, tiny_config, tiny_model
 
 ALL = GateKinds()
+COARSE = GateKinds(ffn=False, hidden_global=False, hidden_local=False, ffn_module=True)
 
 
 def set_gates(model: Transducer, seed: int, keep: float = 0.6, confident: bool = False) -> None:
@@ -63,9 +64,10 @@ def test_pruned_dims_of_the_masked_model_stay_zero():
         assert torch.all(h[..., dropped] == 0)
 
 
+@pytest.mark.parametrize("kinds", [ALL, COARSE], ids=["all", "coarse"])
 @pytest.mark.parametrize("seed", range(3))
-def test_expected_size_is_exact_for_binary_masks(seed):
-    student = gated_student(tiny_model(seed), ALL)
+def test_expected_size_is_exact_for_binary_masks(seed, kinds):
+    student = gated_student(tiny_model(seed), kinds)
     set_gates(student, seed, confident=True)
     compact = Transducer.compacted(student.eval())
     frames = 1000
@@ -104,6 +106,26 @@ def test_a_block_with_no_hidden_dimension_left_is_the_identity():
     with torch.no_grad():
         a = student(feats, lens, tokens, token_lens)
         b = compact.eval()(feats, lens, tokens, token_lens)
+    assert torch.allclose(a.rnnt_loss, b.rnnt_loss, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_whole_ffn_modules_compact_to_what_the_masked_model_computes(seed):
+    student = gated_student(tiny_model(seed), COARSE)
+    set_gates(student, seed)
+    with torch.no_grad():  # one FFN module dropped, one kept with a mask value below 1
+        student.encoder.blocks[0].ffn1.module_gate.log_alpha.fill_(-20.0)
+        student.encoder.blocks[1].ffn2.module_gate.log_alpha.fill_(0.2)
+    student.eval()
+    assert 0 < float(student.encoder.blocks[1].ffn2.module_gate.final_mask()[0]) < 1
+    compact = Transducer.compacted(student).eval()
+    assert compact.structure.blocks[0].ffn1 == 0 and compact.encoder.blocks[0].ffn1 is None
+    assert compact.structure.blocks[1].ffn2 == student.config.ffn_dim
+    feats, lens, tokens, token_lens = tiny_batch(seed=seed)
+    with torch.no_grad():
+        a = student(feats, lens, tokens, token_lens)
+        b = compact(feats, lens, tokens, token_lens)
+    assert torch.allclose(a.encoder_out, b.encoder_out, atol=1e-4)
     assert torch.allclose(a.rnnt_loss, b.rnnt_loss, atol=1e-4)
 
 

@@ -55,6 +55,20 @@ def test_sgd_ascent_steps_the_multipliers_by_the_gap_in_training_only():
     assert float(lag.lambda1) == pytest.approx(1.2)
 
 
+@pytest.mark.parametrize("ascent", ["adam", "sgd"])
+def test_lambda2_init_is_a_proportional_gain_from_the_first_step(ascent):
+    lag = Lagrangian(ascent, lr=1.0, lambda2_init=50.0)
+    kept = torch.tensor(0.6, requires_grad=True)
+    lag(kept, 0.5).backward()
+    assert float(kept.grad) == pytest.approx(2 * 50.0 * 0.1)  # lambda1 is still 0
+    assert float(lag.lambda1.detach()) == pytest.approx(0.1 if ascent == "sgd" else 0.0)
+
+
+def test_a_negative_lambda2_init_is_refused():
+    with pytest.raises(AsrpruneError, match="lambda2_init"):
+        L0Settings(lambda2_init=-1.0)
+
+
 @pytest.mark.parametrize("side", ["student", "teacher"])
 def test_distillation_is_zero_for_equal_states_and_ignores_padding(side):
     kd = LayerwiseDistill(2, 4, side)
@@ -86,6 +100,8 @@ def _gate_kinds(model) -> set[str]:
             ("heads", b.mhsa.gate),
             ("ffn", b.ffn1.gate),
             ("ffn", b.ffn2.gate),
+            ("ffn_module", b.ffn1.module_gate),
+            ("ffn_module", b.ffn2.module_gate),
             ("conv", b.conv.gate),
             ("hidden_local", b.hidden_gate),
         ):
@@ -105,8 +121,10 @@ def _gate_kinds(model) -> set[str]:
 )
 def test_each_ablation_switches_off_exactly_what_it_names(name, off, distill):
     everything = {"heads", "ffn", "conv", "hidden_global", "hidden_local"}
+    # whole FFN modules are coarse pruning's own unit: l0-coarse gates them, no other does
+    coarse = {"ffn_module"} if name == "l0-coarse" else set()
     m = METHODS[name]
-    assert _gate_kinds(gated_student(tiny_model(0), m.gates)) == everything - off
+    assert _gate_kinds(gated_student(tiny_model(0), m.gates)) == everything - off | coarse
     assert m.distill is distill and m.budget == "params"
 
 

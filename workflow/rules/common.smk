@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from asrprune.config import load_schema, validate_config
 from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
+from asrprune.results.layout import L0_METHODS, figure_kinds, table_methods
 
 try:
     validate_config(
@@ -36,6 +37,33 @@ def section_json(*keys):
     for key in keys:
         value = value[key]
     return json.dumps(value, sort_keys=True)
+
+
+def rule_resources(rule):
+    """What ``rule``'s jobs ask the scheduler for: config ``cluster.default`` updated by
+    ``cluster.rules.<rule>``, unset keys left out; a rule spreads it into ``resources``.
+    """
+    cluster = config["cluster"]
+    merged = {**cluster["default"], **cluster["rules"].get(rule, {})}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def under_torchrun(rule, cmd):
+    """The shell command ``cmd`` ("asrprune ..."), started by torchrun with one process per
+    GPU when ``rule``'s jobs have more than one GPU; else ``cmd`` itself, so a run without
+    GPUs keeps its command (Snakemake reruns the jobs whose command changed)."""
+    gpus = rule_resources(rule)["gpu"]
+    if gpus <= 1:
+        return cmd
+    return f"torchrun --standalone --nproc_per_node={gpus} -m {cmd}"
+
+
+def all_cores():
+    """Every core Snakemake may use (--cores); 1 where it was given none (--report, -n)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
 
 
 def log_path(stage, name):
@@ -84,12 +112,39 @@ def data_inputs():
     ]
 
 
-def pruned_models():
-    """Names of every pruned model of this run: <method>-s<sparsity>, e.g. l0-params-s0.5."""
+def pruned_models(methods=None):
+    """Names of every pruned model of this run (of ``methods`` only, if given):
+    <method>-s<sparsity>, e.g. l0-params-s0.5."""
     prune = config["prune"]
-    return [f"{m}-s{s:g}" for m in prune["methods"] for s in prune["sparsities"]]
+    return [
+        f"{m}-s{s:g}"
+        for m in prune["methods"]
+        if methods is None or m in methods
+        for s in prune["sparsities"]
+    ]
+
+
+# The paper's tables and the figures (results.smk). Which exist follows the methods run,
+# decided by the functions the commands use, so the outputs promised are those written.
+# TABLES: table1, and table2 with ablations. FIGURES: file stem -> kind (its caption).
+TABLES = list(table_methods(config["prune"]["methods"]))
+FIGURES = figure_kinds(config["prune"]["methods"])
+
+
+def table_files():
+    return [f"{R}/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md")]
+
+
+def figure_files():
+    return [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
 
 
 def all_targets():
     models = ["teacher", *pruned_models()]
-    return [*data_targets(), *expand(f"{R}/metrics/{{model}}.json", model=models)]
+    return [
+        *data_targets(),
+        *expand(f"{R}/metrics/{{model}}.json", model=models),
+        f"{R}/speed.csv",
+        *table_files(),
+        *figure_files(),
+    ]

@@ -14,6 +14,8 @@ if SOURCE == "embedded":
         conda:
             CONDA_ENV
         threads: DATA_THREADS
+        resources:
+            **rule_resources("corpus_embedded"),
         params:
             settings=section_json("data", "embedded"),
             out=lambda w, output: Path(output[0]).parent,
@@ -33,6 +35,8 @@ else:
         conda:
             CONDA_ENV
         threads: 1
+        resources:
+            **rule_resources("corpus_librispeech"),
         params:
             root=config["data"]["librispeech"]["root"],
             subsets=section_json("data", "librispeech", "subsets"),
@@ -54,6 +58,8 @@ rule download_librispeech:
     conda:
         CONDA_ENV
     threads: 1
+    resources:
+        **rule_resources("download_librispeech"),
     params:
         mirror=config["data"]["librispeech"]["mirror"],
     shell:
@@ -74,6 +80,8 @@ rule check_split:
     conda:
         CONDA_ENV
     threads: DATA_THREADS
+    resources:
+        **rule_resources("check_split"),
     params:
         settings=section_json("data", "checks"),
     shell:
@@ -101,6 +109,8 @@ rule data_report:
     conda:
         CONDA_ENV
     threads: 1
+    resources:
+        **rule_resources("data_report"),
     params:
         source=SOURCE,
         manifests=lambda w, input: Path(input.manifests[0]).parent,
@@ -122,6 +132,8 @@ rule train_bpe:
     conda:
         CONDA_ENV
     threads: 1
+    resources:
+        **rule_resources("train_bpe"),
     params:
         vocab_size=config["data"]["tokenizer"]["vocab_size"],
     shell:
@@ -142,6 +154,8 @@ rule extract_features:
     conda:
         CONDA_ENV
     threads: DATA_THREADS
+    resources:
+        **rule_resources("extract_features"),
     params:
         out=lambda w, output: Path(output.index).parent,
     shell:
@@ -162,6 +176,8 @@ rule cmvn:
     conda:
         CONDA_ENV
     threads: 1
+    resources:
+        **rule_resources("cmvn"),
     params:
         features=lambda w, input: Path(input.index).parent,
     shell:

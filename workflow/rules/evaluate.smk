@@ -20,6 +20,8 @@ rule evaluate:
     conda:
         CONDA_ENV
     threads: config["resources"]["eval_threads"]
+    resources:
+        **rule_resources("evaluate"),
     params:
         data=lambda w, input: Path(input[0]).parent,
         beam=config["evaluate"]["beam"],

@@ -19,9 +19,9 @@ rule prune:
         sparsity=r"0\.[0-9]+",
     conda:
         CONDA_ENV
-    threads: config["resources"]["train_threads"]
+    threads: config["resources"]["prune_threads"]
     resources:
-        gpu=0,
+        **rule_resources("prune"),
     params:
         data=lambda w, input: Path(input[0]).parent,
         l0=section_json("prune", "l0"),
@@ -30,9 +30,12 @@ rule prune:
         parp=section_json("prune", "parp"),
         work_dir=lambda w: f"{R}/work/{w.method}-s{w.sparsity}",
     shell:
-        "asrprune prune --teacher {input.teacher} --data {params.data}"
-        " --method {wildcards.method} --sparsity {wildcards.sparsity}"
-        " --l0 {params.l0:q} --train {params.train:q} --finetune {params.finetune:q}"
-        " --parp {params.parp:q}"
-        " --out {output.model} --summary {output.summary} --work-dir {params.work_dir}"
-        " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1"
+        under_torchrun(
+            "prune",
+            "asrprune prune --teacher {input.teacher} --data {params.data}"
+            " --method {wildcards.method} --sparsity {wildcards.sparsity}"
+            " --l0 {params.l0:q} --train {params.train:q} --finetune {params.finetune:q}"
+            " --parp {params.parp:q}"
+            " --out {output.model} --summary {output.summary} --work-dir {params.work_dir}"
+            " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1",
+        )

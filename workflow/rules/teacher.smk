@@ -15,13 +15,16 @@ rule train_teacher:
         CONDA_ENV
     threads: config["resources"]["train_threads"]
     resources:
-        gpu=0,
+        **rule_resources("train_teacher"),
     params:
         data=lambda w, input: Path(input[0]).parent,
         model=section_json("model"),
         settings=section_json("teacher"),
         work_dir=f"{R}/work/teacher",
     shell:
-        "asrprune train-teacher --data {params.data} --model {params.model:q}"
-        " --settings {params.settings:q} --out {output} --work-dir {params.work_dir}"
-        " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1"
+        under_torchrun(
+            "train_teacher",
+            "asrprune train-teacher --data {params.data} --model {params.model:q}"
+            " --settings {params.settings:q} --out {output} --work-dir {params.work_dir}"
+            " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1",
+        )

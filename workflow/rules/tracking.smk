@@ -14,6 +14,8 @@ rule mlflow_init:
     conda:
         CONDA_ENV
     threads: 1
+    resources:
+        **rule_resources("mlflow_init"),
     params:
         store=f"{R}/mlflow.db",
         experiment=config["mlflow"]["experiment"] or f"asrprune-{RUN}",

@@ -8,7 +8,6 @@ whether utterances are 2 s or 20 s long.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,15 +94,22 @@ class DurationBucketSampler(Sampler[list[int]]):
     Batches are cut once, greedily, from the utterances sorted by length, so every epoch
     holds the same batches; only their order changes, shuffled per epoch by a generator
     seeded with ``seed + epoch``. With ``sorted_first_epoch`` epoch 0 runs shortest first,
-    which helps a transducer learn to align. For data parallelism each rank takes every
-    ``world_size``-th batch of the epoch's order, after the order is padded by repeating
-    its first batches so that every rank gets the same number of steps.
+    which helps a transducer learn to align.
 
-    The sampler is resumable: ``state_dict()`` holds the epoch and how many batches of it
-    were handed out. The epoch advances by itself when one is exhausted, and ``set_epoch``
-    with the current epoch changes nothing, so both loop styles resume exactly. A
-    DataLoader with workers prefetches batches: its trainer should checkpoint its own
-    (epoch, batches consumed) and pass those to ``load_state_dict``.
+    Data parallelism: ``max_frames`` is the budget of the *global* batch, the one an
+    optimiser step sees, so a config means the same training on 1 GPU or 8. Every rank
+    walks the same order of global batches (the same seed, so no communication) and takes
+    its share of each: utterances ``rank``, ``rank + world_size``, ... of the batch sorted by
+    length, so shares hold alike lengths and differ by at most one utterance. With
+    ``world_size`` > 1 every batch holds at least ``world_size`` utterances (as ESPnet's
+    samplers do), so a few batches (of the longest utterances, and the last one cut) may
+    exceed the budget.
+
+    The sampler is resumable: ``state_dict()`` holds the epoch and how many (global)
+    batches of it were handed out. The epoch advances by itself when one is exhausted,
+    and ``set_epoch`` with the current epoch changes nothing, so both loop styles resume
+    exactly. A DataLoader with workers prefetches batches: its trainer should checkpoint
+    its own (epoch, batches consumed) and pass those to ``load_state_dict``.
     """
 
     def __init__(
@@ -125,6 +131,14 @@ class DurationBucketSampler(Sampler[list[int]]):
             raise AsrpruneError(f"rank {rank} is outside world_size {world_size}")
         if len(lengths) == 0:
             raise AsrpruneError("cannot batch an empty dataset")
+        if len(lengths) < world_size:
+            raise AsrpruneError(
+                f"{len(lengths)} utterances cannot give each of {world_size} processes a share"
+            )
+        if max_utterances is not None and max_utterances < world_size:
+            raise AsrpruneError(
+                f"max_utterances={max_utterances} is below the {world_size} processes"
+            )
         for i, n in enumerate(lengths):
             if n > max_frames:
                 name = ids[i] if ids is not None else f"index {i}"
@@ -138,13 +152,13 @@ class DurationBucketSampler(Sampler[list[int]]):
         self.sorted_first_epoch = sorted_first_epoch
         self.rank = rank
         self.world_size = world_size
-        self.batches = self._cut(lengths, self.max_frames, max_utterances)  # ascending length
+        self.batches = self._cut(lengths, self.max_frames, max_utterances, world_size)  # ascending
         self.epoch = 0
-        self.position = 0  # batches of this epoch already handed out on this rank
+        self.position = 0  # global batches of this epoch already handed out
 
     @staticmethod
     def _cut(
-        lengths: Sequence[int], max_frames: int, max_utterances: int | None
+        lengths: Sequence[int], max_frames: int, max_utterances: int | None, min_utterances: int
     ) -> list[list[int]]:
         order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
         batches: list[list[int]] = []
@@ -152,26 +166,37 @@ class DurationBucketSampler(Sampler[list[int]]):
         for i in order:
             # sorted ascending, so the newcomer sets the padded length
             full = max_utterances is not None and len(batch) >= max_utterances
-            if batch and (full or (len(batch) + 1) * lengths[i] > max_frames):
+            if len(batch) >= min_utterances and (
+                full or (len(batch) + 1) * lengths[i] > max_frames
+            ):
                 batches.append(batch)
                 batch = []
             batch.append(i)
-        batches.append(batch)
+        if len(batch) < min_utterances and batches:
+            batches[-1] += batch  # a last batch too small to share goes with the one before
+        else:
+            batches.append(batch)
         return batches
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """This rank's batches of ``epoch``, in order."""
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        """The batches of ``epoch`` in order, whole: what one process would train on."""
         if not self.shuffle or (self.sorted_first_epoch and epoch == 0):
             order = list(range(len(self.batches)))
         else:
             g = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(len(self.batches), generator=g).tolist()
-        per_rank = math.ceil(len(order) / self.world_size)
-        padded = (order * self.world_size)[: per_rank * self.world_size]
-        return [self.batches[b] for b in padded[self.rank :: self.world_size]]
+        return [self.batches[b] for b in order]
+
+    def share(self, batch: Sequence[int]) -> list[int]:
+        """This rank's part of a global batch (sorted by length): every world_size-th one."""
+        return list(batch[self.rank :: self.world_size])
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's shares of the batches of ``epoch``, in order."""
+        return [self.share(b) for b in self.global_batches(epoch)]
 
     def __len__(self) -> int:
-        return math.ceil(len(self.batches) / self.world_size)
+        return len(self.batches)
 
     def __iter__(self):
         batches = self.epoch_batches(self.epoch)

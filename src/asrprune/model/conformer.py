@@ -264,7 +264,8 @@ class FeedForward(nn.Module):
     """Pre-norm feed-forward module: LayerNorm, Linear d->f, Swish, dropout, Linear f->d, dropout.
 
     The half-step residual (x + 0.5 * ffn(x)) is applied by the block. The channel gate
-    scales the f intermediate channels.
+    scales the f intermediate channels; the module gate (one unit, coarse pruning) scales
+    the whole module's output.
     forward: x (B, T, d), m (d,) hidden mask or None -> (B, T, d).
     """
 
@@ -275,12 +276,26 @@ class FeedForward(nn.Module):
         self.down = nn.Linear(ffn, d)
         self.dropout = nn.Dropout(dropout)
         self.gate: HardConcrete | None = None
+        self.module_gate: HardConcrete | None = None
 
     def add_gate(self) -> None:
         self.gate = HardConcrete(self.up.out_features)
 
+    def add_module_gate(self) -> None:
+        self.module_gate = HardConcrete(1)
+
     def expected_channels(self) -> Size:
-        return _gate_units(self.gate, self.up.out_features)
+        channels = _gate_units(self.gate, self.up.out_features)
+        return channels * _gate_units(self.module_gate, 1)
+
+    def kept_channels(self, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]:
+        """Indices (k,) and mask values (k,) of the channels the final masks keep, and the
+        module mask's value (none kept when it is 0)."""
+        idx, values = _kept(self.gate, self.up.out_features, device)
+        if self.module_gate is None:
+            return idx, values, 1.0
+        scale = self.module_gate.final_mask()[0]
+        return (idx, values, scale) if scale > 0 else (idx[:0], values[:0], scale)
 
     def unit_magnitudes(self) -> Magnitude:
         """Per channel: its input row and bias, its output column."""
@@ -309,18 +324,21 @@ class FeedForward(nn.Module):
         z = None if self.gate is None else self.gate().to(h.dtype)  # (f,)
         if z is not None:
             h = h * z
-        return self.dropout(_unless_all_pruned(self.down(self.dropout(h)), z))
+        y = _unless_all_pruned(self.down(self.dropout(h)), z)  # (B, T, d)
+        if self.module_gate is not None:
+            y = y * self.module_gate().to(y.dtype)
+        return self.dropout(y)
 
     @torch.no_grad()
     def load_pruned(self, src: FeedForward, hidden: torch.Tensor) -> None:
-        """Copy ``src``'s kept channels on the ``hidden`` dims, channel mask values folded in."""
-        idx, values = _kept(src.gate, src.up.out_features, hidden.device)
+        """Copy ``src``'s kept channels on the ``hidden`` dims, mask values folded in."""
+        idx, values, scale = src.kept_channels(hidden.device)
         self.norm.weight.copy_(src.norm.weight[hidden])
         self.norm.bias.copy_(src.norm.bias[hidden])
         self.up.weight.copy_(src.up.weight[idx][:, hidden])
         self.up.bias.copy_(src.up.bias[idx])
-        self.down.weight.copy_(src.down.weight[hidden][:, idx] * values)
-        self.down.bias.copy_(src.down.bias[hidden])
+        self.down.weight.copy_(src.down.weight[hidden][:, idx] * values * scale)
+        self.down.bias.copy_(src.down.bias[hidden] * scale)
 
 
 class ConvModule(nn.Module):
@@ -457,19 +475,30 @@ class ConformerBlock(nn.Module):
         self.hidden_gate = HardConcrete(self.width, binary=True)
 
     @staticmethod
+    def module_size_params(
+        config: ModelConfig, width: Size, heads: Size, ffn1: Size, ffn2: Size, conv: Size
+    ) -> dict[str, Size]:
+        """Parameters of each module of a block of these sizes: ffn1, mhsa, conv, ffn2 and
+        the block's final ``norm``. ``size_params`` is their sum, so a per-module view (the
+        paper's Fig. 2a) can never disagree with the budget."""
+        d, c = width, config
+        present = _present(d)  # a block of width 0 has no modules
+        mhsa = RelPositionMultiHeadAttention.count_params(d, heads, c.head_dim, c.d_model)
+        return {
+            "ffn1": present * FeedForward.count_params(d, ffn1),
+            "mhsa": present * mhsa,
+            "conv": present * conv * ConvModule.count_params(d, c.d_model, c.conv_kernel),
+            "ffn2": present * FeedForward.count_params(d, ffn2),
+            "norm": present * _layer_norm_params(d),
+        }
+
+    @staticmethod
     def size_params(
         config: ModelConfig, width: Size, heads: Size, ffn1: Size, ffn2: Size, conv: Size
     ) -> Size:
         """Parameters of a block of these (exact or expected) sizes."""
-        d = width
-        total = (
-            FeedForward.count_params(d, ffn1)
-            + RelPositionMultiHeadAttention.count_params(d, heads, config.head_dim, config.d_model)
-            + conv * ConvModule.count_params(d, config.d_model, config.conv_kernel)
-            + FeedForward.count_params(d, ffn2)
-            + _layer_norm_params(d)
-        )
-        return _present(d) * total  # a block of width 0 has no modules
+        parts = ConformerBlock.module_size_params(config, width, heads, ffn1, ffn2, conv)
+        return sum(parts.values())
 
     @staticmethod
     def size_flops(
@@ -496,6 +525,14 @@ class ConformerBlock(nn.Module):
     def count_params(structure: BlockStructure, d_model: int, config: ModelConfig) -> int:
         sizes = ConformerBlock.structure_sizes(structure, d_model)
         return ConformerBlock.size_params(config, *sizes)
+
+    @staticmethod
+    def count_module_params(
+        structure: BlockStructure, d_model: int, config: ModelConfig
+    ) -> dict[str, int]:
+        """Parameters per module (ffn1, mhsa, conv, ffn2, norm); they sum to ``count_params``."""
+        sizes = ConformerBlock.structure_sizes(structure, d_model)
+        return ConformerBlock.module_size_params(config, *sizes)
 
     def expected_sizes(self, global_probs: torch.Tensor | None) -> tuple[Size, ...]:
         """(width, heads, ffn1, ffn2, conv) expected under the gates (a gated full block)."""
@@ -753,9 +790,17 @@ class ConformerEncoder(nn.Module):
     # -- gates ------------------------------------------------------------------
 
     def add_gates(
-        self, *, heads: bool, ffn: bool, conv: bool, hidden_global: bool, hidden_local: bool
+        self,
+        *,
+        heads: bool,
+        ffn: bool,
+        conv: bool,
+        hidden_global: bool,
+        hidden_local: bool,
+        ffn_module: bool = False,
     ) -> None:
-        """Give every unit of the chosen kinds a hard-concrete gate (a full encoder only)."""
+        """Give every unit of the chosen kinds a hard-concrete gate (a full encoder only).
+        ``ffn`` gates FFN channels, ``ffn_module`` whole FFN modules."""
         if self.structure != EncoderStructure.full(self.config):
             raise AsrpruneError("gates can only be added to an unpruned encoder")
         if hidden_global:
@@ -763,9 +808,11 @@ class ConformerEncoder(nn.Module):
         for block in self.blocks:
             if heads:
                 block.mhsa.add_gate()
-            if ffn:
-                block.ffn1.add_gate()
-                block.ffn2.add_gate()
+            for module in (block.ffn1, block.ffn2):
+                if ffn:
+                    module.add_gate()
+                if ffn_module:
+                    module.add_module_gate()
             if conv:
                 block.conv.add_gate()
             if hidden_local:
@@ -840,8 +887,8 @@ class ConformerEncoder(nn.Module):
             blocks.append(
                 BlockStructure(
                     heads=len(_kept(block.mhsa.gate, s.heads, device)[0]),
-                    ffn1=len(_kept(block.ffn1.gate, s.ffn1, device)[0]),
-                    ffn2=len(_kept(block.ffn2.gate, s.ffn2, device)[0]),
+                    ffn1=len(block.ffn1.kept_channels(device)[0]),
+                    ffn2=len(block.ffn2.kept_channels(device)[0]),
                     conv=len(_kept(block.conv.gate, 1, device)[0]) > 0,
                     hidden=hidden,
                 )

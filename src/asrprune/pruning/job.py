@@ -140,7 +140,7 @@ def _prune_l0(
         if m.distill and l0.distill_weight > 0
         else None
     )
-    lagrangian = Lagrangian(l0.lambda_ascent, l0.lambda_lr)
+    lagrangian = Lagrangian(l0.lambda_ascent, l0.lambda_lr, l0.lambda2_init)
     result = job.train(
         student,
         settings,

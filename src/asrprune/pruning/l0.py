@@ -35,10 +35,11 @@ class GateKinds:
     """Which unit kinds get gates (the ablations switch some off)."""
 
     heads: bool = True
-    ffn: bool = True
-    conv: bool = True
+    ffn: bool = True  # FFN channels
+    conv: bool = True  # whole convolution modules
     hidden_global: bool = True
     hidden_local: bool = True
+    ffn_module: bool = False  # whole FFN modules (coarse pruning)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class L0Settings:
     gate_lr: float = 0.1  # AdamW learning rate of the log-alphas (constant)
     lambda_lr: float = 0.05  # learning rate of the Lagrange multipliers (gradient ascent)
     lambda_ascent: str = "adam"  # their optimiser: adam (the paper's) or sgd (see Lagrangian)
+    lambda2_init: float = 0.0  # starting value of lambda2 (2 lambda2 is a proportional gain)
     distill_weight: float = 1.0  # weight of the layer-wise distillation loss (0: none)
     distill_map: str = "student"  # the side the distillation maps are applied to
 
@@ -62,6 +64,10 @@ class L0Settings:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 raise AsrpruneError(f"l0.{name}: expected a positive number, got {v!r}")
+        if not isinstance(self.lambda2_init, (int, float)) or self.lambda2_init < 0:
+            raise AsrpruneError(
+                f"l0.lambda2_init: expected a number >= 0, got {self.lambda2_init!r}"
+            )
         if self.lambda_ascent not in ASCENTS:
             raise AsrpruneError(
                 f"l0.lambda_ascent: expected one of {', '.join(ASCENTS)}, "
@@ -91,7 +97,10 @@ METHODS: dict[str, Method] = {
     "l0-flops": Method("flops", GateKinds()),
     "l0-nohidden": Method("params", GateKinds(hidden_global=False, hidden_local=False)),
     # heads and whole modules only: no FFN-channel and no hidden gates (see README)
-    "l0-coarse": Method("params", GateKinds(ffn=False, hidden_global=False, hidden_local=False)),
+    "l0-coarse": Method(
+        "params",
+        GateKinds(ffn=False, hidden_global=False, hidden_local=False, ffn_module=True),
+    ),
     "l0-nokd": Method("params", GateKinds(), distill=False),
 }
 
@@ -103,7 +112,11 @@ def method(name: str) -> Method:
 
 
 class Lagrangian(nn.Module):
-    """lambda1 (s - t) + lambda2 (s - t)^2; both multipliers start at 0 and are maximised.
+    """lambda1 (s - t) + lambda2 (s - t)^2, both multipliers maximised.
+
+    As a controller of s, lambda1 is the integral term and 2 lambda2 (s - t) the
+    proportional one. lambda1 starts at 0; lambda2 at ``lambda2_init``: from 0 it grows
+    only by (s - t)^2, too slowly to damp the oscillation of s about t.
 
     ``ascent="adam"``: they are parameters that ``param_groups`` puts in their own
     maximised AdamW group (the paper's choice). Adam moves a multiplier by about its
@@ -113,16 +126,17 @@ class Lagrangian(nn.Module):
     times their gradient (s - t and (s - t)^2) after use, so a step shrinks with the gap.
     """
 
-    def __init__(self, ascent: str = "adam", lr: float = 0.0):
+    def __init__(self, ascent: str = "adam", lr: float = 0.0, lambda2_init: float = 0.0):
         super().__init__()
         if ascent not in ASCENTS:
             raise AsrpruneError(f"lambda ascent: expected one of {', '.join(ASCENTS)}")
         self.ascent, self.lr = ascent, lr
-        for name in ("lambda1", "lambda2"):
+        for name, init in (("lambda1", 0.0), ("lambda2", lambda2_init)):
+            value = torch.tensor(float(init))
             if ascent == "adam":
-                setattr(self, name, nn.Parameter(torch.zeros(())))
+                setattr(self, name, nn.Parameter(value))
             else:
-                self.register_buffer(name, torch.zeros(()))
+                self.register_buffer(name, value)
 
     def forward(self, kept: torch.Tensor, target: float) -> torch.Tensor:
         gap = kept - target

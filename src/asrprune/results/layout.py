@@ -1,0 +1,82 @@
+"""Which tables and figures a run has, from its methods and sparsities alone.
+
+Pure Python with no heavy imports: the workflow asks these at load time to name the
+outputs of its rules, and the commands ask them again to decide what to write, so the
+files a rule promises are exactly the files its command writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from asrprune.errors import AsrpruneError
+
+TEACHER = "teacher"
+TABLE1_METHODS = ("l0-params", "l0-flops", "omp", "parp", "svd")
+REFERENCE = "l0-params"  # Table 2 compares the ablations with it
+ABLATIONS = ("l0-nohidden", "l0-coarse", "l0-nokd")
+# Ours and its ablations: the jobs that learn gates towards a target (their history has
+# expected_kept and target_kept). Equal to pruning.l0.METHODS; a test holds them equal.
+L0_METHODS = ("l0-params", "l0-flops", *ABLATIONS)
+# Fig. 2a and 2b: our method with either budget.
+STRUCTURE_METHODS = ("l0-params", "l0-flops")
+# Fig. 2a's target, as in the paper; a run without it shows its largest target instead.
+STRUCTURE_SPARSITY = 0.5
+
+
+def model_name(method: str, sparsity: float) -> str:
+    """The workflow's model name, as common.smk spells it: ``l0-params-s0.5``."""
+    return f"{method}-s{sparsity:g}"
+
+
+def check_methods(methods: Sequence[str]) -> None:
+    unknown = [m for m in methods if m not in (*TABLE1_METHODS, *ABLATIONS)]
+    if unknown:
+        raise AsrpruneError(
+            f"methods: unknown {', '.join(map(repr, unknown))}; expected some of "
+            f"{', '.join((*TABLE1_METHODS, *ABLATIONS))}"
+        )
+
+
+def table_methods(methods: Sequence[str]) -> dict[str, list[str]]:
+    """The methods each table shows, in the order given; ``table2`` only with ablations.
+
+    Table 1: ours and the baselines. Table 2: ``l0-params`` (when run) as the reference,
+    then the ablations.
+    """
+    check_methods(methods)
+    tables = {"table1": [m for m in methods if m in TABLE1_METHODS]}
+    ablations = [m for m in methods if m in ABLATIONS]
+    if ablations:
+        tables["table2"] = [m for m in methods if m == REFERENCE] + ablations
+    return tables
+
+
+def structure_sparsity(sparsities: Sequence[float]) -> float:
+    """The target Fig. 2a shows: 0.5 as in the paper, else the run's largest."""
+    if not sparsities:
+        raise AsrpruneError("sparsities: expected at least one target sparsity")
+    return STRUCTURE_SPARSITY if STRUCTURE_SPARSITY in sparsities else max(sparsities)
+
+
+def figure_kinds(methods: Sequence[str]) -> dict[str, str]:
+    """File stem -> kind of the run's figures (each written as .png and .pdf).
+
+    ``fig2a_modules_<m>`` and ``fig2b_hidden_<m>`` for l0-params and l0-flops when run,
+    ``wer_rtf`` always, ``kept_vs_target`` when any of our L0 jobs ran. The kind names the
+    figure's caption (workflow/report/<kind>.rst).
+    """
+    check_methods(methods)
+    kinds = {}
+    for method in (m for m in methods if m in STRUCTURE_METHODS):
+        kinds[f"fig2a_modules_{method}"] = "fig2a_modules"
+        kinds[f"fig2b_hidden_{method}"] = "fig2b_hidden"
+    kinds["wer_rtf"] = "wer_rtf"
+    if any(m in L0_METHODS for m in methods):
+        kinds["kept_vs_target"] = "kept_vs_target"
+    return kinds
+
+
+def figure_names(methods: Sequence[str]) -> list[str]:
+    """File stems of the run's figures, in ``figure_kinds`` order."""
+    return list(figure_kinds(methods))

@@ -1,0 +1,46 @@
+"""Where ``snakemake --report`` writes: ``results/<run>/report.html``, for the run name
+the same Snakemake arguments give (scripts/run-workflow.sh builds it after the run)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from asrprune.errors import AsrpruneError
+
+
+def _config_run(path: str | os.PathLike) -> str | None:
+    path = Path(path)
+    if not path.is_file():
+        raise AsrpruneError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise AsrpruneError(f"{path}: expected a mapping at the top level")
+    return data.get("run")
+
+
+def run_name(snakemake_args: Sequence[str], default_config: str | os.PathLike) -> str:
+    """The run name Snakemake resolves for these arguments.
+
+    As Snakemake merges config: the Snakefile's default config file, then every
+    ``--configfile`` in order, then ``--config run=...``; each later one wins. Other
+    arguments are ignored.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--configfile", "--configfiles", nargs="+", action="extend", default=[])
+    parser.add_argument("--config", "-C", nargs="*", action="extend", default=[])
+    known, _ = parser.parse_known_args(list(snakemake_args))
+    run = _config_run(default_config)
+    for path in known.configfile:
+        run = _config_run(path) or run
+    for item in known.config:
+        key, _, value = item.partition("=")
+        if key == "run":
+            run = str(yaml.safe_load(value))
+    if not run:
+        raise AsrpruneError(f"no 'run' in {default_config} or the configs given")
+    return run

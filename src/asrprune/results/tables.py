@@ -1,0 +1,186 @@
+"""Table 1 (methods x target sparsities) and Table 2 (ablations) in the paper's layout.
+
+Every number comes from the run's result files: WER, size and achieved sparsities from
+``metrics/<model>.json`` (rule evaluate), RTF from ``speed.csv`` (rule speed, its
+``rtf_median``). Rows: the teacher first (sparsity 0, method ``teacher``, changes 0), then
+each target sparsity in ascending order with its methods in the order given (the
+config's). Percent changes are against the teacher: 100 * (value / teacher - 1). The CSV
+keeps full precision; the Markdown rounds as the paper prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from asrprune.errors import AsrpruneError
+from asrprune.io import atomic_open, read_json
+from asrprune.results.layout import TEACHER, model_name, table_methods
+
+COLUMNS = (
+    "sparsity",
+    "method",
+    "wer_test_clean",
+    "wer_test_other",
+    "rtf",
+    "rtf_change_pct",
+    "size_mb",
+    "size_change_pct",
+)
+# After the required columns: what was achieved (short smoke jobs miss their targets) and
+# the model each row was read from.
+EXTRA_COLUMNS = ("achieved_sparsity", "achieved_flops_sparsity", "model")
+SPEED_COLUMNS = ("model", "rtf_median")
+
+
+# -----------------------------------------------------------------------------
+# reading result files
+
+
+def _field(data: dict, path: str, keys: tuple[str, ...]) -> float:
+    value = data
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is missing")
+        value = value[key]
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is not a number: {value!r}")
+    return float(value)
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, float]:
+    """What the tables take from one metrics JSON (rule evaluate), checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise AsrpruneError(f"metrics file not found: {path}")
+    data = read_json(path)
+    fields = {
+        "wer_test_clean": ("wer", "test-clean"),
+        "wer_test_other": ("wer", "test-other"),
+        "size_mb": ("size_mb",),
+        "achieved_sparsity": ("sparsity",),
+        "achieved_flops_sparsity": ("flops_sparsity",),
+    }
+    return {name: _field(data, str(path), keys) for name, keys in fields.items()}
+
+
+def read_speed(path: str | os.PathLike) -> pd.DataFrame:
+    """speed.csv (rule speed), indexed by model name."""
+    path = Path(path)
+    if not path.is_file():
+        raise AsrpruneError(f"speed file not found: {path}")
+    speed = pd.read_csv(path)
+    missing = [c for c in SPEED_COLUMNS if c not in speed.columns]
+    if missing:
+        raise AsrpruneError(f"{path}: column {missing[0]!r} is missing")
+    return speed.set_index("model")
+
+
+def _rtf(speed: pd.DataFrame, model: str, where: str) -> float:
+    if model not in speed.index:
+        raise AsrpruneError(f"{where}: no row for model {model!r}")
+    value = speed.loc[model, "rtf_median"]
+    if isinstance(value, pd.Series):
+        raise AsrpruneError(f"{where}: {len(value)} rows for model {model!r}, expected one")
+    if pd.isna(value) or value <= 0:
+        raise AsrpruneError(f"{where}: rtf_median of {model!r} is {float(value)}, expected > 0")
+    return float(value)
+
+
+# -----------------------------------------------------------------------------
+# building
+
+
+def build_table(
+    metrics_dir: str | os.PathLike,
+    speed_path: str | os.PathLike,
+    methods: Sequence[str],
+    sparsities: Sequence[float],
+) -> pd.DataFrame:
+    """The teacher, then every (sparsity, method) model, with changes against the teacher.
+
+    Columns: ``COLUMNS`` (exactly as named) then ``EXTRA_COLUMNS``. The teacher's row has
+    sparsity 0.0, method ``teacher`` and changes 0.0.
+    """
+    speed = read_speed(speed_path)
+    models = [(0.0, TEACHER, TEACHER)] + [
+        (s, m, model_name(m, s)) for s in sorted(sparsities) for m in methods
+    ]
+    rows = []
+    for sparsity, method, model in models:
+        metrics = read_metrics(Path(metrics_dir) / f"{model}.json")
+        rtf = _rtf(speed, model, str(speed_path))
+        rows.append({"sparsity": sparsity, "method": method, "model": model, "rtf": rtf, **metrics})
+    table = pd.DataFrame(rows)
+    teacher = table.iloc[0]
+    table["rtf_change_pct"] = 100.0 * (table["rtf"] / teacher["rtf"] - 1.0)
+    table["size_change_pct"] = 100.0 * (table["size_mb"] / teacher["size_mb"] - 1.0)
+    return table[list(COLUMNS + EXTRA_COLUMNS)]
+
+
+# -----------------------------------------------------------------------------
+# writing
+
+
+def _with_change(value: float, change: float, teacher: bool) -> str:
+    return f"{value:.4g}" if teacher else f"{value:.4g} ({change:+.1f}%)"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The paper's layout: a sparsity printed once per group, RTF and size with their change."""
+    header = (
+        "Sparsity",
+        "Method",
+        "test-clean WER %",
+        "test-other WER %",
+        "RTF",
+        "Size (MB)",
+        "Achieved sparsity",
+    )
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(("---", "---", *("---:",) * (len(header) - 2))) + " |",
+    ]
+    previous = None
+    for row in table.itertuples(index=False):
+        teacher = row.method == TEACHER
+        cells = (
+            "" if row.sparsity == previous else f"{row.sparsity:.0%}",
+            row.method,
+            f"{row.wer_test_clean:.2f}",
+            f"{row.wer_test_other:.2f}",
+            _with_change(row.rtf, row.rtf_change_pct, teacher),
+            _with_change(row.size_mb, row.size_change_pct, teacher),
+            f"{row.achieved_sparsity:.1%}",
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+        previous = row.sparsity
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str) -> list[Path]:
+    """``<name>.csv`` and ``<name>.md`` under ``out_dir``, each written atomically."""
+    csv, md = (Path(out_dir) / f"{name}.{ext}" for ext in ("csv", "md"))
+    with atomic_open(csv) as f:
+        table.to_csv(f, index=False)
+    with atomic_open(md) as f:
+        f.write(to_markdown(table))
+    return [csv, md]
+
+
+def write_tables(
+    metrics_dir: str | os.PathLike,
+    speed_path: str | os.PathLike,
+    methods: Sequence[str],
+    sparsities: Sequence[float],
+    out_dir: str | os.PathLike,
+) -> list[Path]:
+    """Build and write Table 1 and, when ``methods`` has ablations, Table 2."""
+    written = []
+    for name, shown in table_methods(methods).items():
+        table = build_table(metrics_dir, speed_path, shown, sparsities)
+        written += write_table(table, out_dir, name)
+    return written

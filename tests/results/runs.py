@@ -1,0 +1,84 @@
+"""A fake run's result files, built from dicts: metrics JSONs, speed.csv, pruning summaries
+and a tiny teacher model file, laid out as the workflow writes them."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from asrprune.io import write_json
+from asrprune.model import BlockStructure, EncoderStructure, save_model
+from asrprune.results.layout import L0_METHODS, model_name
+from tests.model.tiny import tiny_config, tiny_model
+
+TEACHER_RTF = 1.0
+TEACHER_SIZE_MB = 10.0
+
+
+def structure_at(sparsity: float) -> EncoderStructure:
+    """A tiny-config structure that keeps less the higher the target."""
+    c = tiny_config()
+    keep, d = 1.0 - sparsity, c.d_model - 2  # global hidden pruning drops two dimensions
+    hidden = tuple(range(0, d, 2)) if sparsity >= 0.5 else None
+    blocks = (
+        BlockStructure(heads=0, ffn1=int(64 * keep), ffn2=64, conv=True, hidden=hidden),
+        BlockStructure(heads=2, ffn1=64, ffn2=int(64 * keep), conv=sparsity < 0.5),
+    )
+    return EncoderStructure(d_model=d, blocks=blocks)
+
+
+def metrics(wer_clean, wer_other, size_mb, sparsity, structure) -> dict:
+    return {
+        "wer": {"dev": wer_clean, "test-clean": wer_clean, "test-other": wer_other},
+        "size_mb": size_mb,
+        "sparsity": sparsity,
+        "flops_sparsity": sparsity * 0.9,
+        "structure": structure.to_dict(),
+    }
+
+
+def history(sparsity: float, steps: int = 6) -> dict:
+    rows = [
+        {
+            "step": s,
+            "loss": 1.0,
+            "expected_kept": 1.0 - sparsity * s / steps * 0.9,
+            "target_kept": 1.0 - sparsity * min(1.0, 2 * s / steps),
+        }
+        for s in range(1, steps + 1)
+    ]
+    return {"train": rows, "dev": [{"step": steps, "wer": 50.0}]}
+
+
+def write_run(root: Path, methods, sparsities, rtf=None) -> Path:
+    """Result files for the teacher and every (method, sparsity) under ``root``.
+
+    Model k (in the order written) has RTF ``rtf[name]`` (default 0.9 * 0.97^k), size
+    ``TEACHER_SIZE_MB * (1 - sparsity)`` and WER 10 + k / 20 + k.
+    """
+    rtf = dict(rtf or {})
+    full = EncoderStructure.full(tiny_config())
+    write_json(root / "metrics/teacher.json", metrics(10.0, 20.0, TEACHER_SIZE_MB, 0.0, full))
+    speed = [{"model": "teacher", "rtf_median": rtf.get("teacher", TEACHER_RTF)}]
+    for k, (method, s) in enumerate(((m, s) for s in sparsities for m in methods), start=1):
+        name = model_name(method, s)
+        write_json(
+            root / f"metrics/{name}.json",
+            metrics(10.0 + k, 20.0 + k, TEACHER_SIZE_MB * (1 - s), s, structure_at(s)),
+        )
+        speed.append({"model": name, "rtf_median": rtf.get(name, 0.9 * 0.97**k)})
+        summary = {"name": name, "structure": structure_at(s).to_dict()}
+        if method in L0_METHODS:
+            summary["history"] = history(s)
+        write_json(root / f"pruning/{name}.json", summary)
+    with open(root / "speed.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["model", "rtf_median", "rtf_ratio"])
+        writer.writeheader()
+        for row in speed:
+            writer.writerow({**row, "rtf_ratio": row["rtf_median"] / speed[0]["rtf_median"]})
+    model = tiny_model()
+    cmvn = {"mean": torch.zeros(80), "std": torch.ones(80)}
+    save_model(root / "models/teacher.pt", model, b"tokenizer", cmvn)
+    return root

@@ -1,0 +1,163 @@
+"""Tables 1 and 2 from a fake run's result files: layout, row order, percentages, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from asrprune.cli import main
+from asrprune.errors import AsrpruneError
+from asrprune.results.layout import (
+    L0_METHODS,
+    figure_names,
+    structure_sparsity,
+    table_methods,
+)
+from asrprune.results.tables import COLUMNS, build_table, to_markdown, write_tables
+from tests.results.runs import write_run
+
+REQUIRED = [
+    "sparsity",
+    "method",
+    "wer_test_clean",
+    "wer_test_other",
+    "rtf",
+    "rtf_change_pct",
+    "size_mb",
+    "size_change_pct",
+]
+
+
+def test_l0_methods_are_the_pruning_methods_that_learn_gates():
+    from asrprune.pruning.l0 import METHODS
+
+    assert set(L0_METHODS) == set(METHODS)
+
+
+def test_table_methods_split_ours_and_baselines_from_the_ablations():
+    methods = ["omp", "l0-nokd", "l0-params", "svd", "l0-coarse"]
+    assert table_methods(methods) == {
+        "table1": ["omp", "l0-params", "svd"],
+        "table2": ["l0-params", "l0-nokd", "l0-coarse"],
+    }
+    assert table_methods(["l0-params", "omp"]) == {"table1": ["l0-params", "omp"]}
+
+
+def test_unknown_method_is_refused_by_name():
+    with pytest.raises(AsrpruneError, match="unknown 'l0-magic'"):
+        table_methods(["l0-params", "l0-magic"])
+
+
+def test_figures_follow_the_methods_and_fig2a_prefers_half():
+    assert figure_names(["omp"]) == ["wer_rtf"]
+    assert figure_names(["l0-flops", "l0-nokd"]) == [
+        "fig2a_modules_l0-flops",
+        "fig2b_hidden_l0-flops",
+        "wer_rtf",
+        "kept_vs_target",
+    ]
+    assert structure_sparsity([0.2, 0.5, 0.7]) == 0.5
+    assert structure_sparsity([0.3, 0.2]) == 0.3
+
+
+def test_table1_rows_are_teacher_then_sparsity_by_method(tmp_path):
+    run = write_run(tmp_path, ["l0-params", "omp"], [0.5, 0.3])
+    table = build_table(run / "metrics", run / "speed.csv", ["l0-params", "omp"], [0.5, 0.3])
+    assert list(table.columns[: len(REQUIRED)]) == REQUIRED == list(COLUMNS)
+    assert list(zip(table["sparsity"], table["method"], strict=True)) == [
+        (0.0, "teacher"),
+        (0.3, "l0-params"),
+        (0.3, "omp"),
+        (0.5, "l0-params"),
+        (0.5, "omp"),
+    ]
+    assert list(table["model"]) == [
+        "teacher",
+        "l0-params-s0.3",
+        "omp-s0.3",
+        "l0-params-s0.5",
+        "omp-s0.5",
+    ]
+    teacher = table.iloc[0]
+    assert teacher["rtf_change_pct"] == 0.0 and teacher["size_change_pct"] == 0.0
+
+
+def test_changes_are_percent_of_the_teacher(tmp_path):
+    run = write_run(tmp_path, ["l0-params"], [0.5], rtf={"teacher": 1.0, "l0-params-s0.5": 0.75})
+    row = build_table(run / "metrics", run / "speed.csv", ["l0-params"], [0.5]).iloc[1]
+    assert row["rtf"] == 0.75
+    assert row["rtf_change_pct"] == pytest.approx(-25.0)
+    assert row["size_mb"] == pytest.approx(5.0)  # 10 MB teacher, half removed
+    assert row["size_change_pct"] == pytest.approx(-50.0)
+    assert row["wer_test_clean"] == 11.0 and row["wer_test_other"] == 21.0
+    assert row["achieved_sparsity"] == 0.5
+
+
+def test_written_tables_round_trip_and_table2_needs_ablations(tmp_path):
+    run = write_run(tmp_path / "a", ["l0-params", "omp"], [0.5])
+    out = tmp_path / "a/tables"
+    written = write_tables(run / "metrics", run / "speed.csv", ["l0-params", "omp"], [0.5], out)
+    assert [p.name for p in written] == ["table1.csv", "table1.md"]
+    csv = pd.read_csv(out / "table1.csv")
+    assert list(csv["method"]) == ["teacher", "l0-params", "omp"]
+
+    methods = ["l0-params", "l0-nohidden", "l0-nokd", "svd"]
+    run = write_run(tmp_path / "b", methods, [0.5])
+    written = write_tables(run / "metrics", run / "speed.csv", methods, [0.5], run / "tables")
+    assert [p.name for p in written] == ["table1.csv", "table1.md", "table2.csv", "table2.md"]
+    table2 = pd.read_csv(run / "tables/table2.csv")
+    assert list(table2["method"]) == ["teacher", "l0-params", "l0-nohidden", "l0-nokd"]
+    assert list(table2.columns[: len(REQUIRED)]) == REQUIRED
+
+
+def test_markdown_prints_each_sparsity_once_with_changes(tmp_path):
+    run = write_run(
+        tmp_path, ["l0-params", "omp"], [0.5], rtf={"teacher": 0.2, "l0-params-s0.5": 0.15}
+    )
+    md = to_markdown(build_table(run / "metrics", run / "speed.csv", ["l0-params", "omp"], [0.5]))
+    lines = md.splitlines()
+    assert lines[0].startswith("| Sparsity | Method | test-clean WER % | test-other WER % | RTF |")
+    assert lines[2] == "| 0% | teacher | 10.00 | 20.00 | 0.2 | 10 | 0.0% |"
+    assert lines[3] == "| 50% | l0-params | 11.00 | 21.00 | 0.15 (-25.0%) | 5 (-50.0%) | 50.0% |"
+    assert lines[4].startswith("|  | omp | 12.00 |")
+
+
+def test_missing_metrics_file_is_named(tmp_path):
+    run = write_run(tmp_path, ["l0-params", "omp"], [0.5])
+    (run / "metrics/omp-s0.5.json").unlink()
+    with pytest.raises(AsrpruneError, match=r"metrics file not found: .*omp-s0\.5\.json"):
+        build_table(run / "metrics", run / "speed.csv", ["l0-params", "omp"], [0.5])
+
+
+def test_missing_field_and_speed_row_are_named(tmp_path):
+    run = write_run(tmp_path, ["omp"], [0.5])
+    path = run / "metrics/omp-s0.5.json"
+    data = json.loads(path.read_text())
+    del data["wer"]["test-other"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(AsrpruneError, match=r"omp-s0\.5\.json: field 'wer\.test-other' is missing"):
+        build_table(run / "metrics", run / "speed.csv", ["omp"], [0.5])
+
+    run = write_run(tmp_path / "b", ["omp"], [0.5])
+    speed = pd.read_csv(run / "speed.csv")
+    speed[speed["model"] != "omp-s0.5"].to_csv(run / "speed.csv", index=False)
+    with pytest.raises(AsrpruneError, match=r"speed\.csv: no row for model 'omp-s0\.5'"):
+        build_table(run / "metrics", run / "speed.csv", ["omp"], [0.5])
+
+
+def test_cli_writes_the_tables_and_reports_errors(tmp_path, capsys):
+    run = write_run(tmp_path, ["l0-params", "l0-coarse"], [0.5])
+    common = ["--metrics-dir", str(run / "metrics"), "--speed", str(run / "speed.csv")]
+    args = [*common, "--methods", "l0-params", "l0-coarse", "--sparsities", "0.5"]
+    assert main(["tables", *args, "--out-dir", str(run / "tables")]) == 0
+    assert {p.name for p in (run / "tables").iterdir()} == {
+        "table1.csv",
+        "table1.md",
+        "table2.csv",
+        "table2.md",
+    }
+    args = [*common, "--methods", "omp", "--sparsities", "0.5"]
+    assert main(["tables", *args, "--out-dir", str(run / "tables")]) == 2
+    assert "metrics file not found" in capsys.readouterr().err

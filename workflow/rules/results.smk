@@ -1,0 +1,78 @@
+# The paper's tables and figures, from this run's own result files: metrics, speed and
+# pruning summaries. Which tables and figures exist follows prune.methods (common.smk).
+
+
+rule tables:
+    input:
+        metrics=expand(
+            f"{R}/metrics/{{model}}.json", model=["teacher", *pruned_models()]
+        ),
+        speed=f"{R}/speed.csv",
+    output:
+        [
+            report(
+                path,
+                caption=f"../report/{Path(path).stem}.rst",
+                category="Tables",
+                labels={"table": Path(path).stem, "format": Path(path).suffix[1:]},
+            )
+            for path in table_files()
+        ],
+    log:
+        log_path("results", "tables"),
+    benchmark:
+        bench_path("results", "tables")
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **rule_resources("tables"),
+    params:
+        metrics_dir=lambda w, input: Path(input.metrics[0]).parent,
+        out_dir=lambda w, output: Path(output[0]).parent,
+        methods=config["prune"]["methods"],
+        sparsities=config["prune"]["sparsities"],
+    shell:
+        "asrprune tables --metrics-dir {params.metrics_dir} --speed {input.speed}"
+        " --methods {params.methods} --sparsities {params.sparsities}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        metrics=expand(
+            f"{R}/metrics/{{model}}.json", model=["teacher", *pruned_models()]
+        ),
+        summaries=expand(f"{R}/pruning/{{model}}.json", model=pruned_models(L0_METHODS)),
+        speed=f"{R}/speed.csv",
+        teacher=f"{R}/models/teacher.pt",
+    output:
+        [
+            report(
+                path,
+                caption=f"../report/{FIGURES[Path(path).stem]}.rst",
+                category="Figures",
+                labels={"figure": Path(path).stem, "format": Path(path).suffix[1:]},
+            )
+            for path in figure_files()
+        ],
+    log:
+        log_path("results", "figures"),
+    benchmark:
+        bench_path("results", "figures")
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **rule_resources("figures"),
+    params:
+        metrics_dir=lambda w, input: Path(input.metrics[0]).parent,
+        out_dir=lambda w, output: Path(output[0]).parent,
+        methods=config["prune"]["methods"],
+        sparsities=config["prune"]["sparsities"],
+    shell:
+        "asrprune figures --metrics-dir {params.metrics_dir} --summaries {input.summaries}"
+        " --speed {input.speed} --teacher {input.teacher} --methods {params.methods}"
+        " --sparsities {params.sparsities} --out-dir {params.out_dir} > {log} 2>&1"
