@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from asrprune.config import load_schema, validate_config
 from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
-from asrprune.results.layout import L0_METHODS, figure_kinds, table_methods
+from asrprune.results.layout import L0_METHODS, figure_kinds, model_name, table_methods
 
 try:
     validate_config(
@@ -117,7 +117,7 @@ def pruned_models(methods=None):
     <method>-s<sparsity>, e.g. l0-params-s0.5."""
     prune = config["prune"]
     return [
-        f"{m}-s{s:g}"
+        model_name(m, s)
         for m in prune["methods"]
         if methods is None or m in methods
         for s in prune["sparsities"]

@@ -39,6 +39,7 @@ from asrprune.pruning.l0 import (
 )
 from asrprune.pruning.magnitude import ParpLoss, ParpSettings, prune_by_magnitude
 from asrprune.pruning.svd import prune_svd
+from asrprune.results.layout import model_name
 from asrprune.tracking import log_artifact
 from asrprune.train import TrainSettings, TransducerLoss, train
 
@@ -238,7 +239,7 @@ def run_prune(
     if threads:
         torch.set_num_threads(threads)
     budget = METHODS[method_name].budget if method_name in METHODS else "params"
-    name = f"{method_name}-s{sparsity:g}"
+    name = model_name(method_name, sparsity)
     tags = {"method": method_name, "sparsity": f"{sparsity:g}", "budget": budget}
     data = JobData.load(teacher_path, splits)
     job = _Job(data, Path(work_dir), name, tags, mlflow_ids, threads, progress)
