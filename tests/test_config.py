@@ -45,6 +45,10 @@ def test_defaults_are_filled():
         ({"run": "x", "data": {"checks": {"max_seconds": -1}}}, "data.checks.max_seconds"),
         ({"run": "bad name"}, "run: 'bad name' does not match"),
         ({}, "'run' is a required property"),
+        (
+            {"run": "x", "model": {"num_blocks": 2}, "teacher": {"inter_ctc_block": 3}},
+            "teacher.inter_ctc_block: 3 is beyond model.num_blocks (2)",
+        ),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(config, message):

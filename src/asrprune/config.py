@@ -60,10 +60,26 @@ def validate_config(config: dict, schema: dict | None = None, source: str = "con
     schema = load_schema() if schema is None else schema
     validator = _DefaultingValidator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+    problems = [_describe(e) for e in errors] or _cross_field_problems(config)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
         raise AsrpruneError(f"invalid {source}:\n{lines}")
     return config
+
+
+def _cross_field_problems(config: dict) -> list[str]:
+    """Rules between keys that a JSON schema cannot state (checked on a valid config)."""
+    blocks = config["model"]["num_blocks"]
+    sections = {
+        "teacher": config["teacher"],
+        "prune.train": config["prune"]["train"],
+        "prune.finetune": config["prune"]["finetune"],
+    }
+    return [
+        f"{where}.inter_ctc_block: {s['inter_ctc_block']} is beyond model.num_blocks ({blocks})"
+        for where, s in sections.items()
+        if s["inter_ctc_block"] > blocks
+    ]
 
 
 def load_config(*paths: str | Path) -> dict:
