@@ -1,12 +1,21 @@
-"""Hard-concrete gates: expected L0 norm, samples, the one rule for final masks."""
+"""Hard-concrete gates: expected L0 norm, samples, the one rule for final masks, and the
+joint rounding of a group of gates."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from asrprune.pruning.hardconcrete import INIT_KEEP, HardConcrete
+from asrprune.pruning.hardconcrete import (
+    INIT_KEEP,
+    LEFT,
+    RIGHT,
+    TEMPERATURE,
+    HardConcrete,
+    RoundingGroup,
+)
 
 
 def test_new_gate_keeps_almost_everything():
@@ -50,3 +59,30 @@ def test_l0_norm_is_differentiable():
     g.l0_norm().backward()
     assert g.log_alpha.grad is not None and (g.log_alpha.grad > 0).all()
     assert not math.isnan(float(g.log_alpha.grad.sum()))
+
+
+def _gate_expecting(n: int, expected: float) -> HardConcrete:
+    """A gate over ``n`` units whose expected L0 norm is ``expected`` (equal units)."""
+    g = HardConcrete(n)
+    p = expected / n
+    with torch.no_grad():
+        g.log_alpha.fill_(math.log(p / (1 - p)) + TEMPERATURE * math.log(-LEFT / RIGHT))
+    return g
+
+
+def test_a_rounding_group_keeps_the_rounded_total():
+    # the 20% FLOPs miss: three head gates rounded down one by one, 0.91 heads lost
+    gates = [_gate_expecting(4, e) for e in (2.23, 1.32, 1.36, 2.0)]
+    alone = [g.kept_units() for g in gates]
+    assert alone == [2, 1, 1, 2]
+    RoundingGroup(gates)
+    expected = [float(g.l0_norm().detach()) for g in gates]
+    assert sum(expected) == pytest.approx(6.91, abs=1e-4)
+    kept = [int((g.eval()() > 0).sum()) for g in gates]
+    assert sum(kept) == round(sum(expected)) == 7
+    assert all(math.floor(e) <= k <= math.ceil(e) for e, k in zip(expected, kept, strict=True))
+    assert kept == [2, 1, 2, 2]  # the largest remainder (1.36) takes the extra head
+    with torch.no_grad():  # 2.23 -> 2.45: the group still keeps 7, now 2.45 has the lead
+        gates[0].log_alpha.copy_(_gate_expecting(4, 2.45).log_alpha)
+    assert [g.kept_units() for g in gates] == [3, 1, 1, 2]
+    assert [int((g.final_mask() > 0).sum()) for g in gates] == [3, 1, 1, 2]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
-from asrprune.model import EncoderStructure, load_model
+from asrprune.model import EncoderStructure, Transducer, load_model
+from asrprune.pruning.hardconcrete import LEFT, RIGHT, TEMPERATURE
 from asrprune.pruning.job import PRUNED, run_prune
 from asrprune.pruning.l0 import (
     METHODS,
@@ -126,6 +129,22 @@ def test_each_ablation_switches_off_exactly_what_it_names(name, off, distill):
     m = METHODS[name]
     assert _gate_kinds(gated_student(tiny_model(0), m.gates)) == everything - off | coarse
     assert m.distill is distill and m.budget == "params"
+
+
+def test_the_gates_of_each_kind_round_their_counts_together():
+    student = gated_student(tiny_model(0), METHODS["l0-params"].gates)
+    enc = student.encoder
+    heads = [b.mhsa.gate for b in enc.blocks]
+    for kind in (heads, [b.conv.gate for b in enc.blocks], [b.hidden_gate for b in enc.blocks]):
+        assert all(g.peers is kind[0].peers is not None for g in kind)
+    assert enc.hidden_gate.peers is None  # one global gate: nothing to round it with
+    shift = TEMPERATURE * math.log(-LEFT / RIGHT)
+    with torch.no_grad():  # 0.7 of each block's 2 heads expected: 1.4 + 1.4
+        for g in heads:
+            g.log_alpha.fill_(math.log(0.7 / 0.3) + shift)
+    # alone each rounds to 1 head; together they keep round(2.8) = 3
+    assert sum(b.heads for b in enc.final_structure().blocks) == 3
+    assert Transducer.compacted(student).encoder.structure == enc.final_structure()
 
 
 @pytest.fixture(scope="module")

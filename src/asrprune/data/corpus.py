@@ -29,6 +29,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from asrprune.apportion import largest_remainder
 from asrprune.config import settings_from_dict
 from asrprune.data import voices as V
 from asrprune.data.augment import NOISE_KINDS, degrade
@@ -221,12 +222,9 @@ def split_voices(settings: EmbeddedCorpusSettings) -> tuple[list[V.BaseVoice], l
 def _apportion(total: int, weights: dict[str, float]) -> dict[str, int]:
     """Split ``total`` by ``weights`` with largest remainders; ties go in sorted order."""
     norm = sum(weights.values())
-    exact = {k: total * w / norm for k, w in sorted(weights.items())}
-    counts = {k: math.floor(x) for k, x in exact.items()}
-    order = sorted(exact, key=lambda k: (counts[k] - exact[k], k))
-    for k in order[: total - sum(counts.values())]:
-        counts[k] += 1
-    return counts
+    keys = sorted(weights)
+    counts = largest_remainder([total * weights[k] / norm for k in keys], total)
+    return dict(zip(keys, counts, strict=True))
 
 
 def speaker_pool(

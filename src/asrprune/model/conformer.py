@@ -33,7 +33,7 @@ from torch import nn
 
 from asrprune.errors import AsrpruneError
 from asrprune.model.structure import SUBSAMPLING, BlockStructure, EncoderStructure, ModelConfig
-from asrprune.pruning.hardconcrete import HardConcrete
+from asrprune.pruning.hardconcrete import HardConcrete, RoundingGroup
 
 Size = int | float | torch.Tensor  # a unit count: exact (int) or expected (tensor)
 
@@ -800,7 +800,8 @@ class ConformerEncoder(nn.Module):
         ffn_module: bool = False,
     ) -> None:
         """Give every unit of the chosen kinds a hard-concrete gate (a full encoder only).
-        ``ffn`` gates FFN channels, ``ffn_module`` whole FFN modules."""
+        ``ffn`` gates FFN channels, ``ffn_module`` whole FFN modules. The gates of a kind
+        round their final unit counts together (:class:`RoundingGroup`)."""
         if self.structure != EncoderStructure.full(self.config):
             raise AsrpruneError("gates can only be added to an unpruned encoder")
         if hidden_global:
@@ -817,6 +818,17 @@ class ConformerEncoder(nn.Module):
                 block.conv.add_gate()
             if hidden_local:
                 block.add_hidden_gate()
+        # each kind's final counts are rounded jointly over the blocks (RoundingGroup)
+        kinds = [
+            [b.mhsa.gate for b in self.blocks],
+            [f.gate for b in self.blocks for f in (b.ffn1, b.ffn2)],
+            [f.module_gate for b in self.blocks for f in (b.ffn1, b.ffn2)],
+            [b.conv.gate for b in self.blocks],
+            [b.hidden_gate for b in self.blocks],
+        ]
+        for gates in kinds:
+            if gates and gates[0] is not None:
+                RoundingGroup(gates)
 
     def gates(self) -> list[HardConcrete]:
         return [m for m in self.modules() if isinstance(m, HardConcrete)]
