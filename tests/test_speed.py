@@ -106,11 +106,15 @@ def test_table_has_the_columns_in_order_and_the_teacher_first(data_dir, model_fi
     for row in rows:
         assert 0 < float(row["rtf_min"]) <= float(row["rtf_median"]) <= float(row["rtf_max"])
         assert float(row["decode_rtf_median"]) > 0
-    # FLOPs and sizes are the analytic ones, for 10 s
+    # the FLOPs ratio is over the timed utterances; flops_10s and sizes are for 10 s
+    frames = [u.feats.size(1) for u in load_utterances(data_dir, 2)]
+    timed = [sum(m.size_report(n)["encoder_flops"] for n in frames) for m in (teacher, small)]
+    assert 0 < timed[1] / timed[0] < 1
+    assert float(s["flops_ratio"]) == pytest.approx(timed[1] / timed[0], rel=1e-5)
     t_report, s_report = (m.size_report(FLOPS_FRAMES) for m in (teacher, small))
-    ratio = s_report["encoder_flops"] / t_report["encoder_flops"]
-    assert 0 < ratio < 1
-    assert float(s["flops_ratio"]) == pytest.approx(ratio, rel=1e-5)
+    assert s_report["encoder_flops"] / t_report["encoder_flops"] != pytest.approx(
+        timed[1] / timed[0], rel=1e-5
+    )  # the two lengths give different ratios, so the test tells them apart
     assert int(s["flops_10s"]) == s_report["encoder_flops"]
     assert int(s["encoder_params"]) == s_report["encoder_params"]
     assert float(s["size_mb"]) == pytest.approx(s_report["encoder_params"] * 4 / 1e6, rel=1e-5)
@@ -123,9 +127,10 @@ def test_speedup_over_flops_divides_the_measured_by_the_predicted_speedup():
     rtf = {"teacher": ([0.4, 0.2, 0.3], [0.5]), "A": ([0.1, 0.2, 0.15], [0.3])}
     reports = {
         "teacher": {"encoder_flops": 1000, "encoder_params": 10},
-        "A": {"encoder_flops": 250, "encoder_params": 4},
+        "A": {"encoder_flops": 300, "encoder_params": 4},
     }
-    t, a = speed_rows(["teacher", "A"], rtf, {"teacher": 2e6, "A": 1e6}, reports)
+    timed = {"teacher": 4000, "A": 1000}  # the timed set's FLOPs, not the 10 s ones
+    t, a = speed_rows(["teacher", "A"], rtf, {"teacher": 2e6, "A": 1e6}, reports, timed)
     assert (t["rtf_ratio"], t["flops_ratio"], t["speedup_over_flops"]) == (1.0, 1.0, 1.0)
     assert a["rtf_median"] == 0.15 and (a["rtf_min"], a["rtf_max"]) == (0.1, 0.2)
     assert a["rtf_ratio"] == pytest.approx(0.5)  # measured speed-up 2
