@@ -15,7 +15,7 @@ from asrprune.model import (
     Conv2dSubsampling,
     EncoderStructure,
 )
-from asrprune.model.conformer import _rel_shift, relative_positions
+from asrprune.model.conformer import _depthwise, _rel_shift, relative_positions
 from tests.model.tiny import pruned_structure, tiny_batch, tiny_config
 
 
@@ -43,6 +43,19 @@ def test_x6_subsampled_length_is_exact(length):
     assert out.shape == (1, int(lens[0]), 16)
     assert int(lens[0]) == ((length - 1) // 2 - 2) // 3 >= 1  # ESPnet's Conv2dSubsampling6
     assert Conv2dSubsampling.min_length(6) == 11
+
+
+@pytest.mark.parametrize("factor", [4, 6])
+def test_subsampling_gives_the_same_output_with_and_without_autograd(factor):
+    """Inference takes a channels-last path; it must compute the same function."""
+    torch.manual_seed(0)
+    sub = Conv2dSubsampling(80, 8, 16, factor)
+    feats, lens = torch.randn(2, 40, 80), torch.tensor([40, 31])
+    with torch.inference_mode():
+        fast, fast_lens = sub(feats, lens)
+    ref, ref_lens = sub(feats, lens)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(fast_lens, ref_lens)
 
 
 def test_x6_encoder_refuses_too_short_input_and_counts_its_parameters():
@@ -82,6 +95,22 @@ def test_rel_shift_matches_definition():
         for j in range(T):
             # column c holds relative position T-1-c; (i, j) needs relative position i-j
             assert torch.equal(y[:, :, i, j], x[:, :, i, T - 1 - (i - j)])
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 15])
+def test_depthwise_runs_the_conv1d_it_holds(kernel):
+    """The conv2d path gives the module's own Conv1d output and gradients."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 6, kernel, padding=kernel // 2, groups=6)
+    x = torch.randn(3, 11, 6, requires_grad=True)
+    ours = _depthwise(conv, x)
+    ref = conv(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad(ours, (x, conv.weight, conv.bias), g)
+    ref_grads = torch.autograd.grad(ref, (x, conv.weight, conv.bias), g)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_relative_positions_are_sinusoids_of_the_offset():

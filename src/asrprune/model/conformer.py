@@ -341,6 +341,24 @@ class FeedForward(nn.Module):
         self.down.bias.copy_(src.down.bias[hidden] * scale)
 
 
+def _depthwise(conv: nn.Conv1d, h: torch.Tensor) -> torch.Tensor:
+    """``conv`` (depthwise, "same" padding) over time on h (B, T, c) -> (B, T, c).
+
+    Run as a conv2d on the (B, c, 1, T) view of h: that view is already channels-last, so
+    oneDNN convolves it in place, where Conv1d on the (B, c, T) transpose first reorders
+    it. On one CPU thread this made the convolution about 3x faster (batch 1, 144
+    channels, kernel 15) and its training step 2-3x faster; same weights, same result.
+    """
+    y = F.conv2d(
+        h.transpose(1, 2).unsqueeze(2),
+        conv.weight.unsqueeze(2),
+        conv.bias,
+        padding=(0, conv.padding[0]),
+        groups=conv.groups,
+    )
+    return y.squeeze(2).transpose(1, 2)
+
+
 class ConvModule(nn.Module):
     """Pre-norm Conformer convolution module.
 
@@ -408,7 +426,7 @@ class ConvModule(nn.Module):
         h = F.glu(self.pointwise1(_norm(self.norm, x, m)), dim=-1)  # (B, T, c)
         # zero padded frames so the depthwise kernel sees what the utterance alone would
         h = h.masked_fill(~valid[..., None], 0.0)
-        h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)  # (B, T, c)
+        h = _depthwise(self.depthwise, h)  # (B, T, c)
         h = self.pointwise2(F.silu(self.conv_norm(h)))  # (B, T, d)
         if self.gate is not None:
             h = h * self.gate().to(h.dtype)
@@ -665,6 +683,11 @@ class Conv2dSubsampling(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
         x = F.relu(self.conv1(feats[:, None]))  # (B, C, T1, F1)
+        if not torch.is_grad_enabled():
+            # Inference only: channels-last input made the second convolution's oneDNN
+            # path 2.4x faster at batch 1 on one CPU thread, but a bf16 training step
+            # slower.
+            x = x.contiguous(memory_format=torch.channels_last)
         x = F.relu(self.conv2(x))  # (B, C, T', F')
         B, C, T, Fq = x.shape
         x = self.proj(x.transpose(1, 2).reshape(B, T, C * Fq))  # (B, T', d_out)
