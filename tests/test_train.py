@@ -306,6 +306,12 @@ def test_train_teacher_writes_the_model_and_logs_to_mlflow(corpus, tmp_path, mon
     runs = mlflow.search_runs([ids["experiment_id"]], filter_string="tags.stage = 'teacher'")
     assert len(runs) == 1
 
+    # a rerun with another setting (Snakemake reruns on changed params) trains afresh
+    changed = {**kwargs, "settings": {**kwargs["settings"], "peak_lr": 2e-3}}
+    fresh = train_teacher(**changed)
+    assert fresh["mlflow_run_id"] != summary["mlflow_run_id"]
+    assert load_model(tmp_path / "models" / "teacher.pt")[3]["step"] == 4
+
 
 def test_vocab_size_comes_from_the_tokenizer(corpus):
     tok = corpus.tokenizer

@@ -59,6 +59,7 @@ from asrprune.errors import AsrpruneError
 from asrprune.evaluate import length_batches, resolve_device, search, word_errors
 from asrprune.io import atomic_path, read_json, write_json
 from asrprune.model import ModelConfig, Transducer, save_model
+from asrprune.workdir import claim_work_dir, file_digests, split_files
 
 CHECKPOINT_FORMAT = "asrprune-train-state"
 CHECKPOINT_VERSION = 1
@@ -921,6 +922,15 @@ def train_teacher(
                 f"{name}: {len(data.dropped)} utterances skipped at feature extraction",
                 file=sys.stderr,
             )
+    splits = {"train": (train_manifest, train_features), "dev": (dev_manifest, dev_features)}
+    files = {**split_files(splits), "tokenizer": tokenizer_path, "cmvn": cmvn_path}
+    identity = {
+        "job": "teacher",
+        "model": dataclasses.asdict(config),
+        "settings": dataclasses.asdict(settings),
+        "inputs": file_digests(files),
+    }
+    claim_work_dir(work_dir, identity)
     torch.manual_seed(settings.seed)  # the initial weights
     model = Transducer(config)
     counts = model.param_counts()

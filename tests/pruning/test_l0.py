@@ -202,6 +202,24 @@ def test_a_rerun_after_pruning_only_fine_tunes(pruned):
     assert (root / "model.pt").is_file()
 
 
+def test_a_rerun_with_other_settings_starts_over(pruned, tmp_path):
+    """Snakemake reruns a job whose params changed; it must not resume the old result."""
+    _, _, kwargs = pruned
+    omp = {
+        **kwargs,
+        "method_name": "omp",
+        "finetune_settings": tiny_settings(max_steps=2, peak_lr=1e-3),
+        "prune_settings": tiny_settings(max_steps=2, peak_lr=1e-3),
+        "out_model": tmp_path / "model.pt",
+        "out_summary": tmp_path / "summary.json",
+        "work_dir": tmp_path / "work",
+    }
+    first = run_prune(**{**omp, "sparsity": 0.5})
+    again = run_prune(**{**omp, "sparsity": 0.3})
+    assert again["target_sparsity"] == 0.3
+    assert abs(again["sparsity"] - 0.3) < abs(first["sparsity"] - 0.3)
+
+
 @pytest.mark.parametrize(
     "name, prune_steps, finetune_steps",
     [("omp", 0, 4 + 3), ("svd", 0, 4 + 3), ("parp", 4, 3)],  # same total training steps

@@ -42,6 +42,7 @@ from asrprune.pruning.svd import prune_svd
 from asrprune.results.layout import model_name
 from asrprune.tracking import log_artifact
 from asrprune.train import TrainSettings, TransducerLoss, train
+from asrprune.workdir import claim_work_dir, file_digests, split_files
 
 PRUNED = "pruned.pt"
 # Every method a job can run: ours and its ablations (pruning.l0), then the baselines.
@@ -241,6 +242,19 @@ def run_prune(
     budget = METHODS[method_name].budget if method_name in METHODS else "params"
     name = model_name(method_name, sparsity)
     tags = {"method": method_name, "sparsity": f"{sparsity:g}", "budget": budget}
+    claim_work_dir(
+        work_dir,
+        {
+            "job": "prune",
+            "method": method_name,
+            "sparsity": sparsity,
+            "l0": asdict(l0),
+            "parp": asdict(parp),
+            "train": asdict(prune_settings),
+            "finetune": asdict(finetune_settings),
+            "inputs": file_digests({"teacher": teacher_path, **split_files(splits)}),
+        },
+    )
     data = JobData.load(teacher_path, splits)
     job = _Job(data, Path(work_dir), name, tags, mlflow_ids, threads, progress)
     reference_frames = round(l0.reference_seconds * FRAMES_PER_SECOND)
