@@ -237,6 +237,20 @@ def _figures(a):
         print(path)
 
 
+@command("compare", "paired bootstrap of two models' WER per split: is a really better than b?")
+def _compare(a):
+    from asrprune.results.significance import compare_models
+
+    rows = compare_models(a.metrics_dir, a.a, a.b, a.splits, resamples=a.resamples, seed=a.seed)
+    print(f"| split | {a.a} WER % | {a.b} WER % | difference | 95% interval | {a.a} better |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for c in rows:
+        print(
+            f"| {c.split} | {c.wer_a:.2f} | {c.wer_b:.2f} | {c.delta:+.2f} | "
+            f"[{c.ci_low:+.2f}, {c.ci_high:+.2f}] | {c.a_better:.1%} |"
+        )
+
+
 @command("run-name", "print the run name Snakemake resolves for its arguments (after --)")
 def _run_name(a):
     from asrprune.results.report import run_name
@@ -327,6 +341,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p["transcribe"].add_argument("--model", required=True, help="a model file of the workflow")
     p["transcribe"].add_argument("audio", nargs="+", help="wav or flac files, any sample rate")
+
+    p["compare"].add_argument("a", help="model name, e.g. l0-params-s0.5")
+    p["compare"].add_argument("b", help="model name, e.g. svd-s0.5")
+    p["compare"].add_argument(
+        "--metrics-dir", default="results/embedded/metrics", help="the run's metrics/ folder"
+    )
+    p["compare"].add_argument("--splits", nargs="+", default=["test-clean", "test-other"])
+    p["compare"].add_argument("--resamples", type=int, default=2000)
+    p["compare"].add_argument("--seed", type=int, default=0)
 
     for name in ("tables", "figures"):
         p[name].add_argument("--metrics-dir", required=True, help="folder of <model>.json")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from asrprune.distributed import is_main_process
+from asrprune.errors import AsrpruneError
 
 
 @contextlib.contextmanager
@@ -54,3 +55,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """One JSON value per non-blank line; a bad line is an error naming file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as e:
+                    raise AsrpruneError(f"{path}, line {number}: not JSON ({e})") from None
+    return rows

@@ -1,0 +1,66 @@
+"""Paired bootstrap of two models' WER over the same utterances."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asrprune.cli import main
+from asrprune.errors import AsrpruneError
+from asrprune.results.significance import compare_models, paired_bootstrap
+
+REF = "the quick brown fox jumps over the lazy dog"  # 9 words
+
+
+def rows(n_wrong: int, n: int = 40, wrong="the quick brown cat jumps over the lazy dog"):
+    return [{"id": f"u{i:03d}", "ref": REF, "hyp": wrong if i < n_wrong else REF} for i in range(n)]
+
+
+def test_wer_and_difference_are_the_corpus_ones():
+    c = paired_bootstrap(rows(10), rows(0), names=("x", "y"))
+    assert c.wer_a == pytest.approx(100 * 10 / 360) and c.wer_b == 0.0
+    assert c.delta == pytest.approx(c.wer_a) and c.utterances == 40
+    assert c.ci_low > 0 and c.a_better == 0.0  # every resample: x worse
+
+
+def test_identical_models_differ_by_nothing():
+    c = paired_bootstrap(rows(7), rows(7))
+    assert c.delta == c.ci_low == c.ci_high == 0.0 and c.a_better == 0.0
+
+
+def test_one_error_either_way_is_not_a_finding():
+    one_a, one_b = rows(0), rows(0)
+    one_a[0]["hyp"] = "the quick brown cat jumps over the lazy dog"
+    one_b[1]["hyp"] = "the quick brown dog jumps over the lazy dog"
+    c = paired_bootstrap(one_a, one_b, resamples=4000)
+    assert c.delta == 0.0 and c.ci_low < 0 < c.ci_high
+    assert 0.2 < c.a_better < 0.5  # ties count as not better
+
+
+def test_different_utterances_or_references_are_refused():
+    with pytest.raises(AsrpruneError, match="decoded different utterances"):
+        paired_bootstrap(rows(0, n=5), rows(0, n=6), split="dev")
+    other = rows(0, n=5)
+    other[2]["ref"] = "a different sentence"
+    other[2]["hyp"] = "a different sentence"
+    with pytest.raises(AsrpruneError, match="'u002' has two references"):
+        paired_bootstrap(rows(0, n=5), other)
+
+
+def write_hyps(metrics, name, split, data):
+    folder = metrics / f"{name}.hyps"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
+
+
+def test_compare_reads_a_runs_hypotheses_and_the_cli_prints_a_table(tmp_path, capsys):
+    write_hyps(tmp_path, "ours", "test-clean", rows(2))
+    write_hyps(tmp_path, "svd", "test-clean", rows(12))
+    (c,) = compare_models(tmp_path, "ours", "svd", ["test-clean"])
+    assert c.delta < 0 and c.a_better > 0.95
+    assert main(["compare", "ours", "svd", "--metrics-dir", str(tmp_path), "--splits", "test-clean"]) == 0
+    out = capsys.readouterr().out
+    assert "| test-clean | 0.56 | 3.33 | -2.78 |" in out
+    with pytest.raises(AsrpruneError, match=r"ours.hyps/test-other.jsonl: no hypotheses"):
+        compare_models(tmp_path, "ours", "svd", ["test-other"])
