@@ -1,0 +1,38 @@
+"""scripts/prune_variant.py: config overrides for one pruning job outside the workflow."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from asrprune.errors import AsrpruneError
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("prune_variant", ROOT / "scripts/prune_variant.py")
+prune_variant = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(prune_variant)
+
+
+def test_an_override_is_a_nested_mapping_with_a_yaml_value():
+    assert prune_variant.override("prune.l0.distill_weight=10") == {
+        "prune": {"l0": {"distill_weight": 10}}
+    }
+    assert prune_variant.override("prune.l0.distill_map=teacher")["prune"]["l0"] == {
+        "distill_map": "teacher"
+    }
+    with pytest.raises(AsrpruneError, match="expected KEY.PATH=VALUE"):
+        prune_variant.override("prune.l0.distill_weight")
+
+
+def test_overrides_land_on_the_validated_config():
+    base = str(ROOT / "config/config.yaml")
+    config = prune_variant.variant_config(
+        [base], ["prune.l0.distill_weight=10", "prune.train.seed=7"]
+    )
+    assert config["prune"]["l0"]["distill_weight"] == 10
+    assert config["prune"]["train"]["seed"] == 7
+    assert config["prune"]["finetune"]["seed"] != 7  # only what was set
+    with pytest.raises(AsrpruneError, match="distill_wieght"):
+        prune_variant.variant_config([base], ["prune.l0.distill_wieght=10"])
