@@ -20,7 +20,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -45,13 +44,7 @@ def override(spec: str) -> dict:
 
 def variant_config(configfiles: list[str], sets: list[str]) -> dict:
     """The validated config: the files in order, then each override on top."""
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = list(configfiles)
-        for i, spec in enumerate(sets):
-            path = Path(tmp) / f"set{i}.yaml"
-            path.write_text(yaml.safe_dump(override(spec)), encoding="utf-8")
-            paths.append(str(path))
-        return load_config(*paths)
+    return load_config(*configfiles, overrides=[override(spec) for spec in sets])
 
 
 def main() -> None:

@@ -138,3 +138,12 @@ def test_config_files_comment_every_key():
         above = lines[j].strip() if j >= 0 else ""
         assert "#" in line or above.startswith("#"), f"config.yaml:{i + 1}: {line!r}"
     yaml.safe_load("\n".join(lines))
+
+
+def test_overrides_merge_after_the_files_and_are_validated():
+    base = REPO / "config" / "config.yaml"
+    config = load_config(base, overrides=[{"prune": {"l0": {"distill_weight": 10}}}])
+    assert config["prune"]["l0"]["distill_weight"] == 10
+    assert config["prune"]["l0"]["distill_map"] == load_config(base)["prune"]["l0"]["distill_map"]
+    with pytest.raises(AsrpruneError, match="overrides"):
+        load_config(base, overrides=[{"prune": {"l0": {"distill_weight": "ten"}}}])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,13 +83,17 @@ def _cross_field_problems(config: dict) -> list[str]:
     ]
 
 
-def load_config(*paths: str | Path) -> dict:
-    """Merge YAML files (later ones override earlier ones, recursively) and validate."""
+def load_config(*paths: str | Path, overrides: Sequence[dict] = ()) -> dict:
+    """Merge YAML files (later ones override earlier ones, recursively), then each of
+    ``overrides`` (nested mappings, e.g. from a command line), and validate."""
     merged: dict = {}
     for path in paths:
         with open(path, encoding="utf-8") as f:
             merge_into(merged, yaml.safe_load(f) or {})
-    return validate_config(merged, source=" + ".join(str(p) for p in paths))
+    for override in overrides:
+        merge_into(merged, override)
+    source = " + ".join([*(str(p) for p in paths), *(["overrides"] if overrides else [])])
+    return validate_config(merged, source=source)
 
 
 def merge_into(base: dict, override: dict) -> dict:

@@ -21,7 +21,7 @@ from typing import Any
 
 from asrprune.data.features import INDEX_FILE
 from asrprune.distributed import barrier, env_world, is_main_process
-from asrprune.io import write_json
+from asrprune.io import read_json, write_json
 
 IDENTITY = "job.json"
 
@@ -61,9 +61,9 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _read_identity(path: Path) -> dict | None:
+    """The recorded identity, or None when there is none or it cannot be read."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return read_json(path)
     except (OSError, ValueError):
         return None
 
@@ -77,7 +77,7 @@ def claim_work_dir(work_dir: str | os.PathLike, identity: Mapping[str, Any]) -> 
     work_dir = Path(work_dir)
     identity = json.loads(json.dumps(identity, sort_keys=True))  # tuples as lists, as read
     path = work_dir / IDENTITY
-    old = _read_identity(path) if path.is_file() else None
+    old = _read_identity(path)
     same = old == identity
     if is_main_process():
         if not same and work_dir.is_dir() and any(work_dir.iterdir()):

@@ -14,10 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import jiwer
 import numpy as np
 
 from asrprune.errors import AsrpruneError
+from asrprune.evaluate import word_errors
 from asrprune.io import read_jsonl
 
 
@@ -38,12 +38,12 @@ class Comparison:
 
 
 def utterance_errors(rows: list[dict]) -> dict[str, tuple[str, int, int]]:
-    """Utterance id to (reference, word errors, reference words) from hypotheses rows."""
+    """Utterance id to (reference, word errors, reference words) from hypotheses rows,
+    scored as the evaluation scores a corpus."""
     out = {}
     for row in rows:
-        m = jiwer.process_words(row["ref"], row["hyp"])
-        errors = m.substitutions + m.deletions + m.insertions
-        out[row["id"]] = (row["ref"], errors, m.substitutions + m.deletions + m.hits)
+        w = word_errors([row["ref"]], [row["hyp"]])
+        out[row["id"]] = (row["ref"], w.substitutions + w.deletions + w.insertions, w.ref_words)
     return out
 
 
