@@ -45,7 +45,17 @@ def test_x6_subsampled_length_is_exact(length):
     assert Conv2dSubsampling.min_length(6) == 11
 
 
-@pytest.mark.parametrize("factor", [4, 6])
+@pytest.mark.parametrize("length", range(15, 60))
+def test_x8_subsampled_length_is_exact(length):
+    sub = Conv2dSubsampling(80, 4, 16, factor=8)
+    out, lens = sub(torch.randn(1, length, 80), torch.tensor([length]))
+    assert out.shape == (1, int(lens[0]), 16)
+    assert int(lens[0]) == ((length - 1) // 2 - 3) // 4 >= 1  # 80 ms frames
+    assert Conv2dSubsampling.min_length(8) == 15
+    assert sub.freq_out == 9
+
+
+@pytest.mark.parametrize("factor", [4, 6, 8])
 def test_subsampling_gives_the_same_output_with_and_without_autograd(factor):
     """Inference takes a channels-last path; it must compute the same function."""
     torch.manual_seed(0)
@@ -67,9 +77,18 @@ def test_x6_encoder_refuses_too_short_input_and_counts_its_parameters():
     assert enc(torch.randn(1, 11, 80), torch.tensor([11])).output.shape[1] == 1
 
 
+def test_x8_encoder_refuses_too_short_input_and_counts_its_parameters():
+    c = dataclasses.replace(tiny_config(), subsampling=8)
+    enc = ConformerEncoder(c)
+    assert sum(p.numel() for p in enc.parameters()) == ConformerEncoder.count_params(c)
+    with pytest.raises(AsrpruneError, match="x8 subsampling"):
+        enc(torch.randn(1, 14, 80), torch.tensor([14]))
+    assert enc(torch.randn(1, 15, 80), torch.tensor([15])).output.shape[1] == 1
+
+
 def test_unknown_subsampling_factor_is_refused():
     with pytest.raises(AsrpruneError, match="model.subsampling"):
-        dataclasses.replace(tiny_config(), subsampling=8)
+        dataclasses.replace(tiny_config(), subsampling=5)
 
 
 def test_encoder_shapes_and_hidden_states():

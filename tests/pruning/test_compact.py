@@ -83,7 +83,7 @@ def test_expected_size_is_exact_for_binary_masks(seed, kinds):
     assert float(flops["prunable"].detach()) == pytest.approx(exact["prunable"], rel=1e-6)
 
 
-@pytest.mark.parametrize("factor", [4, 6])
+@pytest.mark.parametrize("factor", [4, 6, 8])
 @pytest.mark.parametrize("structure", [None, pruned_structure()], ids=["full", "pruned"])
 def test_analytic_flops_equal_the_flop_counter(structure, factor):
     config = dataclasses.replace(tiny_config(), subsampling=factor)

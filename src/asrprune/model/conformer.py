@@ -629,9 +629,9 @@ class ConformerBlock(nn.Module):
 
 
 class Conv2dSubsampling(nn.Module):
-    """x4 or x6 time subsampling (ESPnet's Conv2dSubsampling and Conv2dSubsampling6): a 3x3
-    conv2d with stride 2, then a 3x3 with stride 2 (x4) or a 5x5 with stride 3 (x6), each
-    with ReLU, then Linear to ``d_out``.
+    """x4, x6 or x8 time subsampling: a 3x3 conv2d with stride 2, then a 3x3 with stride 2
+    (x4, ESPnet's Conv2dSubsampling), a 5x5 with stride 3 (x6, its Conv2dSubsampling6) or
+    a 7x7 with stride 4 (x8), each with ReLU, then Linear to ``d_out``.
 
     Output length ``((T - 1) // 2 - k) // s + 1`` for the second kernel k and stride s; an
     output frame depends only on input frames inside its utterance, so padding does not

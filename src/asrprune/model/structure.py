@@ -18,8 +18,10 @@ from asrprune.errors import AsrpruneError
 
 PREDICTORS = ("stateless", "lstm")
 # Time subsampling factor -> (kernel, stride) of the front end's second conv2d; the first
-# is always a 3x3 with stride 2 (ESPnet's Conv2dSubsampling and Conv2dSubsampling6).
-SUBSAMPLING = {4: (3, 2), 6: (5, 3)}
+# is always a 3x3 with stride 2. x4 and x6 are ESPnet's Conv2dSubsampling and
+# Conv2dSubsampling6; x8 continues their kernel = 2 x stride - 1 pattern (80 ms frames, as
+# FastConformer's) in two convolutions where ESPnet's Conv2dSubsampling8 uses three.
+SUBSAMPLING = {4: (3, 2), 6: (5, 3), 8: (7, 4)}
 
 
 def _is_int(v: Any) -> bool:
