@@ -56,7 +56,7 @@ from asrprune.data.batching import (
 from asrprune.data.features import Cmvn
 from asrprune.data.tokenizer import Tokenizer
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import length_batches, resolve_device, search, word_errors
+from asrprune.evaluate import has_native_bf16, length_batches, resolve_device, search, word_errors
 from asrprune.io import atomic_path, read_json, write_json
 from asrprune.model import ModelConfig, Transducer, save_model
 from asrprune.workdir import claim_work_dir, file_digests, split_files
@@ -104,7 +104,7 @@ class TrainSettings:
     eval_utterances: int = 100  # dev utterances decoded each evaluation (evenly spaced); 0: all
     seed: int = 1234  # seeds torch, numpy, Python, the data order and SpecAugment
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
-    bf16: bool = True  # bf16 autocast on GPUs that have bf16; the CPU always trains in fp32
+    bf16: bool = True  # bf16 autocast where the device computes bf16 natively, else fp32
 
     def __post_init__(self):
         positive = ("max_frames", "checkpoint_every", "log_every")
@@ -350,10 +350,10 @@ class Trainer:
         if device is None and self.world.distributed:
             device = distributed.device(self.world)
         self.device = resolve_device(device)
-        self.amp = s.bf16 and self.device.type == "cuda"
-        if self.amp and not torch.cuda.is_bf16_supported():
-            self.amp = False  # e.g. V100: no bf16; fp16 would need loss scaling
-            print("note: this GPU has no bf16; training in fp32", file=sys.stderr)
+        self.amp = s.bf16 and has_native_bf16(self.device)
+        if s.bf16 and not self.amp:
+            # e.g. a V100, or a CPU without AVX512-BF16 or AMX: fp16 would need loss scaling
+            print(f"note: no native bf16 on {self.device}; training in fp32", file=sys.stderr)
         self.model = model.to(self.device)
         self.extra_modules = {k: m.to(self.device) for k, m in (extra_modules or {}).items()}
         self.loss_fn = loss_fn if loss_fn is not None else TransducerLoss(s)
@@ -578,7 +578,7 @@ class Trainer:
 
     def _autocast(self):
         if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def train_step(self, batch: Batch) -> dict[str, float]:
