@@ -12,6 +12,7 @@ from torch import nn
 from asrprune.config import settings_from_dict
 from asrprune.data.batching import Batch
 from asrprune.errors import AsrpruneError
+from asrprune.evaluate import has_native_bf16
 from asrprune.io import read_json
 from asrprune.model import ModelConfig, Transducer, load_model
 from asrprune.train import (
@@ -334,3 +335,25 @@ def test_intermediate_ctc_shares_the_ctc_weight():
     expected = out.rnnt_loss + 0.8 * (0.75 * out.ctc_loss + 0.25 * out.inter_ctc_loss)
     assert torch.allclose(loss, expected, rtol=1e-5)
     assert metrics["inter_ctc_loss"] == pytest.approx(float(out.inter_ctc_loss.detach()), rel=1e-5)
+
+
+# -----------------------------------------------------------------------------
+# precision
+
+
+@pytest.mark.skipif(not has_native_bf16(torch.device("cpu")), reason="no native bf16 on this CPU")
+def test_bf16_autocast_on_a_cpu_with_native_bf16_keeps_the_loss_and_fp32_weights(
+    corpus, data, tmp_path
+):
+    """bf16 is the default wherever the device has it; the step must compute the same
+    loss (within bf16's precision) and keep the optimised weights in fp32."""
+    losses = {}
+    for bf16 in (False, True):
+        settings = tiny_settings(bf16=bf16, specaug_start_step=100)
+        trainer = Trainer(new_model(corpus), data[0], None, settings, tmp_path / str(bf16))
+        assert trainer.amp is bf16
+        batch = next(trainer._batches())
+        losses[bf16] = trainer.train_step(batch)["loss"]
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert losses[True] == pytest.approx(losses[False], rel=0.02)
+    assert losses[True] != losses[False]  # bf16 really ran
