@@ -132,6 +132,17 @@ def test_depthwise_runs_the_conv1d_it_holds(kernel):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_depthwise_runs_in_fp32_under_cpu_bf16_autocast():
+    """oneDNN's bf16 depthwise path stalled training on some shapes: it must not be taken."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(6, 6, 15, padding=7, groups=6)
+    x = torch.randn(3, 11, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = _depthwise(conv, x.bfloat16())
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, _depthwise(conv, x.bfloat16().float()))
+
+
 def test_relative_positions_are_sinusoids_of_the_offset():
     pe = relative_positions(4, 6)  # rows: offsets 3, 2, 1, 0, -1, -2, -3
     assert pe.shape == (7, 6)
