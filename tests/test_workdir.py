@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
-from asrprune.workdir import IDENTITY, claim_work_dir, file_digest, file_digests, split_files
+from asrprune.workdir import (
+    IDENTITY,
+    REPLACED_SUFFIX,
+    claim_work_dir,
+    file_digest,
+    file_digests,
+    split_files,
+)
 
 IDENTITY_A = {"job": "prune", "train": {"peak_lr": 2e-4, "max_steps": 300}, "sizes": (1, 2)}
 
@@ -24,7 +31,7 @@ def test_the_same_job_keeps_its_checkpoints(tmp_path):
     assert (work / "ckpt.pt").read_bytes() == b"state"
 
 
-def test_another_job_empties_the_folder_and_names_the_change(tmp_path, capsys):
+def test_another_job_starts_empty_and_keeps_the_old_folder_aside(tmp_path, capsys):
     work = tmp_path / "work"
     claim_work_dir(work, IDENTITY_A)
     (work / "finetune").mkdir()
@@ -32,11 +39,25 @@ def test_another_job_empties_the_folder_and_names_the_change(tmp_path, capsys):
     changed = {**IDENTITY_A, "train": {"peak_lr": 5e-4, "max_steps": 300}}
     assert not claim_work_dir(work, changed)
     assert sorted(p.name for p in work.iterdir()) == [IDENTITY]
-    assert "changed: train.peak_lr" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "changed: train.peak_lr" in err and REPLACED_SUFFIX in err
     assert json.loads((work / IDENTITY).read_text())["train"]["peak_lr"] == 5e-4
+    aside = tmp_path / f"work{REPLACED_SUFFIX}"
+    assert (aside / "finetune" / "ckpt.pt").read_bytes() == b"old result"
+    assert json.loads((aside / IDENTITY).read_text())["train"]["peak_lr"] == 2e-4
 
 
-def test_a_folder_without_a_readable_identity_is_emptied(tmp_path, capsys):
+def test_only_the_latest_replaced_folder_is_kept(tmp_path):
+    work = tmp_path / "work"
+    for lr in (1e-4, 2e-4, 3e-4):
+        claim_work_dir(work, {**IDENTITY_A, "train": {"peak_lr": lr}})
+        (work / "ckpt.pt").write_text(str(lr))
+    aside = tmp_path / f"work{REPLACED_SUFFIX}"
+    assert (aside / "ckpt.pt").read_text() == str(2e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work", f"work{REPLACED_SUFFIX}"]
+
+
+def test_a_folder_without_a_readable_identity_is_set_aside(tmp_path, capsys):
     work = tmp_path / "work"
     work.mkdir()
     (work / "pruned.pt").write_bytes(b"from an older version")

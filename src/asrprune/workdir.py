@@ -5,7 +5,9 @@ inputs (changed settings, a new teacher, new data) must start over instead: Snak
 reruns a job when its params change, and resuming the earlier job's finished
 checkpoints would hand back the earlier result under the new name. So a work folder
 records what made it (its identity: the job's settings and the digests of its input
-files), and a job with another identity empties the folder before it starts.
+files), and a job with another identity starts in an empty folder. The other job's
+folder is moved aside to ``<name>.replaced`` (one generation), not deleted: a config
+edited by mistake must not cost the hours of training behind a checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from asrprune.distributed import barrier, env_world, is_main_process
 from asrprune.io import read_json, write_json
 
 IDENTITY = "job.json"
+REPLACED_SUFFIX = ".replaced"
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -71,8 +74,9 @@ def _read_identity(path: Path) -> dict | None:
 def claim_work_dir(work_dir: str | os.PathLike, identity: Mapping[str, Any]) -> bool:
     """Make ``work_dir`` this job's before it trains there; True if it resumes state.
 
-    Kept as it is when it was made by a job of the same ``identity`` (JSON-able); emptied,
-    with a line on stderr naming what changed, when it holds anything else.
+    Kept as it is when it was made by a job of the same ``identity`` (JSON-able). When it
+    holds anything else it is moved to ``<work_dir>.replaced`` (replacing an older one)
+    with a line on stderr naming what changed, and this job starts in an empty folder.
     """
     work_dir = Path(work_dir)
     identity = json.loads(json.dumps(identity, sort_keys=True))  # tuples as lists, as read
@@ -87,8 +91,15 @@ def claim_work_dir(work_dir: str | os.PathLike, identity: Mapping[str, Any]) -> 
                 before, now = _flat(old), _flat(identity)
                 keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
                 why = "changed: " + ", ".join(keys)
-            print(f"{work_dir}: made by another job ({why}); starting over", file=sys.stderr)
-            shutil.rmtree(work_dir)
+            aside = work_dir.with_name(work_dir.name + REPLACED_SUFFIX)
+            if aside.exists():
+                shutil.rmtree(aside)
+            work_dir.rename(aside)
+            print(
+                f"{work_dir}: made by another job ({why}); starting over, the old folder "
+                f"moved to {aside}",
+                file=sys.stderr,
+            )
         if not same:
             write_json(path, identity)
     if env_world().distributed:
