@@ -203,7 +203,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--teacher-steps", type=int, default=20, help="timed teacher steps")
     p.add_argument("--prune-steps", type=int, default=20, help="timed pruning steps")
-    p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps before each")
+    p.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=50,
+        help="untimed steps before each: on a GPU the first batch of each padded length "
+        "plans its convolutions, which the steps of a long run no longer pay",
+    )
     p.add_argument("--method", default="l0-params", choices=sorted(METHODS))
     p.add_argument("--frames", type=int, help="per-GPU batch budget; default from the config")
     p.add_argument("--device", default=None, help="default: the GPU if there is one")

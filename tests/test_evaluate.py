@@ -166,3 +166,19 @@ def test_missing_model_or_splits_are_clear_errors(tmp_path, corpus):
             tmp_path / "h",
         )
     assert not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_evaluation_gives_the_cpu_hypotheses(tmp_path):
+    model_path, corpus = overfit_model()
+    splits = {"train": (corpus.train_manifest, corpus.train_store)}
+    runs = {
+        device: evaluate_model(
+            model_path, splits, tmp_path / f"{device}.json", tmp_path / device, device=device
+        )
+        for device in ("cpu", "cuda")
+    }
+    assert read_jsonl(tmp_path / "cuda" / "train.jsonl") == read_jsonl(
+        tmp_path / "cpu" / "train.jsonl"
+    )
+    assert runs["cuda"]["wer"] == runs["cpu"]["wer"]

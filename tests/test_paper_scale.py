@@ -214,3 +214,36 @@ def test_gpu_check_reports_peak_gpu_memory():
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout)
     assert report["device"] != "cpu" and report["teacher"]["peak_gpu_memory_gib"] > 0
+
+
+def test_gpu_speed_times_synthetic_structures_and_model_files_on_the_cpu(tmp_path):
+    from asrprune.data.features import Cmvn
+    from asrprune.model import save_model
+    from tests.model.tiny import pruned_structure, tiny_model
+
+    script = [sys.executable, str(REPO / "scripts/gpu_speed.py"), "--device", "cpu"]
+    script += ["--batch", "1", "2", "--seconds", "0.5", "--rounds", "2", "--warmup", "0"]
+
+    def run(*args: str) -> dict:
+        result = subprocess.run([*script, *args], capture_output=True, text=True, cwd=REPO)
+        assert result.returncode == 0, result.stderr[-4000:]
+        return json.loads(result.stdout)
+
+    smoke = [str(REPO / "config/config.yaml"), str(REPO / "config/smoke.yaml")]
+    report = run("--config", *smoke, "--keep", "0.9", "0.6", "--multiple", "8")
+    models = report["models"]
+    assert list(models) == ["full", "keep-0.9", "keep-0.6"]
+    assert [m["d_model"] for m in models.values()] == [48, 40, 32]  # 43.2 and 28.8, rounded
+    assert 0 == models["full"]["sparsity"] < models["keep-0.9"]["sparsity"]
+    assert models["keep-0.9"]["sparsity"] < models["keep-0.6"]["sparsity"]
+    timings = {(t["model"], t["batch"]): t for t in report["timings"]}
+    assert len(timings) == 6 and timings["full", 2]["time_ratio"] == 1.0
+    assert timings["keep-0.6", 1]["flops_ratio"] < timings["keep-0.9", 1]["flops_ratio"] < 1
+
+    paths = []
+    for name, structure in (("teacher", None), ("student", pruned_structure())):
+        paths.append(tmp_path / f"{name}.pt")
+        save_model(paths[-1], tiny_model(structure=structure), b"", Cmvn.identity().to_dict())
+    report = run("--models", *map(str, paths))
+    assert list(report["models"]) == ["teacher", "student"]
+    assert report["models"]["student"]["d_model"] == 28

@@ -196,6 +196,16 @@ def test_collate_pads_with_zeros():
     assert batch.to("cpu").feats is not None
 
 
+def test_padding_appends_zero_frames_and_keeps_the_rest():
+    batch = collate(items([5, 9, 3], [2, 1, 4]))
+    padded = batch.padded(32)
+    assert padded.feats.shape == (3, 32, 80) and padded.feats[:, 9:].eq(0).all()
+    assert torch.equal(padded.feats[:, :9], batch.feats)
+    assert padded.feat_lens.tolist() == [5, 9, 3] and torch.equal(padded.tokens, batch.tokens)
+    assert padded.padded(32) is padded and batch.padded(9) is batch
+    assert batch.to("cpu").feats.shape[1] == 9  # only a GPU batch is padded
+
+
 def test_specaugment_masks_only_real_frames():
     lens = torch.tensor([200, 57, 120, 8])
     feats = torch.randn(4, 200, 80) + 5.0  # no real frame is 0

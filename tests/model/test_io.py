@@ -49,6 +49,18 @@ def test_cmvn_from_to_dict_and_empty_tokenizer(tmp_path):
     assert tok == b"" and extra == {}
 
 
+def test_the_model_moves_to_its_device_and_cmvn_stays_on_the_cpu(tmp_path):
+    """Features are normalised on the CPU before a batch moves to the model's device, so
+    the CMVN must not follow the model (on a GPU that mix failed evaluation). The meta
+    device stands in for a GPU on machines without one."""
+    cmvn = Cmvn(torch.randn(80), torch.rand(80) + 0.5)
+    save_model(tmp_path / "m.pt", tiny_model(), TOKENIZER, cmvn.to_dict())
+    model, tok, state, _ = load_model(tmp_path / "m.pt", map_location="meta")
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert state["mean"].device.type == state["std"].device.type == "cpu"
+    assert torch.equal(state["mean"], cmvn.mean) and tok == TOKENIZER
+
+
 def test_extra_must_be_json_safe(tmp_path):
     with pytest.raises(AsrpruneError, match="not JSON-safe"):
         save_model(tmp_path / "m.pt", tiny_model(), b"x", Cmvn.identity().to_dict(), {"t": {1, 2}})

@@ -200,3 +200,24 @@ def test_cuda_matches_cpu(predictor):
         assert beam_search(model, enc, enc_lens) == beam_search(
             model.cpu(), cpu.encoder_out, cpu.encoder_lens
         )
+
+
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+def test_frames_padded_for_a_gpu_change_no_loss_or_output(predictor):
+    """A GPU batch is padded to a multiple of 32 frames (Batch.to); in eval mode the
+    losses and the encoder outputs on real frames must not see the padding."""
+    from asrprune.data.batching import Batch
+
+    model = tiny_model(predictor=predictor, structure=pruned_structure()).eval()
+    feats, feat_lens, tokens, token_lens = tiny_batch()
+    batch = Batch(["a", "b", "c"], feats, feat_lens, tokens, token_lens)
+    padded = batch.padded(32)
+    assert padded.feats.shape[1] == 128
+    with torch.no_grad():
+        a = model(batch.feats, feat_lens, tokens, token_lens)
+        b = model(padded.feats, feat_lens, tokens, token_lens)
+    for loss in ("rnnt_loss", "ctc_loss"):
+        torch.testing.assert_close(getattr(b, loss), getattr(a, loss), rtol=1e-5, atol=1e-5)
+    assert torch.equal(a.encoder_lens, b.encoder_lens)
+    for i, n in enumerate(a.encoder_lens.tolist()):
+        torch.testing.assert_close(b.encoder_out[i, :n], a.encoder_out[i, :n], rtol=1e-5, atol=1e-5)

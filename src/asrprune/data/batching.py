@@ -246,6 +246,11 @@ class DurationBucketSampler(Sampler[list[int]]):
 # collation
 
 
+# Frames a GPU batch is padded to a multiple of (Batch.to): 0.32 s, a few percent of an
+# utterance's frames, against 63 lengths at most for 20 s.
+CUDA_FRAME_MULTIPLE = 32
+
+
 @dataclass
 class Batch:
     ids: list[str]
@@ -258,14 +263,35 @@ class Batch:
         return len(self.ids)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """The batch on ``device``; on a GPU with its frames padded to a multiple of
+        ``CUDA_FRAME_MULTIPLE``.
+
+        cuDNN plans every new convolution shape on the host (on an H200, 9 ms a forward and
+        25 ms a backward convolution), so with a new length every batch a step of the
+        default teacher took 0.58 s for 12 ms of GPU work. With padding, after the first
+        batch of each length, it took 0.11 s. The model masks padded frames: outputs on
+        real frames and the losses are unchanged.
+        """
+        batch = self
+        if torch.device(device).type == "cuda":
+            batch = self.padded(CUDA_FRAME_MULTIPLE)
         return dataclasses.replace(
-            self,
+            batch,
             **{
-                f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+                f.name: getattr(batch, f.name).to(device, non_blocking=non_blocking)
                 for f in dataclasses.fields(self)
                 if f.name != "ids"
             },
         )
+
+    def padded(self, multiple: int) -> Batch:
+        """The batch with zero frames appended up to a multiple of ``multiple`` frames."""
+        T = self.feats.shape[1]
+        extra = -T % multiple
+        if not extra:
+            return self
+        feats = torch.nn.functional.pad(self.feats, (0, 0, 0, extra))  # (B, T + extra, 80)
+        return dataclasses.replace(self, feats=feats)
 
     def pin_memory(self) -> Batch:
         """Called by DataLoader(pin_memory=True)."""

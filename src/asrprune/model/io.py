@@ -74,12 +74,14 @@ def save_model(
 def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[Transducer, bytes, dict, dict]:
     """Rebuild a model saved by :func:`save_model`, weights loaded strictly, in eval mode.
 
-    Returns (model, tokenizer bytes, cmvn {"mean", "std", "frames"}, extra metadata).
+    Returns (model, tokenizer bytes, cmvn {"mean", "std", "frames"}, extra metadata). The
+    model goes to ``map_location``; the CMVN tensors stay on the CPU, where the data
+    pipeline normalises features before a batch moves to the model's device.
     """
     if not Path(path).is_file():
         raise AsrpruneError(f"model file not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated or foreign files raise many types
         raise AsrpruneError(f"cannot read model file {path}: {e}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
