@@ -12,8 +12,9 @@ a ratio to the full model's.
     .venv/bin/python scripts/gpu_speed.py --models results/embedded/models/*.pt
 
 A kept fraction k keeps round(k * n) of the heads and the FFN channels of every block
-and of the residual stream's hidden dimensions, and every convolution module (parameters fall
-about as k^2: 0.9, 0.8, 0.7 remove about 20, 35 and 50% of the blocks'): a uniform
+and of the residual stream's hidden dimensions (widths rounded to ``--multiple``), and
+every convolution module. Parameters fall about as k^2: 0.9, 0.8 and 0.7 remove 15-19,
+32-34 and 44-46% of the blocks' at the default and paper dimensions. It is a uniform
 stand-in for what L0 pruning leaves, which varies per block. Timing depends on the
 structure, not the weights, so the synthetic models are randomly initialised. Inputs are
 random features of ``--seconds`` per utterance, ``--batch`` utterances per forward; the

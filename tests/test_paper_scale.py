@@ -14,8 +14,10 @@ import torch
 import yaml
 
 from asrprune.config import load_config, load_schema
-from asrprune.model import ModelConfig, Transducer
+from asrprune.data.features import Cmvn
+from asrprune.model import ModelConfig, Transducer, save_model
 from tests.builders import REPO
+from tests.model.tiny import pruned_structure, tiny_model
 
 SUBSETS = sorted(
     {"train-clean-100", "train-clean-360", "train-other-500", "dev-clean", "dev-other"}
@@ -217,10 +219,6 @@ def test_gpu_check_reports_peak_gpu_memory():
 
 
 def test_gpu_speed_times_synthetic_structures_and_model_files_on_the_cpu(tmp_path):
-    from asrprune.data.features import Cmvn
-    from asrprune.model import save_model
-    from tests.model.tiny import pruned_structure, tiny_model
-
     script = [sys.executable, str(REPO / "scripts/gpu_speed.py"), "--device", "cpu"]
     script += ["--batch", "1", "2", "--seconds", "0.5", "--rounds", "2", "--warmup", "0"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from asrprune.data.batching import Batch
 from asrprune.errors import AsrpruneError
 from asrprune.model import ConformerEncoder, Transducer, beam_search, greedy_search
 from tests.model.tiny import pruned_structure, tiny_batch, tiny_config, tiny_model
@@ -206,8 +207,6 @@ def test_cuda_matches_cpu(predictor):
 def test_frames_padded_for_a_gpu_change_no_loss_or_output(predictor):
     """A GPU batch is padded to a multiple of 32 frames (Batch.to); in eval mode the
     losses and the encoder outputs on real frames must not see the padding."""
-    from asrprune.data.batching import Batch
-
     model = tiny_model(predictor=predictor, structure=pruned_structure()).eval()
     feats, feat_lens, tokens, token_lens = tiny_batch()
     batch = Batch(["a", "b", "c"], feats, feat_lens, tokens, token_lens)
