@@ -271,3 +271,37 @@ def test_report_is_built_with_the_tables_and_figures(smoke_run):
     html = report.read_text()
     assert len(html) > 10_000
     assert "table1.csv" in html and "wer_rtf.png" in html
+
+
+def test_corpus_breakdown_decodes_every_condition(smoke_run, tmp_path):
+    out = tmp_path / "breakdown.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts/corpus_breakdown.py"),
+            "--model",
+            str(smoke_run / "models/teacher.pt"),
+            "--corpus",
+            str(smoke_run / "corpus"),
+            "--utterances",
+            "3",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    breakdown = read_json(out)
+    conditions = ["train-clean", "train-noisy", "test-clean", "test-clean+noise"]
+    conditions += ["new-variants-clean", "new-variants", "test-other-clean", "test-other"]
+    assert list(breakdown["utterances"]) == conditions
+    assert all(n == 3 for n in breakdown["utterances"].values())
+    assert list(breakdown["wer"]) == conditions and min(breakdown["wer"].values()) >= 0
+    assert set(breakdown["by_voice"]) == set(conditions[2:])
+    # the new variants are read in training accents, never in test-other's
+    new_voices = set(breakdown["by_voice"]["new-variants"])
+    assert new_voices and not new_voices & set(breakdown["by_voice"]["test-other"])
+    assert "| test-other-clean | 3 |" in result.stdout

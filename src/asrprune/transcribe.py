@@ -14,7 +14,31 @@ from asrprune.evaluate import resolve_device, search
 from asrprune.model import load_model
 
 
-@torch.no_grad()
+class Recogniser:
+    """A model file ready to decode 16 kHz waveforms one at a time.
+
+    Each waveform becomes fbank features normalised with the model file's CMVN, is
+    encoded and decoded (greedy for ``beam`` 0 or 1, else beam search).
+    """
+
+    def __init__(
+        self, model_path: str | os.PathLike, beam: int = 0, device: str | torch.device | None = None
+    ):
+        self.device = resolve_device(device)
+        self.model, tok_bytes, cmvn_state, _ = load_model(model_path, map_location=self.device)
+        self.tokenizer = Tokenizer.from_bytes(tok_bytes, f"{model_path} (embedded tokenizer)")
+        self.cmvn = Cmvn(cmvn_state["mean"], cmvn_state["std"]).to(self.device)
+        self.beam = beam
+
+    @torch.no_grad()
+    def __call__(self, wav: torch.Tensor) -> str:
+        """The transcript of one mono 16 kHz waveform ``(samples,)``."""
+        feats = self.cmvn.apply(compute_fbank(wav, SAMPLE_RATE).to(self.device))[None]
+        lens = torch.tensor([feats.size(1)], device=self.device)  # (1,)
+        enc, enc_lens, _ = self.model.encoder(feats, lens)  # feats: (1, T, 80)
+        return self.tokenizer.decode(search(self.model, enc, enc_lens, self.beam)[0])
+
+
 def transcribe(
     model_path: str | os.PathLike,
     audio_paths: Sequence[str | os.PathLike],
@@ -26,25 +50,17 @@ def transcribe(
     """``(path, text)`` per audio file, in order.
 
     Each file is read with soundfile (anything libsndfile reads: WAV, FLAC, ...), mixed
-    down to mono, resampled to 16 kHz, turned into fbank features normalised with the
-    model file's CMVN, encoded and decoded (greedy for ``beam`` 0 or 1, else beam search).
-    Files are decoded one at a time, so memory stays flat for long lists and long files.
+    down to mono and resampled to 16 kHz. Files are decoded one at a time, so memory
+    stays flat for long lists and long files.
     """
     if threads:
         torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    model, tok_bytes, cmvn_state, _ = load_model(model_path, map_location=dev)
-    tokenizer = Tokenizer.from_bytes(tok_bytes, f"{model_path} (embedded tokenizer)")
-    cmvn = Cmvn(cmvn_state["mean"], cmvn_state["std"]).to(dev)
+    recognise = Recogniser(model_path, beam, device)
     results = []
     for path in audio_paths:
         wav = load_audio(path, SAMPLE_RATE, resample=True)  # (samples,), errors name the file
         try:
-            feats = cmvn.apply(compute_fbank(wav, SAMPLE_RATE).to(dev))[None]  # (1, T, 80)
-            lens = torch.tensor([feats.size(1)], device=dev)  # (1,)
-            enc, enc_lens, _ = model.encoder(feats, lens)
+            results.append((str(path), recognise(wav)))
         except AsrpruneError as e:
             raise AsrpruneError(f"{path}: {e}") from None
-        tokens = search(model, enc, enc_lens, beam)[0]
-        results.append((str(path), tokenizer.decode(tokens)))
     return results

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -130,6 +131,15 @@ def test_tiny_corpus_builds_deterministically_and_resumes(tmp_path, tmp_path_fac
     train_text = {u.text for u in manifests["train"]}
     for split in SPLITS[1:]:
         assert not train_text & {u.text for u in manifests[split]}
+
+    # Re-synthesis plus the planned degradation gives the built audio back (to FLAC's
+    # 16-bit step), so the clean speech under test-other's noise can be recovered.
+    plan = C.plan_corpus(settings, first, C.load_split_sentences(4, 20, cache))
+    job = next(j for j in plan if j.split == "test-other")
+    built, _ = sf.read(job.audio, dtype="float32")
+    clean = C.synthesise_clean(job)
+    assert np.abs(C.degrade_as_planned(clean, job) - built).max() < 2 / 32768
+    assert np.abs(clean - built).max() > 0.01
 
     # Same seed, another folder: the same manifests (text, ids, durations, speakers).
     C.build_embedded_corpus(settings, tmp_path / "b", threads=2, cache_dir=cache)

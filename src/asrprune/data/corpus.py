@@ -360,6 +360,19 @@ def plan_corpus(
     return plan
 
 
+def synthesise_clean(job: PlannedUtterance) -> np.ndarray:
+    """The utterance as its speaker reads it, at its planned peak, before degradation."""
+    with tempfile.TemporaryDirectory(prefix="asrprune-tts-") as tmp:
+        audio = V.synthesize(job.sentence.spoken, job.speaker, Path(tmp))
+    return audio * (job.peak / max(float(np.max(np.abs(audio))), 1e-6))
+
+
+def degrade_as_planned(audio: np.ndarray, job: PlannedUtterance) -> np.ndarray:
+    """``audio`` with ``job``'s noise and room (just peak-limited when ``job`` is clean)."""
+    rng = np.random.default_rng(list(job.noise_seed))
+    return degrade(audio, rng, job.snr_db, job.rt60_s, job.noise_kind or "pink", V.SAMPLE_RATE)
+
+
 def render(job: PlannedUtterance, max_seconds: float) -> float | None:
     """Synthesise, degrade and write one utterance; return its duration in seconds.
 
@@ -369,13 +382,10 @@ def render(job: PlannedUtterance, max_seconds: float) -> float | None:
     path = Path(job.audio)
     if path.is_file():
         return sf.info(str(path)).frames / V.SAMPLE_RATE
-    with tempfile.TemporaryDirectory(prefix="asrprune-tts-") as tmp:
-        audio = V.synthesize(job.sentence.spoken, job.speaker, Path(tmp))
+    audio = synthesise_clean(job)
     if audio.size > max_seconds * V.SAMPLE_RATE:
         return None
-    audio = audio * (job.peak / max(float(np.max(np.abs(audio))), 1e-6))
-    rng = np.random.default_rng(list(job.noise_seed))
-    audio = degrade(audio, rng, job.snr_db, job.rt60_s, job.noise_kind or "pink", V.SAMPLE_RATE)
+    audio = degrade_as_planned(audio, job)
     with atomic_path(path) as tmp_path:
         sf.write(str(tmp_path), audio, V.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return audio.size / V.SAMPLE_RATE
