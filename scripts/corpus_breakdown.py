@@ -1,11 +1,11 @@
-"""Why is test-other hard? Separate its unseen accents and timbres from its noise and room.
+"""Why is test-other hard? Separate its unseen voices from its noise and room.
 
-Test-other of the embedded corpus differs from test-clean in three ways at once: its
-espeak-ng accents (pronunciation rules) and its timbres (espeak-ng variants, flite and
-festival voices) are never heard in training, and every utterance has noise and
-reverberation. This script decodes samples of the corpus under conditions that change
-one thing at a time, with one model file, and prints a Markdown table of WER per
-condition:
+Test-other of the embedded corpus differs from test-clean in two ways at once: its
+voices are never heard in training (espeak-ng variants held out in every accent, plus any
+accent held out whole with ``heldout_accents``; flite and festival voices held out), and
+every utterance has noise and reverberation. This script decodes samples of the corpus
+under conditions that change one thing at a time, with one model file, and prints a
+Markdown table of WER per condition:
 
     train-clean        training utterances without noise: how well the model fits
     train-noisy        training utterances with noise and a room
@@ -13,7 +13,8 @@ condition:
     test-clean+noise   the same audio with test-other's noise and room (utterance i gets
                        test-other utterance i's noise kind, SNR, RT60 and noise seed)
     new-variants-clean test-other's sentences read by espeak-ng voices of training accents
-                       with held-out variants: unseen timbres alone
+                       with held-out variants: unseen espeak timbres alone (what
+                       test-other's espeak voices are when no accent is held out)
     new-variants       the same with test-other's noise and room
     test-other-clean   test-other re-synthesised without noise and room: unseen voices alone
     test-other         as built: unseen voices, noise and room

@@ -71,6 +71,17 @@ def _read_identity(path: Path) -> dict | None:
         return None
 
 
+def set_aside(folder: Path, why: str) -> Path:
+    """Move ``folder`` to ``<folder>.replaced`` (replacing an older one) and say ``why``
+    on stderr; the caller starts over in an empty ``folder``."""
+    aside = folder.with_name(folder.name + REPLACED_SUFFIX)
+    if aside.exists():
+        shutil.rmtree(aside)
+    folder.rename(aside)
+    print(f"{folder}: {why}; starting over, the old folder moved to {aside}", file=sys.stderr)
+    return aside
+
+
 def claim_work_dir(work_dir: str | os.PathLike, identity: Mapping[str, Any]) -> bool:
     """Make ``work_dir`` this job's before it trains there; True if it resumes state.
 
@@ -91,15 +102,7 @@ def claim_work_dir(work_dir: str | os.PathLike, identity: Mapping[str, Any]) -> 
                 before, now = _flat(old), _flat(identity)
                 keys = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
                 why = "changed: " + ", ".join(keys)
-            aside = work_dir.with_name(work_dir.name + REPLACED_SUFFIX)
-            if aside.exists():
-                shutil.rmtree(aside)
-            work_dir.rename(aside)
-            print(
-                f"{work_dir}: made by another job ({why}); starting over, the old folder "
-                f"moved to {aside}",
-                file=sys.stderr,
-            )
+            set_aside(work_dir, f"made by another job ({why})")
         if not same:
             write_json(path, identity)
     if env_world().distributed:

@@ -12,6 +12,7 @@ from asrprune.data import corpus as C
 from asrprune.data import voices as V
 from asrprune.data.manifest import SPLITS, read_manifest
 from asrprune.errors import AsrpruneError
+from asrprune.io import read_json
 
 TINY = {
     "seed": 3,
@@ -97,6 +98,26 @@ def test_plan_is_seeded_prefix_stable_and_holds_voices_out(split_sentences, tmp_
     assert [s.voice.engine for s in pool].count("espeak") == 24
 
 
+@needs_debian
+def test_split_holds_out_variants_in_every_accent_or_whole_accents_on_request():
+    train, other = C.split_voices(C.EmbeddedCorpusSettings(**TINY))
+    espeak = {
+        name: [v for v in voices if v.engine == "espeak"]
+        for name, voices in (("train", train), ("other", other))
+    }
+    accents = set(V.espeak_accents())
+    assert {v.accent for v in espeak["other"]} == {v.accent for v in espeak["train"]} == accents
+    assert not {v.variant for v in espeak["other"]} & {v.variant for v in espeak["train"]}
+    n_held = len({v.variant for v in espeak["other"]})
+    assert n_held == round(0.2 * len(V.espeak_variants()))
+
+    train, other = C.split_voices(C.EmbeddedCorpusSettings(**TINY, heldout_accents=("en-029",)))
+    assert "en-029" not in {v.accent for v in train}
+    assert {v.variant for v in other if v.accent == "en-029"} == set(V.espeak_variants())
+    assert {v.accent for v in other} >= accents - {"en-029"}
+    assert sorted(train + other) == V.voice_catalogue()
+
+
 def _rows(out_dir):
     return {
         split: [
@@ -107,7 +128,7 @@ def _rows(out_dir):
 
 
 @needs_debian
-def test_tiny_corpus_builds_deterministically_and_resumes(tmp_path, tmp_path_factory):
+def test_tiny_corpus_builds_deterministically_and_resumes(tmp_path, tmp_path_factory, capsys):
     settings = C.EmbeddedCorpusSettings.from_dict(TINY)
     cache = tmp_path_factory.getbasetemp() / "bible-sentences"
     first = tmp_path / "a"
@@ -155,10 +176,13 @@ def test_tiny_corpus_builds_deterministically_and_resumes(tmp_path, tmp_path_fac
     assert kept.stat().st_mtime_ns == mtime and victim.is_file()
     assert _rows(first) == _rows(tmp_path / "b")
 
-    # Other settings must not be mixed into the same folder.
+    # Other settings are never mixed into the same folder: the old corpus is moved aside.
     changed = C.EmbeddedCorpusSettings.from_dict({**TINY, "seed": 4})
-    with pytest.raises(AsrpruneError, match="seed"):
-        C.build_embedded_corpus(changed, first, threads=1, cache_dir=cache)
+    capsys.readouterr()
+    C.build_embedded_corpus(changed, first, threads=1, cache_dir=cache)
+    assert "other settings (seed)" in capsys.readouterr().err
+    assert _rows(tmp_path / "a.replaced") == _rows(tmp_path / "b") != _rows(first)
+    assert C.EmbeddedCorpusSettings.from_dict(read_json(first / "settings.json")) == changed
 
 
 def test_fresh_machine_gets_one_message_naming_every_missing_package(tmp_path, monkeypatch):
