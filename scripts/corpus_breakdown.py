@@ -95,13 +95,12 @@ def condition_audio(
 
 def new_variant_speakers(settings: EmbeddedCorpusSettings) -> list[V.Speaker]:
     """Pseudo-speakers on espeak-ng voices whose accent is heard in training and whose
-    variant is not: test-other's new timbres without its new accents."""
-    train, other = split_voices(settings)
-    accents = sorted({v.accent for v in train if v.engine == "espeak"})
-    variants = sorted({v.variant for v in other if v.engine == "espeak"})
-    if not variants:
+    variant is not: test-other's new timbres without any held-out accent."""
+    _, other = split_voices(settings)
+    held_accents = set(settings.heldout_accents)
+    voices = [v for v in other if v.engine == "espeak" and v.accent not in held_accents]
+    if not voices:
         return []  # no variant is held out
-    voices = [V.BaseVoice("espeak", f"{a}+{v}") for a in accents for v in variants]
     return speaker_pool(voices, settings.test_other_speakers, settings, stream=2)
 
 
