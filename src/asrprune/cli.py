@@ -112,11 +112,11 @@ def _extract_features(a):
     extract_features(a.manifest, a.out, a.threads)
 
 
-@command("cmvn", "global mean and variance of the training features")
+@command("cmvn", "mean and variance of the training features, for their normalisation")
 def _cmvn(a):
     from asrprune.data.features import FeatureStore, compute_cmvn
 
-    compute_cmvn(FeatureStore(a.features)).save(a.out)
+    compute_cmvn(FeatureStore(a.features), per_utterance=a.per_utterance).save(a.out)
 
 
 @command("train-teacher", "train the Conformer-Transducer teacher (resumes after a kill)")
@@ -303,6 +303,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p["cmvn"].add_argument("--features", required=True, help="training feature store folder")
     p["cmvn"].add_argument("--out", required=True, help="JSON file")
+    p["cmvn"].add_argument(
+        "--per-utterance",
+        action="store_true",
+        help="remove each utterance's own mean first (and at use)",
+    )
     p["train-teacher"].add_argument("--data", required=True, help="the run's data/ folder")
     p["train-teacher"].add_argument("--model", required=True, help="model config, as JSON")
     p["train-teacher"].add_argument("--settings", required=True, help="training config, as JSON")

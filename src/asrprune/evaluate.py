@@ -218,7 +218,7 @@ def evaluate_model(
     dev = resolve_device(device)
     model, tok_bytes, cmvn_state, extra = load_model(model_path, map_location=dev)
     tokenizer = Tokenizer.from_bytes(tok_bytes, f"{model_path} (embedded tokenizer)")
-    cmvn = Cmvn(cmvn_state["mean"], cmvn_state["std"], cmvn_state.get("frames", 0))
+    cmvn = Cmvn.from_dict(cmvn_state, f"{model_path} (cmvn)")
     counts = model.param_counts()
     decoding = {
         "method": "greedy" if beam <= 1 else "beam",

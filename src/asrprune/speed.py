@@ -147,7 +147,7 @@ def load_speed_models(paths: Sequence[str | os.PathLike]) -> list[SpeedModel]:
         if any(m.name == name for m in models):
             raise AsrpruneError(f"{path}: a second model named {name!r}")
         model, _, cmvn_state, _ = load_model(path)  # names the file if missing or unreadable
-        cmvn = Cmvn(cmvn_state["mean"], cmvn_state["std"], cmvn_state.get("frames", 0))
+        cmvn = Cmvn.from_dict(cmvn_state, f"{path} (cmvn)")
         models.append(SpeedModel(name, model.eval(), cmvn))
     return models
 

@@ -27,7 +27,7 @@ class Recogniser:
         self.device = resolve_device(device)
         self.model, tok_bytes, cmvn_state, _ = load_model(model_path, map_location=self.device)
         self.tokenizer = Tokenizer.from_bytes(tok_bytes, f"{model_path} (embedded tokenizer)")
-        self.cmvn = Cmvn(cmvn_state["mean"], cmvn_state["std"]).to(self.device)
+        self.cmvn = Cmvn.from_dict(cmvn_state, f"{model_path} (cmvn)").to(self.device)
         self.beam = beam
 
     @torch.no_grad()

@@ -146,6 +146,37 @@ def test_cmvn_normalises_and_round_trips(tmp_path):
     assert torch.equal(other(x), cmvn.apply(x))
 
 
+def test_per_utterance_cmvn_removes_each_utterance_mean(tmp_path):
+    manifest, utts = make_corpus(tmp_path)
+    extract_features(manifest, tmp_path / "s", threads=2)
+    store = FeatureStore(tmp_path / "s")
+    cmvn = compute_cmvn(store, per_utterance=True)
+    assert cmvn.per_utterance and cmvn.frames == store.meta["num_frames"]
+
+    normed = [cmvn.apply(store[u.id]).double() for u in utts]  # each (T, 80)
+    # the stored mean is that of mean-removed frames, so every utterance centres on zero
+    assert max(x.mean(0).abs().max() for x in normed) < 1e-3
+    pooled = torch.cat(normed)
+    assert (pooled.std(0, unbiased=False) - 1).abs().max() < 1e-3
+    # a fixed colouring of one utterance (a gain per mel bin) leaves its features unchanged
+    x = store[utts[0].id]
+    tilt = torch.linspace(-2.0, 2.0, x.shape[1])
+    torch.testing.assert_close(cmvn.apply(x + tilt), cmvn.apply(x), atol=1e-4, rtol=0)
+    torch.testing.assert_close(cmvn.apply(x[None])[0], cmvn.apply(x))
+
+    cmvn.save(tmp_path / "cmvn.json")
+    loaded = Cmvn.load(tmp_path / "cmvn.json")
+    assert loaded.per_utterance and torch.equal(loaded.std, cmvn.std)
+    # a global record (written before the option existed) stays global
+    assert not Cmvn.from_dict({"mean": [0.0] * 80, "std": [1.0] * 80}).per_utterance
+
+
+def test_per_utterance_cmvn_refuses_a_padded_batch():
+    cmvn = Cmvn(torch.zeros(3), torch.ones(3), per_utterance=True)
+    with pytest.raises(AsrpruneError, match="one utterance"):
+        cmvn.apply(torch.ones(2, 5, 3))
+
+
 def test_cmvn_floors_constant_dims():
     cmvn = Cmvn(torch.zeros(3), torch.tensor([0.0, 1e-9, 2.0]))
     assert torch.isfinite(cmvn.apply(torch.ones(4, 3))).all()

@@ -46,7 +46,21 @@ def test_cmvn_from_to_dict_and_empty_tokenizer(tmp_path):
     save_model(tmp_path / "m.pt", tiny_model(), b"", cmvn.to_dict())
     _, tok, state, extra = load_model(tmp_path / "m.pt")
     assert torch.equal(state["std"], torch.ones(80)) and state["frames"] == 5
+    assert state["per_utterance"] is False
     assert tok == b"" and extra == {}
+
+
+@pytest.mark.parametrize("given", ["dict", "module"])
+def test_per_utterance_cmvn_travels_in_the_model_file(tmp_path, given):
+    """A model trained on per-utterance normalised features must be fed them everywhere it
+    is loaded (evaluation, pruning, speed, transcribe): the mode is part of the file."""
+    cmvn = Cmvn(torch.randn(80), torch.rand(80) + 0.5, frames=9, per_utterance=True)
+    save_model(tmp_path / "m.pt", tiny_model(), b"", cmvn.to_dict() if given == "dict" else cmvn)
+    _, _, state, _ = load_model(tmp_path / "m.pt")
+    loaded = Cmvn.from_dict(state)
+    assert loaded.per_utterance and loaded.frames == 9
+    x = torch.randn(30, 80)
+    torch.testing.assert_close(loaded.apply(x), cmvn.apply(x))
 
 
 def test_the_model_moves_to_its_device_and_cmvn_stays_on_the_cpu(tmp_path):

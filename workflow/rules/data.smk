@@ -180,5 +180,9 @@ rule cmvn:
         **rule_resources("cmvn"),
     params:
         features=lambda w, input: Path(input.index).parent,
+        per_utterance=(
+            "--per-utterance" if config["data"]["cmvn"] == "utterance" else ""
+        ),
     shell:
-        "asrprune cmvn --features {params.features} --out {output} > {log} 2>&1"
+        "asrprune cmvn --features {params.features} {params.per_utterance} --out {output}"
+        " > {log} 2>&1"

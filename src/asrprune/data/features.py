@@ -315,7 +315,12 @@ class FeatureStore:
 
 
 class Cmvn(nn.Module):
-    """Global per-dimension mean/std normalisation; buffers travel in a model's state_dict.
+    """Per-dimension mean/std normalisation; buffers travel in a model's state_dict.
+
+    Global (``per_utterance=False``): the training frames' mean and std. Per utterance:
+    each utterance's own mean is removed first, which cancels a fixed spectral colouring
+    (a voice's or a room's tilt, the level of steady noise), and ``mean``/``std`` are
+    then those of the training frames with their utterance means removed.
 
     ``std`` is floored at ``STD_FLOOR`` so a constant dimension (digital silence) cannot
     blow features up to inf.
@@ -323,7 +328,9 @@ class Cmvn(nn.Module):
 
     STD_FLOOR = 1e-3
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, frames: int = 0):
+    def __init__(
+        self, mean: torch.Tensor, std: torch.Tensor, frames: int = 0, per_utterance: bool = False
+    ):
         super().__init__()
         if mean.shape != std.shape or mean.dim() != 1:
             raise AsrpruneError(
@@ -332,28 +339,44 @@ class Cmvn(nn.Module):
         self.register_buffer("mean", mean.float().clone())  # (D,)
         self.register_buffer("std", std.float().clamp_min(self.STD_FLOOR))  # (D,)
         self.frames = int(frames)
+        self.per_utterance = bool(per_utterance)
 
     @property
     def dim(self) -> int:
         return self.mean.numel()
 
     def apply(self, feats: torch.Tensor) -> torch.Tensor:
-        """Normalise features (..., D); padding must be re-zeroed by the caller if needed."""
+        """Normalise one utterance's features, (T, D) or (1, T, D), never a padded batch
+        (its padding would enter the utterance mean)."""
+        if self.per_utterance:
+            if feats.dim() == 3 and feats.shape[0] != 1:
+                raise AsrpruneError(
+                    f"per-utterance cmvn needs one utterance, got a batch of {feats.shape[0]}"
+                )
+            feats = feats - feats.mean(dim=-2, keepdim=True)
         return (feats - self.mean) / self.std
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.apply(feats)
 
     def to_dict(self) -> dict:
-        return {"frames": self.frames, "mean": self.mean.tolist(), "std": self.std.tolist()}
+        return {
+            "frames": self.frames,
+            "per_utterance": self.per_utterance,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "cmvn") -> Cmvn:
+        """From :meth:`to_dict`'s record or a model file's cmvn entry (tensors or lists);
+        records written before per-utterance normalisation existed are global."""
         try:
             return cls(
-                torch.tensor(d["mean"], dtype=torch.float64),
-                torch.tensor(d["std"], dtype=torch.float64),
+                torch.as_tensor(d["mean"], dtype=torch.float64),
+                torch.as_tensor(d["std"], dtype=torch.float64),
                 int(d.get("frames", 0)),
+                bool(d.get("per_utterance", False)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise AsrpruneError(f"{source}: not a valid cmvn record ({e})") from None
@@ -373,21 +396,33 @@ class Cmvn(nn.Module):
         return cls(torch.zeros(dim), torch.ones(dim))
 
 
-def compute_cmvn(store: FeatureStore, chunk_frames: int = 1 << 18) -> Cmvn:
-    """Mean and std per dimension over every frame of ``store``, accumulated in float64."""
+def compute_cmvn(
+    store: FeatureStore, chunk_frames: int = 1 << 18, per_utterance: bool = False
+) -> Cmvn:
+    """Mean and std per dimension over every frame of ``store``, accumulated in float64;
+    with ``per_utterance``, of the frames less their own utterance's mean."""
     feats = store.feats  # (N, D) float16, memory-mapped
     n, d = feats.shape
     if n == 0:
         raise AsrpruneError(f"feature store {store.dir} has no frames")
     total = np.zeros(d, dtype=np.float64)
     total_sq = np.zeros(d, dtype=np.float64)
-    for start in range(0, n, chunk_frames):
-        chunk = np.asarray(feats[start : start + chunk_frames], dtype=np.float64)  # (c, D)
+
+    def chunks():  # (c, D) float64
+        if per_utterance:
+            for start, t in store.index.values():
+                utt = np.asarray(feats[start : start + t], dtype=np.float64)
+                yield utt - utt.mean(axis=0)
+        else:
+            for start in range(0, n, chunk_frames):
+                yield np.asarray(feats[start : start + chunk_frames], dtype=np.float64)
+
+    for chunk in chunks():
         total += chunk.sum(axis=0)
         total_sq += np.square(chunk).sum(axis=0)
     mean = total / n
     var = np.maximum(total_sq / n - mean**2, 0.0)
-    return Cmvn(torch.from_numpy(mean), torch.from_numpy(np.sqrt(var)), frames=n)
+    return Cmvn(torch.from_numpy(mean), torch.from_numpy(np.sqrt(var)), n, per_utterance)
 
 
 def store_bytes_per_hour(store: FeatureStore) -> float:

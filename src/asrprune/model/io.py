@@ -25,10 +25,11 @@ VERSION = 1
 
 
 def _cmvn_tensors(cmvn_state) -> dict:
-    """CMVN as {"mean": (D,), "std": (D,), "frames": int} from a Cmvn, its state_dict or to_dict."""
+    """CMVN as {"mean": (D,), "std": (D,), "frames": int, "per_utterance": bool} from a Cmvn,
+    its state_dict or to_dict."""
     if isinstance(cmvn_state, torch.nn.Module):
-        frames = getattr(cmvn_state, "frames", 0)
-        cmvn_state = {**cmvn_state.state_dict(), "frames": frames}
+        extra = {k: getattr(cmvn_state, k, d) for k, d in (("frames", 0), ("per_utterance", False))}
+        cmvn_state = {**cmvn_state.state_dict(), **extra}
     try:
         mean = torch.as_tensor(cmvn_state["mean"], dtype=torch.float32).detach().cpu().clone()
         std = torch.as_tensor(cmvn_state["std"], dtype=torch.float32).detach().cpu().clone()
@@ -36,7 +37,12 @@ def _cmvn_tensors(cmvn_state) -> dict:
         raise AsrpruneError(f"cmvn state needs 'mean' and 'std' vectors ({e})") from None
     if mean.dim() != 1 or mean.shape != std.shape:
         raise AsrpruneError(f"cmvn mean {tuple(mean.shape)} and std {tuple(std.shape)} differ")
-    return {"mean": mean, "std": std, "frames": int(cmvn_state.get("frames", 0))}
+    return {
+        "mean": mean,
+        "std": std,
+        "frames": int(cmvn_state.get("frames", 0)),
+        "per_utterance": bool(cmvn_state.get("per_utterance", False)),
+    }
 
 
 def save_model(
@@ -74,7 +80,7 @@ def save_model(
 def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[Transducer, bytes, dict, dict]:
     """Rebuild a model saved by :func:`save_model`, weights loaded strictly, in eval mode.
 
-    Returns (model, tokenizer bytes, cmvn {"mean", "std", "frames"}, extra metadata). The
+    Returns (model, tokenizer bytes, cmvn {"mean", "std", "frames", "per_utterance"}, extra). The
     model goes to ``map_location``; the CMVN tensors stay on the CPU, where the data
     pipeline normalises features before a batch moves to the model's device.
     """

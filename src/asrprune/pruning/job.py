@@ -65,7 +65,7 @@ class JobData:
         """The teacher file (with its tokenizer and CMVN) and the train and dev splits."""
         teacher, tok_bytes, cmvn_state, _ = load_model(teacher_path)
         tokenizer = Tokenizer.from_bytes(tok_bytes, f"{teacher_path} (embedded tokenizer)")
-        cmvn = Cmvn(cmvn_state["mean"], cmvn_state["std"], cmvn_state.get("frames", 0))
+        cmvn = Cmvn.from_dict(cmvn_state, f"{teacher_path} (cmvn)")
         train_data, dev = (UtteranceDataset(*splits[s], tokenizer, cmvn) for s in ("train", "dev"))
         return cls(teacher, tokenizer, cmvn, train_data, dev)
 
