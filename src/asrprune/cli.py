@@ -251,6 +251,24 @@ def _compare(a):
         )
 
 
+@command("vocabulary-errors", "a model's word errors on and by words unseen in training text")
+def _vocabulary_errors(a):
+    from asrprune.results.vocabulary import model_vocabulary_errors
+
+    rows = model_vocabulary_errors(a.metrics_dir, a.model, a.train_manifest, a.splits)
+    print(
+        "| split | WER % | unseen reference words | errors on them (WER points) |"
+        " substitutions | by non-words (WER points) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for v in rows:
+        print(
+            f"| {v.split} | {v.points(v.errors):.1f} | {v.unseen_ref_words} of {v.ref_words} | "
+            f"{v.errors_on_unseen} ({v.points(v.errors_on_unseen):.1f}) | {v.substitutions} | "
+            f"{v.nonword_substitutions} ({v.points(v.nonword_substitutions):.1f}) |"
+        )
+
+
 @command("run-name", "print the run name Snakemake resolves for its arguments (after --)")
 def _run_name(a):
     from asrprune.results.report import run_name
@@ -355,6 +373,16 @@ def _build_parser() -> argparse.ArgumentParser:
     p["compare"].add_argument("--splits", nargs="+", default=["test-clean", "test-other"])
     p["compare"].add_argument("--resamples", type=int, default=2000)
     p["compare"].add_argument("--seed", type=int, default=0)
+    p["vocabulary-errors"].add_argument(
+        "--metrics-dir", required=True, help="results/<run>/metrics"
+    )
+    p["vocabulary-errors"].add_argument("--model", required=True, help="model name, e.g. teacher")
+    p["vocabulary-errors"].add_argument(
+        "--train-manifest", required=True, help="results/<run>/data/manifests/train.jsonl"
+    )
+    p["vocabulary-errors"].add_argument(
+        "--splits", nargs="+", default=["dev", "test-clean", "test-other"]
+    )
 
     for name in ("tables", "figures"):
         p[name].add_argument("--metrics-dir", required=True, help="folder of <model>.json")
