@@ -63,7 +63,7 @@ def test_known_hypotheses_give_the_expected_json_and_files(corpus, tmp_path, mon
     store = FeatureStore(corpus.train_store)
     seen = []
 
-    def fake_decode(model, batch, beam=0):
+    def fake_decode(model, batch, beam=0, fusion=None):
         for b, uid in enumerate(batch.ids):
             if uid in store:
                 T = int(batch.feat_lens[b])

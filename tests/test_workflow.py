@@ -274,6 +274,38 @@ def test_report_is_built_with_the_tables_and_figures(smoke_run):
     assert "table1.csv" in html and "wer_rtf.png" in html
 
 
+def test_lm_fusion_script_and_vocabulary_errors_read_a_run(smoke_run):
+    teacher = str(smoke_run / "models/teacher.pt")
+    result = subprocess.run(
+        [
+            *(sys.executable, str(REPO / "scripts/lm_fusion.py"), "--model", teacher),
+            *("--data", str(smoke_run / "data"), "--splits", "dev", "test-clean"),
+            *("--order", "3", "--fusion", "0:0", "0.3:1", "--threads", "1"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("|")]
+    assert [r[0].strip() for r in rows[2:]] == ["dev", "test-clean"]
+    for row in rows[2:]:
+        no_lm, weight_zero, _ = (float(x) for x in row[1:])
+        assert weight_zero == no_lm  # fusion at weight 0 and no bonus changes nothing
+
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "asrprune", "vocabulary-errors", "--model", "teacher"),
+            *("--metrics-dir", str(smoke_run / "metrics")),
+            *("--train-manifest", str(smoke_run / "data/manifests/train.jsonl")),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    splits = [line.split("|")[1].strip() for line in result.stdout.splitlines()[2:]]
+    assert splits == ["dev", "test-clean", "test-other"]
+
+
 def test_corpus_breakdown_decodes_every_condition(smoke_run, tmp_path):
     out = tmp_path / "breakdown.json"
     result = subprocess.run(

@@ -25,6 +25,7 @@ from asrprune.data.tokenizer import Tokenizer
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, write_json
 from asrprune.model import Transducer, beam_search, greedy_search, load_model
+from asrprune.model.decoding import Fusion
 
 MAX_SYMBOLS_PER_FRAME = 3  # greedy search: tokens one encoder frame may emit at most
 BYTES_PER_PARAM = 4  # fp32
@@ -121,21 +122,30 @@ def length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
 
 
 def search(
-    model: Transducer, encoder_out: torch.Tensor, encoder_lens: torch.Tensor, beam: int = 0
+    model: Transducer,
+    encoder_out: torch.Tensor,
+    encoder_lens: torch.Tensor,
+    beam: int = 0,
+    fusion: Fusion | None = None,
 ) -> list[list[int]]:
-    """Token ids per utterance: greedy search for ``beam`` 0 or 1, else modified beam search."""
+    """Token ids per utterance: greedy search for ``beam`` 0 or 1, else modified beam search
+    (with ``fusion``, shallow fusion of an n-gram LM; beam search only)."""
     if beam < 0:
         raise AsrpruneError(f"beam must be 0 (greedy) or positive, got {beam}")
     if beam <= 1:
+        if fusion is not None:
+            raise AsrpruneError("language-model fusion needs beam search (beam >= 2)")
         return greedy_search(model, encoder_out, encoder_lens, MAX_SYMBOLS_PER_FRAME)
-    return beam_search(model, encoder_out, encoder_lens, beam)
+    return beam_search(model, encoder_out, encoder_lens, beam, fusion)
 
 
 @torch.no_grad()
-def decode_batch(model: Transducer, batch: Batch, beam: int = 0) -> list[list[int]]:
+def decode_batch(
+    model: Transducer, batch: Batch, beam: int = 0, fusion: Fusion | None = None
+) -> list[list[int]]:
     """Encoder and search on one collated batch (already on the model's device)."""
     enc, enc_lens, _ = model.encoder(batch.feats, batch.feat_lens)
-    return search(model, enc, enc_lens, beam)
+    return search(model, enc, enc_lens, beam, fusion)
 
 
 def decode_dataset(
@@ -146,6 +156,7 @@ def decode_dataset(
     beam: int = 0,
     device: torch.device | str = "cpu",
     indices: Sequence[int] | None = None,
+    fusion: Fusion | None = None,
 ) -> list[dict]:
     """Decode utterances of ``dataset`` (all, or ``indices``) in eval mode.
 
@@ -160,7 +171,7 @@ def decode_dataset(
         for positions in length_batches(lengths, batch_frames):
             items = [dataset[indices[p]] for p in positions]
             batch = collate(items).to(device)
-            for p, ids in zip(positions, decode_batch(model, batch, beam), strict=True):
+            for p, ids in zip(positions, decode_batch(model, batch, beam, fusion), strict=True):
                 utt = dataset.utts[indices[p]]
                 rows[p] = {"id": utt.id, "ref": utt.text, "hyp": dataset.tokenizer.decode(ids)}
     finally:

@@ -7,8 +7,11 @@ import torch
 
 from asrprune.data.batching import Batch
 from asrprune.errors import AsrpruneError
+from asrprune.evaluate import search
 from asrprune.model import ConformerEncoder, Transducer, beam_search, greedy_search
-from tests.model.tiny import pruned_structure, tiny_batch, tiny_config, tiny_model
+from asrprune.model.decoding import Fusion
+from asrprune.model.ngram import TokenNgram
+from tests.model.tiny import VOCAB, pruned_structure, tiny_batch, tiny_config, tiny_model
 
 
 @pytest.mark.parametrize(
@@ -138,6 +141,22 @@ def test_greedy_and_beam_search_recover_the_targets(overfitted):
         enc, enc_lens, _ = model.encoder(feats, lens)
     assert greedy_search(model, enc, enc_lens) == TARGETS
     assert beam_search(model, enc, enc_lens, beam=4) == TARGETS
+
+
+def test_lm_fusion_is_neutral_at_weight_zero_and_steers_when_strong(overfitted):
+    model, (feats, lens, _, _), _ = overfitted
+    with torch.no_grad():
+        enc, enc_lens, _ = model.encoder(feats, lens)
+    lm = TokenNgram([[4, 3, 2]] * 5, vocab_size=VOCAB, order=3)
+    neutral = Fusion(lm, weight=0.0)
+    assert beam_search(model, enc, enc_lens, beam=4, fusion=neutral) == TARGETS
+    # the model is sure of its targets; a strong LM with a bonus to emit overrides it and
+    # starts every utterance with its own first tokens
+    strong = Fusion(lm, weight=50.0, token_bonus=50.0)
+    for hyp in beam_search(model, enc, enc_lens, beam=4, fusion=strong):
+        assert hyp[:3] == [4, 3, 2]
+    with pytest.raises(AsrpruneError, match="beam search"):
+        search(model, enc, enc_lens, beam=1, fusion=neutral)
 
 
 @pytest.mark.parametrize("predictor", ["stateless", "lstm"])

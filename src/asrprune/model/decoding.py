@@ -13,6 +13,7 @@ import torch
 
 from asrprune.data.tokenizer import BLANK_ID
 from asrprune.errors import AsrpruneError
+from asrprune.model.ngram import TokenNgram
 from asrprune.model.transducer import State, Transducer, select_state, where_state
 
 
@@ -61,6 +62,16 @@ def _log_add(a: float, b: float) -> float:
     return hi + math.log1p(math.exp(lo - hi))
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """Shallow fusion: each emitted token's score gains ``weight`` x its n-gram log-probability
+    plus ``token_bonus``, which offsets the LM's cost per token (else it favours deletions)."""
+
+    lm: TokenNgram
+    weight: float
+    token_bonus: float = 0.0
+
+
 @dataclass
 class _Hyp:
     tokens: tuple[int, ...]
@@ -75,22 +86,26 @@ def beam_search(
     encoder_out: torch.Tensor,
     encoder_lens: torch.Tensor,
     beam: int = 4,
+    fusion: Fusion | None = None,
 ) -> list[list[int]]:
     """Modified beam search (one symbol per frame at most), one utterance at a time.
 
     Per frame every hypothesis is extended by blank or by one token; the ``beam`` best
     extensions are kept, and extensions that give the same token sequence are merged by
-    adding their probabilities. Returns the most probable hypothesis per utterance.
+    adding their probabilities. Returns the most probable hypothesis per utterance. With
+    ``fusion`` the scores of emitted tokens also count an n-gram language model.
     """
     if beam < 1:
         raise AsrpruneError(f"beam must be >= 1, got {beam}")
     return [
-        _beam_search_one(model, encoder_out[b, : int(encoder_lens[b])], beam)
+        _beam_search_one(model, encoder_out[b, : int(encoder_lens[b])], beam, fusion)
         for b in range(encoder_out.size(0))
     ]
 
 
-def _beam_search_one(model: Transducer, encoder_out: torch.Tensor, beam: int) -> list[int]:
+def _beam_search_one(
+    model: Transducer, encoder_out: torch.Tensor, beam: int, fusion: Fusion | None
+) -> list[int]:
     """encoder_out (T, d) of one utterance -> best token ids."""
     device = encoder_out.device
     enc_p = model.joiner.enc_proj(encoder_out)  # (T, J)
@@ -100,6 +115,11 @@ def _beam_search_one(model: Transducer, encoder_out: torch.Tensor, beam: int) ->
     for t in range(enc_p.size(0)):
         pred_p = torch.stack([h.pred_p for h in hyps])  # (N, J)
         log_probs = model.joiner.joint(enc_p[t][None], pred_p).float().log_softmax(-1)  # (N, V)
+        if fusion is not None:
+            lm = torch.stack([fusion.lm.log_probs(h.tokens) for h in hyps]).to(device)  # (N, V)
+            lm = lm * fusion.weight + fusion.token_bonus
+            lm[:, BLANK_ID] = 0.0
+            log_probs = log_probs + lm
         prior = torch.tensor([h.log_prob for h in hyps], device=device)  # (N,)
         scores = (prior[:, None] + log_probs).flatten()  # (N*V,)
         V = log_probs.size(1)

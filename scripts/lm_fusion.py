@@ -1,0 +1,77 @@
+"""How much would a token n-gram language model help a model's beam search?
+
+Most of the teacher's word errors are words spelt as they sound, and many hypothesis words
+are non-words (``asrprune vocabulary-errors``). This script counts a token n-gram
+(``asrprune.model.ngram``) on the run's training transcripts, with the model's own
+tokenizer, and decodes each split with modified beam search, first alone and then with
+shallow fusion at each ``WEIGHT:BONUS`` setting (LM weight, bonus per emitted token). It
+prints a Markdown table of WER. Choose the setting on dev; read test-clean and test-other
+only for the chosen one.
+
+    .venv/bin/python scripts/lm_fusion.py --model results/embedded/models/teacher.pt \\
+        --data results/embedded/data --order 6 --fusion 0.2:0.9 0.3:1.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from asrprune.data.batching import UtteranceDataset
+from asrprune.data.features import Cmvn
+from asrprune.data.manifest import read_manifest
+from asrprune.data.tokenizer import Tokenizer
+from asrprune.evaluate import decode_dataset, word_errors
+from asrprune.model import load_model
+from asrprune.model.decoding import Fusion
+from asrprune.model.ngram import TokenNgram
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--data", required=True, help="the run's data/ folder")
+    p.add_argument("--splits", nargs="+", default=["dev", "test-clean", "test-other"])
+    p.add_argument("--order", type=int, default=6, help="n-gram order, in tokens")
+    p.add_argument("--discount", type=float, default=0.7, help="absolute discount")
+    p.add_argument("--fusion", nargs="+", default=["0.2:0.9"], help="WEIGHT:BONUS settings")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--batch-frames", type=int, default=20000)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+
+    model, tok_bytes, cmvn_state, _ = load_model(a.model)
+    tokenizer = Tokenizer.from_bytes(tok_bytes, f"{a.model} (embedded tokenizer)")
+    cmvn = Cmvn.from_dict(cmvn_state, f"{a.model} (cmvn)")
+    data = Path(a.data)
+    start = time.perf_counter()
+    lm = TokenNgram(
+        (tokenizer.encode(u.text) for u in read_manifest(data / "manifests/train.jsonl")),
+        tokenizer.vocab_size,
+        a.order,
+        a.discount,
+    )
+    print(f"{a.order}-gram counted in {time.perf_counter() - start:.1f} s")
+    settings = [None] + [Fusion(lm, *map(float, s.split(":"))) for s in a.fusion]
+    names = ["no LM"] + [f"weight {f.weight:g}, bonus {f.token_bonus:g}" for f in settings[1:]]
+    print(f"| split | {' | '.join(names)} |")
+    print(f"| --- |{' ---: |' * len(names)}")
+    for split in a.splits:
+        dataset = UtteranceDataset(
+            data / f"manifests/{split}.jsonl", data / f"features/{split}", tokenizer, cmvn
+        )
+        wers = []
+        for fusion in settings:
+            rows = decode_dataset(
+                model, dataset, batch_frames=a.batch_frames, beam=a.beam, fusion=fusion
+            )
+            wers.append(word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows]).wer)
+        print(f"| {split} | {' | '.join(f'{w:.2f}' for w in wers)} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
