@@ -28,8 +28,7 @@ def _cmvn_tensors(cmvn_state) -> dict:
     """CMVN as {"mean": (D,), "std": (D,), "frames": int, "per_utterance": bool} from a Cmvn,
     its state_dict or to_dict."""
     if isinstance(cmvn_state, torch.nn.Module):
-        extra = {k: getattr(cmvn_state, k, d) for k, d in (("frames", 0), ("per_utterance", False))}
-        cmvn_state = {**cmvn_state.state_dict(), **extra}
+        cmvn_state = cmvn_state.to_dict()  # a Cmvn: its own record, mode and frames included
     try:
         mean = torch.as_tensor(cmvn_state["mean"], dtype=torch.float32).detach().cpu().clone()
         std = torch.as_tensor(cmvn_state["std"], dtype=torch.float32).detach().cpu().clone()

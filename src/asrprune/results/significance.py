@@ -93,17 +93,20 @@ def paired_bootstrap(
     )
 
 
+def read_hyps(metrics_dir: str | os.PathLike, model: str, split: str) -> list[dict]:
+    """The ``{"id", "ref", "hyp"}`` rows rule evaluate saved for ``model`` on ``split``."""
+    path = Path(metrics_dir) / f"{model}.hyps" / f"{split}.jsonl"
+    if not path.is_file():
+        raise AsrpruneError(f"{path}: no hypotheses (run rule evaluate for {model})")
+    return read_jsonl(path)
+
+
 def compare_models(
     metrics_dir: str | os.PathLike, a: str, b: str, splits: list[str], **options
 ) -> list[Comparison]:
     """Compare models ``a`` and ``b`` of a run on each split, from their saved hypotheses."""
     out = []
     for split in splits:
-        rows = []
-        for name in (a, b):
-            path = Path(metrics_dir) / f"{name}.hyps" / f"{split}.jsonl"
-            if not path.is_file():
-                raise AsrpruneError(f"{path}: no hypotheses (run rule evaluate for {name})")
-            rows.append(read_jsonl(path))
+        rows = [read_hyps(metrics_dir, name, split) for name in (a, b)]
         out.append(paired_bootstrap(*rows, split=split, names=(a, b), **options))
     return out

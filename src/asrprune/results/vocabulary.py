@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import jiwer
 
 from asrprune.data.manifest import read_manifest
 from asrprune.errors import AsrpruneError
-from asrprune.io import read_jsonl
+from asrprune.results.significance import read_hyps
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,7 @@ def model_vocabulary_errors(
     known = training_words(train_manifest)
     out = []
     for split in splits:
-        path = Path(metrics_dir) / f"{model}.hyps" / f"{split}.jsonl"
-        if not path.is_file():
-            raise AsrpruneError(f"{path}: no hypotheses (run rule evaluate for {model})")
-        rows = read_jsonl(path)
+        rows = read_hyps(metrics_dir, model, split)
         refs, hyps = [r["ref"] for r in rows], [r["hyp"] for r in rows]
         out.append(vocabulary_errors(refs, hyps, known, split))
     return out
