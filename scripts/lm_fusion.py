@@ -21,13 +21,9 @@ from pathlib import Path
 import torch
 
 from asrprune.data.batching import UtteranceDataset
-from asrprune.data.features import Cmvn
-from asrprune.data.manifest import read_manifest
-from asrprune.data.tokenizer import Tokenizer
-from asrprune.evaluate import decode_dataset, word_errors
-from asrprune.model import load_model
+from asrprune.evaluate import LmSettings, decode_dataset, transcript_lm, word_errors
 from asrprune.model.decoding import Fusion
-from asrprune.model.ngram import TokenNgram
+from asrprune.model_file import open_model_file
 
 
 def main() -> None:
@@ -44,17 +40,13 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
 
-    model, tok_bytes, cmvn_state, _ = load_model(a.model)
-    tokenizer = Tokenizer.from_bytes(tok_bytes, f"{a.model} (embedded tokenizer)")
-    cmvn = Cmvn.from_dict(cmvn_state, f"{a.model} (cmvn)")
+    f = open_model_file(a.model)
+    model, tokenizer, cmvn = f.model, f.tokenizer, f.cmvn
     data = Path(a.data)
     start = time.perf_counter()
-    lm = TokenNgram(
-        (tokenizer.encode(u.text) for u in read_manifest(data / "manifests/train.jsonl")),
-        tokenizer.vocab_size,
-        a.order,
-        a.discount,
-    )
+    lm = transcript_lm(
+        data / "manifests/train.jsonl", tokenizer, LmSettings(a.order, discount=a.discount)
+    ).lm
     print(f"{a.order}-gram counted in {time.perf_counter() - start:.1f} s")
     settings = [None] + [Fusion(lm, *map(float, s.split(":"))) for s in a.fusion]
     names = ["no LM"] + [f"weight {f.weight:g}, bonus {f.token_bonus:g}" for f in settings[1:]]

@@ -9,6 +9,7 @@ from asrprune.config import load_config, load_schema, settings_from_dict, valida
 from asrprune.data.checks import CheckSettings
 from asrprune.data.corpus import EmbeddedCorpusSettings
 from asrprune.errors import AsrpruneError
+from asrprune.evaluate import LmSettings
 from asrprune.model.structure import ModelConfig
 from asrprune.pruning.l0 import L0Settings
 from asrprune.pruning.magnitude import ParpSettings
@@ -49,6 +50,11 @@ def test_defaults_are_filled():
             {"run": "x", "model": {"num_blocks": 2}, "teacher": {"inter_ctc_block": 3}},
             "teacher.inter_ctc_block: 3 is beyond model.num_blocks (2)",
         ),
+        (
+            {"run": "x", "evaluate": {"beam": 0, "lm": {"order": 4}}},
+            "evaluate.lm.order: 4 needs beam search, but evaluate.beam is 0",
+        ),
+        ({"run": "x", "evaluate": {"lm": {"discount": 1.0}}}, "evaluate.lm.discount"),
     ],
 )
 def test_bad_config_is_refused_naming_the_key(config, message):
@@ -78,6 +84,7 @@ def _schema_section(*keys):
         (TrainSettings, ("prune", "finetune")),
         (L0Settings, ("prune", "l0")),
         (ParpSettings, ("prune", "parp")),
+        (LmSettings, ("evaluate", "lm")),
     ],
 )
 def test_settings_dataclasses_match_the_schema(cls, keys):

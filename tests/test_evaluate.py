@@ -9,7 +9,13 @@ import torch
 
 from asrprune.data.features import Cmvn, FeatureStore
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import evaluate_model, length_batches, word_errors
+from asrprune.evaluate import (
+    LmSettings,
+    evaluate_model,
+    length_batches,
+    transcript_lm,
+    word_errors,
+)
 from asrprune.io import read_json
 from asrprune.model import Transducer, save_model
 from asrprune.train import resolve_model_config
@@ -142,6 +148,7 @@ def test_a_trained_model_decodes_and_logs_to_mlflow(tmp_path, monkeypatch):
         "max_symbols_per_frame": 1,
         "batch_frames": 0,
         "cmvn": "model",
+        "lm": None,
     }
     # one symbol per frame: the 5 letters of THREE in 5 encoder frames are a squeeze
     assert beam["wer"]["train"] < 40
@@ -153,6 +160,50 @@ def test_a_trained_model_decodes_and_logs_to_mlflow(tmp_path, monkeypatch):
     assert run["tags.mlflow.parentRunId"] == ids["parent_run_id"]
     assert run["metrics.wer.train"] == pytest.approx(greedy["wer"]["train"])
     assert run["metrics.encoder_params"] == greedy["encoder_params"]
+
+
+def test_lm_fusion_is_recorded_and_neutral_at_weight_zero(tmp_path):
+    model_path, corpus = overfit_model()
+    splits = {"train": (corpus.train_manifest, corpus.train_store)}
+
+    def run(name, lm, beam=3):
+        return evaluate_model(
+            model_path,
+            splits,
+            tmp_path / f"{name}.json",
+            tmp_path / name,
+            beam=beam,
+            lm=lm,
+            lm_text=corpus.train_manifest,
+        )
+
+    plain = run("plain", LmSettings())
+    neutral = run("neutral", LmSettings(order=3, weight=0.0, token_bonus=0.0))
+    fused = run("fused", LmSettings(order=3))
+    assert plain["decoding"]["lm"] is None
+    assert read_jsonl(tmp_path / "neutral/train.jsonl") == read_jsonl(
+        tmp_path / "plain/train.jsonl"
+    )
+    assert neutral["wer"] == plain["wer"]
+    assert fused["decoding"]["lm"] == {
+        "order": 3,
+        "weight": 0.2,
+        "token_bonus": 0.9,
+        "discount": 0.7,
+        "text": str(corpus.train_manifest),
+    }
+    # an LM of the very transcripts it decodes can only help an over-fitted model
+    assert fused["wer"]["train"] <= plain["wer"]["train"]
+
+    with pytest.raises(AsrpruneError, match="needs beam search"):
+        run("greedy", LmSettings(order=3), beam=0)
+    with pytest.raises(AsrpruneError, match="needs lm_text"):
+        evaluate_model(
+            model_path, splits, tmp_path / "x.json", tmp_path / "x", beam=3, lm=LmSettings(order=3)
+        )
+    with pytest.raises(AsrpruneError, match="lm order"):
+        LmSettings(order=-1)
+    assert transcript_lm(corpus.train_manifest, None, LmSettings()) is None  # order 0: no LM
 
 
 def test_missing_model_or_splits_are_clear_errors(tmp_path, corpus):

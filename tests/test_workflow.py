@@ -153,6 +153,10 @@ def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     assert all(0 <= w <= 100 for w in metrics["wer"].values())
     assert 0 < metrics["prunable_params"] < metrics["encoder_params"]
     assert metrics["size_mb"] == pytest.approx(metrics["encoder_params"] * 4 / 1e6)
+    # smoke.yaml decodes with a token 3-gram counted on the training transcripts
+    lm = metrics["decoding"]["lm"]
+    assert (lm["order"], lm["weight"]) == (3, 0.2)
+    assert lm["text"].endswith("smoke/data/manifests/train.jsonl")
     hyps = (smoke_run / "metrics/teacher.hyps/test-clean.jsonl").read_text().splitlines()
     assert len(hyps) == len(read_manifest(smoke_run / "data/manifests/test-clean.jsonl"))
     # the model file works outside the workflow too

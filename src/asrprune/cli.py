@@ -174,7 +174,8 @@ def _prune(a):
 
 @command("evaluate", "WER per split, size and parameter counts of one model file")
 def _evaluate(a):
-    from asrprune.evaluate import evaluate_model
+    from asrprune.config import settings_from_dict
+    from asrprune.evaluate import LmSettings, evaluate_model
 
     data = Path(a.data)
     # Every split but train: decoding all of train costs more than the rest together.
@@ -190,6 +191,8 @@ def _evaluate(a):
         threads=a.threads,
         mlflow_ids=a.mlflow,
         name=a.name,
+        lm=settings_from_dict(LmSettings, a.lm, "--lm"),
+        lm_text=data / "manifests/train.jsonl",  # the LM knows only the training text
     )
     print(json.dumps(metrics["wer"], indent=2))
 
@@ -353,6 +356,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p["evaluate"].add_argument("--hyps", required=True, help="folder for <split>.jsonl hypotheses")
     p["evaluate"].add_argument("--batch-frames", type=int, default=20000)
     p["evaluate"].add_argument("--mlflow", help="ids file from mlflow-init")
+    p["evaluate"].add_argument(
+        "--lm",
+        default="{}",
+        help='config evaluate.lm as JSON, e.g. {"order": 6} (default: no LM)',
+    )
 
     p["speed"].add_argument("--teacher", required=True, help="the teacher's model file")
     p["speed"].add_argument("--models", nargs="*", default=[], help="other model files")

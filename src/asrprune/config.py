@@ -76,11 +76,18 @@ def _cross_field_problems(config: dict) -> list[str]:
         "prune.train": config["prune"]["train"],
         "prune.finetune": config["prune"]["finetune"],
     }
-    return [
+    problems = [
         f"{where}.inter_ctc_block: {s['inter_ctc_block']} is beyond model.num_blocks ({blocks})"
         for where, s in sections.items()
         if s["inter_ctc_block"] > blocks
     ]
+    evaluate = config["evaluate"]
+    if evaluate["lm"]["order"] and evaluate["beam"] <= 1:
+        problems.append(
+            f"evaluate.lm.order: {evaluate['lm']['order']} needs beam search, but "
+            f"evaluate.beam is {evaluate['beam']} (greedy)"
+        )
+    return problems
 
 
 def load_config(*paths: str | Path, overrides: Sequence[dict] = ()) -> dict:

@@ -20,12 +20,14 @@ import jiwer
 import torch
 
 from asrprune.data.batching import Batch, UtteranceDataset, collate
-from asrprune.data.features import Cmvn
+from asrprune.data.manifest import read_manifest
 from asrprune.data.tokenizer import Tokenizer
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, write_json
-from asrprune.model import Transducer, beam_search, greedy_search, load_model
+from asrprune.model import Transducer, beam_search, greedy_search
 from asrprune.model.decoding import Fusion
+from asrprune.model.ngram import TokenNgram
+from asrprune.model_file import open_model_file
 
 MAX_SYMBOLS_PER_FRAME = 3  # greedy search: tokens one encoder frame may emit at most
 BYTES_PER_PARAM = 4  # fp32
@@ -180,6 +182,38 @@ def decode_dataset(
 
 
 # -----------------------------------------------------------------------------
+# language model
+
+
+@dataclass(frozen=True)
+class LmSettings:
+    """A token n-gram for shallow fusion (``order`` 0: none), counted on training text."""
+
+    order: int = 0
+    weight: float = 0.2
+    token_bonus: float = 0.9
+    discount: float = 0.7
+
+    def __post_init__(self):
+        if self.order < 0:
+            raise AsrpruneError(f"lm order must be 0 (no LM) or more, got {self.order}")
+        if self.weight < 0:
+            raise AsrpruneError(f"lm weight must be >= 0, got {self.weight}")
+
+
+def transcript_lm(
+    manifest: str | os.PathLike, tokenizer: Tokenizer, settings: LmSettings
+) -> Fusion | None:
+    """Shallow fusion with a token n-gram counted on ``manifest``'s transcripts, in the
+    model's own tokens; None when ``settings.order`` is 0."""
+    if settings.order == 0:
+        return None
+    sequences = (tokenizer.encode(u.text) for u in read_manifest(manifest))
+    lm = TokenNgram(sequences, tokenizer.vocab_size, settings.order, settings.discount)
+    return Fusion(lm, settings.weight, settings.token_bonus)
+
+
+# -----------------------------------------------------------------------------
 # evaluating a model file
 
 
@@ -202,6 +236,8 @@ def evaluate_model(
     name: str = "model",
     tags: Mapping[str, str] | None = None,
     device: str | torch.device | None = None,
+    lm: LmSettings = LmSettings(),
+    lm_text: str | os.PathLike | None = None,
 ) -> dict:
     """Decode every split with the model file at ``model_path``; write scores and hypotheses.
 
@@ -220,16 +256,22 @@ def evaluate_model(
         mlflow_ids: ids file from ``asrprune mlflow-init``; metrics go to a child run named
             ``evaluate-<name>`` tagged stage=evaluate, model=<name> (plus ``tags``).
         device: None picks CUDA when available.
+        lm: shallow fusion of a token n-gram in beam search (order 0: none), counted on
+            the transcripts of the manifest ``lm_text`` (the training split's).
     Features are normalised with the model file's own CMVN, never a split's.
     """
     if not splits:
         raise AsrpruneError("evaluate: no split to decode")
+    if lm.order and lm_text is None:
+        raise AsrpruneError("evaluate: an LM needs lm_text, the manifest it is counted on")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
-    model, tok_bytes, cmvn_state, extra = load_model(model_path, map_location=dev)
-    tokenizer = Tokenizer.from_bytes(tok_bytes, f"{model_path} (embedded tokenizer)")
-    cmvn = Cmvn.from_dict(cmvn_state, f"{model_path} (cmvn)")
+    loaded = open_model_file(model_path, map_location=dev)
+    model, tokenizer, cmvn = loaded.model, loaded.tokenizer, loaded.cmvn
+    fusion = transcript_lm(lm_text, tokenizer, lm) if lm.order else None
+    if fusion is not None and beam <= 1:
+        raise AsrpruneError("evaluate: an LM needs beam search (beam >= 2)")
     counts = model.param_counts()
     decoding = {
         "method": "greedy" if beam <= 1 else "beam",
@@ -237,6 +279,7 @@ def evaluate_model(
         "max_symbols_per_frame": MAX_SYMBOLS_PER_FRAME if beam <= 1 else 1,
         "batch_frames": batch_frames,
         "cmvn": "model",
+        "lm": {**asdict(lm), "text": str(lm_text)} if fusion else None,
     }
     result: dict = {
         "name": name,
@@ -253,14 +296,16 @@ def evaluate_model(
         # FLOPs counted for a 10 s utterance
         **model.size_report(FLOPS_FRAMES),
         "structure": model.structure.to_dict(),
-        "model_extra": extra,
+        "model_extra": loaded.extra,
         "decode_seconds": {},
     }
     hyps_dir = Path(hyps_dir)
     for split, (manifest, store) in splits.items():
         dataset = UtteranceDataset(manifest, store, tokenizer, cmvn)
         start = time.perf_counter()
-        rows = decode_dataset(model, dataset, batch_frames=batch_frames, beam=beam, device=dev)
+        rows = decode_dataset(
+            model, dataset, batch_frames=batch_frames, beam=beam, device=dev, fusion=fusion
+        )
         seconds = time.perf_counter() - start
         scores = word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows])
         _write_jsonl(hyps_dir / f"{split}.jsonl", rows)

@@ -7,11 +7,10 @@ from collections.abc import Sequence
 
 import torch
 
-from asrprune.data.features import SAMPLE_RATE, Cmvn, compute_fbank, load_audio
-from asrprune.data.tokenizer import Tokenizer
+from asrprune.data.features import SAMPLE_RATE, compute_fbank, load_audio
 from asrprune.errors import AsrpruneError
 from asrprune.evaluate import resolve_device, search
-from asrprune.model import load_model
+from asrprune.model_file import open_model_file
 
 
 class Recogniser:
@@ -25,9 +24,8 @@ class Recogniser:
         self, model_path: str | os.PathLike, beam: int = 0, device: str | torch.device | None = None
     ):
         self.device = resolve_device(device)
-        self.model, tok_bytes, cmvn_state, _ = load_model(model_path, map_location=self.device)
-        self.tokenizer = Tokenizer.from_bytes(tok_bytes, f"{model_path} (embedded tokenizer)")
-        self.cmvn = Cmvn.from_dict(cmvn_state, f"{model_path} (cmvn)").to(self.device)
+        f = open_model_file(model_path, map_location=self.device)
+        self.model, self.tokenizer, self.cmvn = f.model, f.tokenizer, f.cmvn.to(self.device)
         self.beam = beam
 
     @torch.no_grad()

@@ -26,8 +26,10 @@ rule evaluate:
         data=lambda w, input: Path(input[0]).parent,
         beam=config["evaluate"]["beam"],
         batch_frames=config["evaluate"]["batch_frames"],
+        lm=section_json("evaluate", "lm"),
     shell:
         "asrprune evaluate --model {input.model} --data {params.data} --name {wildcards.model}"
         " --out {output.metrics} --hyps {output.hyps} --beam {params.beam}"
         " --batch-frames {params.batch_frames} --mlflow {input.mlflow}"
+        " --lm {params.lm:q}"
         " --threads {threads} > {log} 2>&1"

@@ -26,6 +26,7 @@ from asrprune.errors import AsrpruneError
 from asrprune.evaluate import resolve_device
 from asrprune.io import write_json
 from asrprune.model import Transducer, load_model, save_model
+from asrprune.model_file import open_model_file
 from asrprune.pruning.l0 import (
     FRAMES_PER_SECOND,
     METHODS,
@@ -63,11 +64,9 @@ class JobData:
     @classmethod
     def load(cls, teacher_path: str | os.PathLike, splits: Mapping[str, Split]) -> JobData:
         """The teacher file (with its tokenizer and CMVN) and the train and dev splits."""
-        teacher, tok_bytes, cmvn_state, _ = load_model(teacher_path)
-        tokenizer = Tokenizer.from_bytes(tok_bytes, f"{teacher_path} (embedded tokenizer)")
-        cmvn = Cmvn.from_dict(cmvn_state, f"{teacher_path} (cmvn)")
-        train_data, dev = (UtteranceDataset(*splits[s], tokenizer, cmvn) for s in ("train", "dev"))
-        return cls(teacher, tokenizer, cmvn, train_data, dev)
+        f = open_model_file(teacher_path)
+        data = {s: UtteranceDataset(*splits[s], f.tokenizer, f.cmvn) for s in ("train", "dev")}
+        return cls(f.model, f.tokenizer, f.cmvn, data["train"], data["dev"])
 
 
 def run_splits(data_dir: str | os.PathLike) -> dict[str, Split]:

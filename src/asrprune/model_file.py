@@ -1,0 +1,37 @@
+"""A model file opened for use: the transducer with the tokenizer and CMVN it was trained with.
+
+Every consumer of a model file (evaluation, pruning, speed, transcription) needs the three
+together, and features must be normalised with the file's own statistics, never a split's.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from asrprune.data.features import Cmvn
+from asrprune.data.tokenizer import Tokenizer
+from asrprune.model import Transducer, load_model
+
+
+@dataclass
+class ModelFile:
+    """What a model file holds, rebuilt: model (eval mode), tokenizer, CMVN, metadata."""
+
+    model: Transducer
+    tokenizer: Tokenizer
+    cmvn: Cmvn  # on the CPU, where the data pipeline normalises features
+    extra: dict
+
+
+def open_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ModelFile:
+    """Load ``path`` (errors name it); the model goes to ``map_location``."""
+    model, tok_bytes, cmvn_state, extra = load_model(path, map_location=map_location)
+    return ModelFile(
+        model,
+        Tokenizer.from_bytes(tok_bytes, f"{path} (embedded tokenizer)"),
+        Cmvn.from_dict(cmvn_state, f"{path} (cmvn)"),
+        extra,
+    )
