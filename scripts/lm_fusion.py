@@ -38,6 +38,8 @@ def main() -> None:
     p.add_argument("--batch-frames", type=int, default=20000)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
+    if a.order < 1:
+        p.error(f"--order must be 1 or more, got {a.order}")
     torch.set_num_threads(a.threads)
 
     f = open_model_file(a.model)

@@ -269,7 +269,7 @@ def evaluate_model(
     dev = resolve_device(device)
     loaded = open_model_file(model_path, map_location=dev)
     model, tokenizer, cmvn = loaded.model, loaded.tokenizer, loaded.cmvn
-    fusion = transcript_lm(lm_text, tokenizer, lm) if lm.order else None
+    fusion = transcript_lm(lm_text, tokenizer, lm)
     if fusion is not None and beam <= 1:
         raise AsrpruneError("evaluate: an LM needs beam search (beam >= 2)")
     counts = model.param_counts()

@@ -1,7 +1,8 @@
 """A model file opened for use: the transducer with the tokenizer and CMVN it was trained with.
 
-Every consumer of a model file (evaluation, pruning, speed, transcription) needs the three
-together, and features must be normalised with the file's own statistics, never a split's.
+Evaluation, pruning and transcription need the three together, and features must be
+normalised with the file's own statistics, never a split's. (The speed job times encoders
+only and reads the model and CMVN alone.)
 """
 
 from __future__ import annotations
