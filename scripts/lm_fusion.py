@@ -47,7 +47,7 @@ def main() -> None:
     data = Path(a.data)
     start = time.perf_counter()
     lm = transcript_lm(
-        data / "manifests/train.jsonl", tokenizer, LmSettings(a.order, discount=a.discount)
+        data / "manifests/train.jsonl", tokenizer, LmSettings(a.order, discount=a.discount), a.beam
     ).lm
     print(f"{a.order}-gram counted in {time.perf_counter() - start:.1f} s")
     settings = [None] + [Fusion(lm, *map(float, s.split(":"))) for s in a.fusion]

@@ -197,13 +197,13 @@ def test_lm_fusion_is_recorded_and_neutral_at_weight_zero(tmp_path):
 
     with pytest.raises(AsrpruneError, match="needs beam search"):
         run("greedy", LmSettings(order=3), beam=0)
-    with pytest.raises(AsrpruneError, match="needs lm_text"):
+    with pytest.raises(AsrpruneError, match="needs the manifest"):
         evaluate_model(
             model_path, splits, tmp_path / "x.json", tmp_path / "x", beam=3, lm=LmSettings(order=3)
         )
     with pytest.raises(AsrpruneError, match="lm order"):
         LmSettings(order=-1)
-    assert transcript_lm(corpus.train_manifest, None, LmSettings()) is None  # order 0: no LM
+    assert transcript_lm(corpus.train_manifest, None, LmSettings(), 3) is None  # order 0: no LM
 
 
 def test_missing_model_or_splits_are_clear_errors(tmp_path, corpus):

@@ -9,6 +9,7 @@ import torch
 import torchaudio
 
 from asrprune.errors import AsrpruneError
+from asrprune.evaluate import LmSettings
 from asrprune.transcribe import transcribe
 from tests.builders_model import TRAIN_TEXTS, overfit_model, tone_words, write_tone_words
 
@@ -34,6 +35,18 @@ def test_wav_at_22k_stereo_and_flac_give_one_line_per_file(model_path, tmp_path)
 
     beam = transcribe(model_path, [str(flac)], beam=3)
     assert len(beam) == 1 and beam[0][0] == str(flac) and isinstance(beam[0][1], str)
+
+
+def test_a_language_model_decodes_as_in_evaluation(tmp_path):
+    model_path, corpus = overfit_model()
+    flac = write_tone_words(tmp_path / "b.flac", TRAIN_TEXTS[4], seed=123)
+    lm = LmSettings(order=3, weight=0.2, token_bonus=0.9)
+    out = transcribe(model_path, [flac], beam=3, lm=lm, lm_text=corpus.train_manifest)
+    assert out == [(str(flac), TRAIN_TEXTS[4])]
+    with pytest.raises(AsrpruneError, match="needs beam search"):
+        transcribe(model_path, [flac], beam=0, lm=lm, lm_text=corpus.train_manifest)
+    with pytest.raises(AsrpruneError, match="needs the manifest"):
+        transcribe(model_path, [flac], beam=3, lm=lm)
 
 
 def test_unreadable_or_too_short_audio_names_the_file(model_path, tmp_path):

@@ -159,14 +159,14 @@ def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     assert lm["text"].endswith("smoke/data/manifests/train.jsonl")
     hyps = (smoke_run / "metrics/teacher.hyps/test-clean.jsonl").read_text().splitlines()
     assert len(hyps) == len(read_manifest(smoke_run / "data/manifests/test-clean.jsonl"))
-    # the model file works outside the workflow too
+    # the model file works outside the workflow too, decoded as the evaluation decodes it
     audio = read_manifest(smoke_run / "data/manifests/test-other.jsonl")[0].audio
     result = subprocess.run(
         [
             str(REPO / ".venv/bin/asrprune"),
             "transcribe",
-            "--model",
-            str(smoke_run / "models/teacher.pt"),
+            *("--model", str(smoke_run / "models/teacher.pt"), "--beam", "4"),
+            *("--lm", '{"order": 3}', "--lm-text", str(smoke_run / "data/manifests/train.jsonl")),
             str(smoke_run.parents[1] / audio),
         ],
         capture_output=True,

@@ -209,9 +209,13 @@ def _speed(a):
 
 @command("transcribe", "print <path><TAB><transcript> for each audio file (any rate, wav/flac)")
 def _transcribe(a):
+    from asrprune.config import settings_from_dict
+    from asrprune.evaluate import LmSettings
     from asrprune.transcribe import transcribe
 
-    for path, text in transcribe(a.model, a.audio, beam=a.beam, threads=a.threads):
+    lm = settings_from_dict(LmSettings, a.lm, "--lm")
+    results = transcribe(a.model, a.audio, beam=a.beam, threads=a.threads, lm=lm, lm_text=a.lm_text)
+    for path, text in results:
         print(f"{path}\t{text}")
 
 
@@ -356,11 +360,6 @@ def _build_parser() -> argparse.ArgumentParser:
     p["evaluate"].add_argument("--hyps", required=True, help="folder for <split>.jsonl hypotheses")
     p["evaluate"].add_argument("--batch-frames", type=int, default=20000)
     p["evaluate"].add_argument("--mlflow", help="ids file from mlflow-init")
-    p["evaluate"].add_argument(
-        "--lm",
-        default="{}",
-        help='config evaluate.lm as JSON, e.g. {"order": 6} (default: no LM)',
-    )
 
     p["speed"].add_argument("--teacher", required=True, help="the teacher's model file")
     p["speed"].add_argument("--models", nargs="*", default=[], help="other model files")
@@ -372,6 +371,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p["transcribe"].add_argument("--model", required=True, help="a model file of the workflow")
     p["transcribe"].add_argument("audio", nargs="+", help="wav or flac files, any sample rate")
+    p["transcribe"].add_argument(
+        "--lm-text", help="with --lm: the manifest to count it on (the run's train.jsonl)"
+    )
 
     p["compare"].add_argument("a", help="model name, e.g. l0-params-s0.5")
     p["compare"].add_argument("b", help="model name, e.g. svd-s0.5")
@@ -405,6 +407,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p["run-name"].add_argument("snakemake_args", nargs="*", help="Snakemake's arguments")
 
     for name in ("evaluate", "transcribe"):
+        p[name].add_argument(
+            "--lm", default="{}", help='config evaluate.lm as JSON, e.g. {"order": 6} (no LM)'
+        )
         p[name].add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")
     for name in ("train-teacher", "prune", "evaluate", "transcribe"):
         p[name].add_argument("--threads", type=int, default=1)

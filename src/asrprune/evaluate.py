@@ -201,13 +201,21 @@ class LmSettings:
             raise AsrpruneError(f"lm weight must be >= 0, got {self.weight}")
 
 
+NO_LM = LmSettings()
+
+
 def transcript_lm(
-    manifest: str | os.PathLike, tokenizer: Tokenizer, settings: LmSettings
+    manifest: str | os.PathLike | None, tokenizer: Tokenizer, settings: LmSettings, beam: int
 ) -> Fusion | None:
-    """Shallow fusion with a token n-gram counted on ``manifest``'s transcripts, in the
-    model's own tokens; None when ``settings.order`` is 0."""
+    """Shallow fusion, for a search of width ``beam``, with a token n-gram counted on
+    ``manifest``'s transcripts (the training split's) in the model's own tokens; None when
+    ``settings.order`` is 0."""
     if settings.order == 0:
         return None
+    if beam <= 1:
+        raise AsrpruneError(f"a language model needs beam search (beam >= 2), got beam {beam}")
+    if manifest is None:
+        raise AsrpruneError(f"a {settings.order}-gram LM needs the manifest it is counted on")
     sequences = (tokenizer.encode(u.text) for u in read_manifest(manifest))
     lm = TokenNgram(sequences, tokenizer.vocab_size, settings.order, settings.discount)
     return Fusion(lm, settings.weight, settings.token_bonus)
@@ -236,7 +244,7 @@ def evaluate_model(
     name: str = "model",
     tags: Mapping[str, str] | None = None,
     device: str | torch.device | None = None,
-    lm: LmSettings = LmSettings(),
+    lm: LmSettings = NO_LM,
     lm_text: str | os.PathLike | None = None,
 ) -> dict:
     """Decode every split with the model file at ``model_path``; write scores and hypotheses.
@@ -262,16 +270,12 @@ def evaluate_model(
     """
     if not splits:
         raise AsrpruneError("evaluate: no split to decode")
-    if lm.order and lm_text is None:
-        raise AsrpruneError("evaluate: an LM needs lm_text, the manifest it is counted on")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     loaded = open_model_file(model_path, map_location=dev)
     model, tokenizer, cmvn = loaded.model, loaded.tokenizer, loaded.cmvn
-    fusion = transcript_lm(lm_text, tokenizer, lm)
-    if fusion is not None and beam <= 1:
-        raise AsrpruneError("evaluate: an LM needs beam search (beam >= 2)")
+    fusion = transcript_lm(lm_text, tokenizer, lm, beam)
     counts = model.param_counts()
     decoding = {
         "method": "greedy" if beam <= 1 else "beam",

@@ -9,7 +9,7 @@ import torch
 
 from asrprune.data.features import SAMPLE_RATE, compute_fbank, load_audio
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import resolve_device, search
+from asrprune.evaluate import NO_LM, LmSettings, resolve_device, search, transcript_lm
 from asrprune.model_file import open_model_file
 
 
@@ -17,16 +17,24 @@ class Recogniser:
     """A model file ready to decode 16 kHz waveforms one at a time.
 
     Each waveform becomes fbank features normalised with the model file's CMVN, is
-    encoded and decoded (greedy for ``beam`` 0 or 1, else beam search).
+    encoded and decoded (greedy for ``beam`` 0 or 1, else beam search, with shallow fusion
+    of a token n-gram counted on the manifest ``lm_text`` when ``lm.order`` is set, as
+    rule evaluate decodes with config ``evaluate.lm``).
     """
 
     def __init__(
-        self, model_path: str | os.PathLike, beam: int = 0, device: str | torch.device | None = None
+        self,
+        model_path: str | os.PathLike,
+        beam: int = 0,
+        device: str | torch.device | None = None,
+        lm: LmSettings = NO_LM,
+        lm_text: str | os.PathLike | None = None,
     ):
         self.device = resolve_device(device)
         f = open_model_file(model_path, map_location=self.device)
         self.model, self.tokenizer, self.cmvn = f.model, f.tokenizer, f.cmvn.to(self.device)
         self.beam = beam
+        self.fusion = transcript_lm(lm_text, self.tokenizer, lm, beam)
 
     @torch.no_grad()
     def __call__(self, wav: torch.Tensor) -> str:
@@ -34,7 +42,8 @@ class Recogniser:
         feats = self.cmvn.apply(compute_fbank(wav, SAMPLE_RATE).to(self.device))[None]
         lens = torch.tensor([feats.size(1)], device=self.device)  # (1,)
         enc, enc_lens, _ = self.model.encoder(feats, lens)  # feats: (1, T, 80)
-        return self.tokenizer.decode(search(self.model, enc, enc_lens, self.beam)[0])
+        ids = search(self.model, enc, enc_lens, self.beam, self.fusion)[0]
+        return self.tokenizer.decode(ids)
 
 
 def transcribe(
@@ -44,6 +53,8 @@ def transcribe(
     *,
     device: str | torch.device | None = None,
     threads: int | None = None,
+    lm: LmSettings = NO_LM,
+    lm_text: str | os.PathLike | None = None,
 ) -> list[tuple[str, str]]:
     """``(path, text)`` per audio file, in order.
 
@@ -53,7 +64,7 @@ def transcribe(
     """
     if threads:
         torch.set_num_threads(threads)
-    recognise = Recogniser(model_path, beam, device)
+    recognise = Recogniser(model_path, beam, device, lm, lm_text)
     results = []
     for path in audio_paths:
         wav = load_audio(path, SAMPLE_RATE, resample=True)  # (samples,), errors name the file
