@@ -79,7 +79,8 @@ class TokenNgram:
     def log_probs(self, tokens: Sequence[int]) -> torch.Tensor:
         """(V,) float log-probabilities of the next token after ``tokens``; blank -inf."""
         k = self.order - 1
-        history = tuple(([_BOS] * k + list(tokens))[len(tokens) :]) if k else ()
+        last = tuple(tokens[len(tokens) - k :]) if k else ()  # called per hypothesis and frame
+        history = (_BOS,) * (k - len(last)) + last
         if history not in self._log_probs:
             with np.errstate(divide="ignore"):
                 self._log_probs[history] = torch.from_numpy(np.log(self.probs(history))).float()
