@@ -247,7 +247,12 @@ def test_speed_table_has_a_row_per_model(smoke_run):
 def test_smoke_run_writes_the_tables_and_figures(smoke_run):
     import pandas as pd
 
-    from asrprune.results.layout import figure_names, table_methods
+    from asrprune.results.layout import (
+        figure_names,
+        significance_tables,
+        table_methods,
+        table_stems,
+    )
     from asrprune.results.tables import COLUMNS
 
     sparsities = yaml.safe_load((REPO / "config/smoke.yaml").read_text())["prune"]["sparsities"]
@@ -259,6 +264,16 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
         assert list(table["method"]) == ["teacher", *methods * len(sparsities)]
         assert table.loc[0, "rtf_change_pct"] == 0.0 and table.loc[0, "size_change_pct"] == 0.0
         assert (smoke_run / f"tables/{name}.md").read_text().startswith("| Sparsity | Method |")
+    assert sorted(p.stem for p in (smoke_run / "tables").glob("*.csv")) == sorted(
+        table_stems(SMOKE_METHODS)
+    )
+    for name, rivals in significance_tables(SMOKE_METHODS).items():
+        tested = pd.read_csv(smoke_run / f"tables/{name}_significance.csv")
+        assert len(tested) == len(rivals) * len(sparsities) * 2  # test-clean and test-other
+        for row in tested.itertuples():
+            # the bootstrap scores the saved hypotheses as the evaluation scored the split
+            wer = read_json(smoke_run / f"metrics/{row.b}.json")["wer"]
+            assert row.wer_b == pytest.approx(wer[row.split], abs=1e-9)
     for stem in figure_names(SMOKE_METHODS):
         for ext in ("png", "pdf"):
             assert (smoke_run / f"figures/{stem}.{ext}").stat().st_size > 1000

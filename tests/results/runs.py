@@ -4,6 +4,7 @@ and a tiny teacher model file, laid out as the workflow writes them."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import torch
@@ -15,6 +16,20 @@ from tests.model.tiny import tiny_config, tiny_model
 
 TEACHER_RTF = 1.0
 TEACHER_SIZE_MB = 10.0
+REF = "the quick brown fox jumps over the lazy dog"  # 9 words
+WRONG = "the quick brown cat jumps over the lazy dog"  # one substitution
+
+
+def hyps_rows(n_wrong: int, n: int = 40, wrong: str = WRONG) -> list[dict]:
+    """Hypotheses of ``n`` utterances of ``REF``, the first ``n_wrong`` of them ``wrong``."""
+    return [{"id": f"u{i:03d}", "ref": REF, "hyp": wrong if i < n_wrong else REF} for i in range(n)]
+
+
+def write_hyps(metrics: Path, name: str, split: str, rows: list[dict]) -> None:
+    """``<metrics>/<name>.hyps/<split>.jsonl``, as rule evaluate saves hypotheses."""
+    folder = metrics / f"{name}.hyps"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def structure_at(sparsity: float) -> EncoderStructure:
@@ -56,12 +71,15 @@ def write_run(root: Path, methods, sparsities, rtf=None) -> Path:
     """Result files for the teacher and every (method, sparsity) under ``root``.
 
     Model k (in the order written) has RTF ``rtf[name]`` (default 0.9 * 0.97^k), size
-    ``TEACHER_SIZE_MB * (1 - sparsity)`` and WER 10 + k / 20 + k.
+    ``TEACHER_SIZE_MB * (1 - sparsity)``, WER 10 + k / 20 + k in its metrics, and saved
+    test hypotheses with k wrong utterances of 40 (the teacher none).
     """
     rtf = dict(rtf or {})
     full = EncoderStructure.full(tiny_config())
     write_json(root / "metrics/teacher.json", metrics(10.0, 20.0, TEACHER_SIZE_MB, 0.0, full))
     speed = [{"model": "teacher", "rtf_median": rtf.get("teacher", TEACHER_RTF)}]
+    for split in ("test-clean", "test-other"):
+        write_hyps(root / "metrics", "teacher", split, hyps_rows(0))
     for k, (method, s) in enumerate(((m, s) for s in sparsities for m in methods), start=1):
         name = model_name(method, s)
         write_json(
@@ -69,6 +87,8 @@ def write_run(root: Path, methods, sparsities, rtf=None) -> Path:
             metrics(10.0 + k, 20.0 + k, TEACHER_SIZE_MB * (1 - s), s, structure_at(s)),
         )
         speed.append({"model": name, "rtf_median": rtf.get(name, 0.9 * 0.97**k)})
+        for split in ("test-clean", "test-other"):
+            write_hyps(root / "metrics", name, split, hyps_rows(k))
         summary = {"name": name, "structure": structure_at(s).to_dict()}
         if method in L0_METHODS:
             summary["history"] = history(s)

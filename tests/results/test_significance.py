@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from asrprune.cli import main
 from asrprune.errors import AsrpruneError
-from asrprune.results.significance import compare_models, paired_bootstrap
-
-REF = "the quick brown fox jumps over the lazy dog"  # 9 words
-
-
-def rows(n_wrong: int, n: int = 40, wrong="the quick brown cat jumps over the lazy dog"):
-    return [{"id": f"u{i:03d}", "ref": REF, "hyp": wrong if i < n_wrong else REF} for i in range(n)]
+from asrprune.results.significance import (
+    compare_models,
+    comparisons_markdown,
+    paired_bootstrap,
+    reference_comparisons,
+)
+from tests.results.runs import WRONG, write_hyps
+from tests.results.runs import hyps_rows as rows
 
 
 def test_wer_and_difference_are_the_corpus_ones():
@@ -31,7 +30,7 @@ def test_identical_models_differ_by_nothing():
 
 def test_one_error_either_way_is_not_a_finding():
     one_a, one_b = rows(0), rows(0)
-    one_a[0]["hyp"] = "the quick brown cat jumps over the lazy dog"
+    one_a[0]["hyp"] = WRONG
     one_b[1]["hyp"] = "the quick brown dog jumps over the lazy dog"
     c = paired_bootstrap(one_a, one_b, resamples=4000)
     assert c.delta == 0.0 and c.ci_low < 0 < c.ci_high
@@ -48,12 +47,6 @@ def test_different_utterances_or_references_are_refused():
         paired_bootstrap(rows(0, n=5), other)
 
 
-def write_hyps(metrics, name, split, data):
-    folder = metrics / f"{name}.hyps"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
-
-
 def test_compare_reads_a_runs_hypotheses_and_the_cli_prints_a_table(tmp_path, capsys):
     write_hyps(tmp_path, "ours", "test-clean", rows(2))
     write_hyps(tmp_path, "svd", "test-clean", rows(12))
@@ -64,3 +57,29 @@ def test_compare_reads_a_runs_hypotheses_and_the_cli_prints_a_table(tmp_path, ca
     assert "| test-clean | 0.56 | 3.33 | -2.78 |" in out
     with pytest.raises(AsrpruneError, match=r"ours.hyps/test-other.jsonl: no hypotheses"):
         compare_models(tmp_path, "ours", "svd", ["test-other"])
+
+
+def test_reference_comparisons_mark_findings_both_ways(tmp_path):
+    for split in ("test-clean", "test-other"):
+        write_hyps(tmp_path, "l0-params-s0.5", split, rows(6))
+        write_hyps(tmp_path, "omp-s0.5", split, rows(30))  # ours better beyond chance
+        write_hyps(tmp_path, "svd-s0.5", split, rows(0))  # ours worse beyond chance
+        write_hyps(tmp_path, "parp-s0.5", split, rows(6))  # level
+    table = reference_comparisons(tmp_path, ["omp", "svd", "parp"], [0.5])
+    assert list(zip(table["method"], table["split"], strict=True)) == [
+        (m, s) for m in ("omp", "svd", "parp") for s in ("test-clean", "test-other")
+    ]
+    assert set(table["a"]) == {"l0-params-s0.5"}
+    omp = table[table["method"] == "omp"].iloc[0]
+    assert omp["delta"] == pytest.approx(100 * (6 - 30) / 360) and omp["ci_high"] < 0
+    # the command's numbers: same resamples, same seed
+    (c,) = compare_models(tmp_path, "l0-params-s0.5", "omp-s0.5", ["test-clean"])
+    assert (c.ci_low, c.ci_high) == (omp["ci_low"], omp["ci_high"])
+
+    md = comparisons_markdown(table).splitlines()
+    assert md[0] == "| Sparsity | l0-params against omp | l0-params against svd | l0-params against parp |"
+    cells = md[2].split(" | ")
+    assert cells[0] == "| 50%"
+    assert cells[1].startswith("**-6.67** [") and cells[1].count("**-6.67**") == 2
+    assert cells[2].startswith("*+1.67* [")
+    assert cells[3] == "+0.00 [+0.00, +0.00] / +0.00 [+0.00, +0.00] |"

@@ -12,8 +12,10 @@ from asrprune.errors import AsrpruneError
 from asrprune.results.layout import (
     L0_METHODS,
     figure_names,
+    significance_tables,
     structure_sparsity,
     table_methods,
+    table_stems,
 )
 from asrprune.results.tables import COLUMNS, build_table, to_markdown, write_tables
 from tests.results.runs import write_run
@@ -43,6 +45,16 @@ def test_table_methods_split_ours_and_baselines_from_the_ablations():
         "table2": ["l0-params", "l0-nokd", "l0-coarse"],
     }
     assert table_methods(["l0-params", "omp"]) == {"table1": ["l0-params", "omp"]}
+
+
+def test_significance_tests_ours_against_rivals_in_each_table():
+    methods = ["l0-flops", "omp", "l0-nokd", "l0-params", "svd"]
+    assert significance_tables(methods) == {"table1": ["omp", "svd"], "table2": ["l0-nokd"]}
+    assert table_stems(methods) == ["table1", "table1_significance", "table2", "table2_significance"]
+    # nothing to test without l0-params, or without a rival of it
+    assert significance_tables(["l0-flops", "omp", "l0-nokd"]) == {}
+    assert table_stems(["l0-flops", "omp", "l0-nokd"]) == ["table1", "table2"]
+    assert table_stems(["l0-params", "l0-flops"]) == ["table1"]
 
 
 def test_unknown_method_is_refused_by_name():
@@ -99,14 +111,36 @@ def test_written_tables_round_trip_and_table2_needs_ablations(tmp_path):
     run = write_run(tmp_path / "a", ["l0-params", "omp"], [0.5])
     out = tmp_path / "a/tables"
     written = write_tables(run / "metrics", run / "speed.csv", ["l0-params", "omp"], [0.5], out)
-    assert [p.name for p in written] == ["table1.csv", "table1.md"]
+    assert [p.name for p in written] == [
+        "table1.csv",
+        "table1.md",
+        "table1_significance.csv",
+        "table1_significance.md",
+    ]
     csv = pd.read_csv(out / "table1.csv")
     assert list(csv["method"]) == ["teacher", "l0-params", "omp"]
+    tested = pd.read_csv(out / "table1_significance.csv")
+    assert list(tested["split"]) == ["test-clean", "test-other"]
+    assert set(tested["a"]) == {"l0-params-s0.5"} and set(tested["b"]) == {"omp-s0.5"}
+    # l0-params is model 1 (1 utterance of 40 wrong), omp model 2 (2 wrong): 9 words each
+    assert tested["delta"].tolist() == pytest.approx([100 * (1 - 2) / 360] * 2)
+    assert (out / "table1_significance.md").read_text().startswith(
+        "| Sparsity | l0-params against omp |\n| --- | --- |\n| 50% | -0.28 ["
+    )
 
     methods = ["l0-params", "l0-nohidden", "l0-nokd", "svd"]
     run = write_run(tmp_path / "b", methods, [0.5])
     written = write_tables(run / "metrics", run / "speed.csv", methods, [0.5], run / "tables")
-    assert [p.name for p in written] == ["table1.csv", "table1.md", "table2.csv", "table2.md"]
+    assert [p.name for p in written] == [
+        "table1.csv",
+        "table1.md",
+        "table1_significance.csv",
+        "table1_significance.md",
+        "table2.csv",
+        "table2.md",
+        "table2_significance.csv",
+        "table2_significance.md",
+    ]
     table2 = pd.read_csv(run / "tables/table2.csv")
     assert list(table2["method"]) == ["teacher", "l0-params", "l0-nohidden", "l0-nokd"]
     assert list(table2.columns[: len(REQUIRED)]) == REQUIRED
@@ -157,6 +191,8 @@ def test_cli_writes_the_tables_and_reports_errors(tmp_path, capsys):
         "table1.md",
         "table2.csv",
         "table2.md",
+        "table2_significance.csv",
+        "table2_significance.md",
     }
     args = [*common, "--methods", "omp", "--sparsities", "0.5"]
     assert main(["tables", *args, "--out-dir", str(run / "tables")]) == 2

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from asrprune.config import load_schema, validate_config
 from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
-from asrprune.results.layout import L0_METHODS, figure_kinds, model_name, table_methods
+from asrprune.results.layout import L0_METHODS, figure_kinds, model_name, table_stems
 
 try:
     validate_config(
@@ -126,8 +126,9 @@ def pruned_models(methods=None):
 
 # The paper's tables and the figures (results.smk). Which exist follows the methods run,
 # decided by the functions the commands use, so the outputs promised are those written.
-# TABLES: table1, and table2 with ablations. FIGURES: file stem -> kind (its caption).
-TABLES = list(table_methods(config["prune"]["methods"]))
+# TABLES: table1, and table2 with ablations, each followed by its _significance file when
+# l0-params ran with a rival there. FIGURES: file stem -> kind (its caption).
+TABLES = table_stems(config["prune"]["methods"])
 FIGURES = figure_kinds(config["prune"]["methods"])
 
 

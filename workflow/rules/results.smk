@@ -7,6 +7,7 @@ rule tables:
         metrics=expand(
             f"{R}/metrics/{{model}}.json", model=["teacher", *pruned_models()]
         ),
+        hyps=expand(f"{R}/metrics/{{model}}.hyps", model=pruned_models()),
         speed=f"{R}/speed.csv",
     output:
         [

@@ -18,8 +18,10 @@ ABLATIONS = ("l0-nohidden", "l0-coarse", "l0-nokd")
 # Ours and its ablations: the jobs that learn gates towards a target (their history has
 # expected_kept and target_kept). Equal to pruning.l0.METHODS; a test holds them equal.
 L0_METHODS = ("l0-params", "l0-flops", *ABLATIONS)
-# Fig. 2a and 2b: our method with either budget.
-STRUCTURE_METHODS = ("l0-params", "l0-flops")
+# Our method with either budget: what Fig. 2a and 2b show, and what is not tested
+# against l0-params for significance.
+OURS = ("l0-params", "l0-flops")
+STRUCTURE_METHODS = OURS
 # Fig. 2a's target, as in the paper; a run without it shows its largest target instead.
 STRUCTURE_SPARSITY = 0.5
 
@@ -50,6 +52,31 @@ def table_methods(methods: Sequence[str]) -> dict[str, list[str]]:
     if ablations:
         tables["table2"] = [m for m in methods if m == REFERENCE] + ablations
     return tables
+
+
+def significance_tables(methods: Sequence[str]) -> dict[str, list[str]]:
+    """Table name -> the methods ``l0-params`` is tested against, per sparsity, in it.
+
+    Table 1's baselines and Table 2's ablations, when ``l0-params`` and one of them ran;
+    ``l0-flops`` is ours with another budget, not a rival, so it is not tested.
+    """
+    if REFERENCE not in methods:
+        return {}
+    tested = {
+        name: [m for m in shown if m not in OURS]
+        for name, shown in table_methods(methods).items()
+    }
+    return {name: others for name, others in tested.items() if others}
+
+
+def table_stems(methods: Sequence[str]) -> list[str]:
+    """File stems of the run's tables (each written as .csv and .md): ``table1``, then
+    ``table1_significance`` when it has one, then the same for ``table2``."""
+    tested = significance_tables(methods)
+    stems = []
+    for name in table_methods(methods):
+        stems += [name, f"{name}_significance"] if name in tested else [name]
+    return stems
 
 
 def structure_sparsity(sparsities: Sequence[float]) -> float:

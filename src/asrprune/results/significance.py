@@ -11,14 +11,20 @@ so differences of that size between methods are not findings.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from asrprune.errors import AsrpruneError
 from asrprune.evaluate import word_errors
 from asrprune.io import read_jsonl
+from asrprune.results.layout import REFERENCE, model_name
+
+# What the tables' significance files test: the splits of Table 1's WER columns.
+TEST_SPLITS = ("test-clean", "test-other")
 
 
 @dataclass(frozen=True)
@@ -110,3 +116,60 @@ def compare_models(
         rows = [read_hyps(metrics_dir, name, split) for name in (a, b)]
         out.append(paired_bootstrap(*rows, split=split, names=(a, b), **options))
     return out
+
+
+def reference_comparisons(
+    metrics_dir: str | os.PathLike,
+    others: Sequence[str],
+    sparsities: Sequence[float],
+    splits: Sequence[str] = TEST_SPLITS,
+    **options,
+) -> pd.DataFrame:
+    """``l0-params`` against each of ``others`` at each sparsity, on each split.
+
+    One row per (sparsity, method, split), ascending sparsity then the given order, with
+    the ``Comparison`` fields (``a`` is ours). Every pair draws the same resamples
+    (``seed``), as ``asrprune compare`` does, so its numbers are the command's.
+    """
+    rows = [
+        {"sparsity": s, "method": other, **asdict(c)}
+        for s in sorted(sparsities)
+        for other in others
+        for c in compare_models(
+            metrics_dir, model_name(REFERENCE, s), model_name(other, s), list(splits), **options
+        )
+    ]
+    return pd.DataFrame(rows)
+
+
+def _cell(c) -> str:
+    """``+0.41 [-0.22, +1.00]``: bold when ours is better beyond chance, italic worse."""
+    delta = f"{c.delta:+.2f}"
+    if c.ci_high < 0:
+        delta = f"**{delta}**"
+    elif c.ci_low > 0:
+        delta = f"*{delta}*"
+    return f"{delta} [{c.ci_low:+.2f}, {c.ci_high:+.2f}]"
+
+
+def comparisons_markdown(table: pd.DataFrame) -> str:
+    """One row per sparsity, one column per method, the splits' cells joined by " / "."""
+    methods = list(dict.fromkeys(table["method"]))
+    splits = list(dict.fromkeys(table["split"]))
+    header = ["Sparsity", *(f"{REFERENCE} against {m}" for m in methods)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(["---"] * len(header)) + " |",
+    ]
+    for sparsity, group in table.groupby("sparsity", sort=True):
+        cells = [f"{sparsity:.0%}"]
+        for method in methods:
+            rows = group[group["method"] == method].set_index("split")
+            cells.append(" / ".join(_cell(rows.loc[s]) for s in splits))
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        f"\nWER difference in points ({REFERENCE} minus the other; {' / '.join(splits)}) "
+        "and its 95% paired-bootstrap interval. Bold: ours better, the interval excludes 0; "
+        "italic: ours worse, likewise.\n"
+    )
+    return "\n".join(lines) + "\n" + note

@@ -5,7 +5,8 @@ Every number comes from the run's result files: WER, size and achieved sparsitie
 ``rtf_median``). Rows: the teacher first (sparsity 0, method ``teacher``, changes 0), then
 each target sparsity in ascending order with its methods in the order given (the
 config's). Percent changes are against the teacher: 100 * (value / teacher - 1). The CSV
-keeps full precision; the Markdown rounds as the paper prints.
+keeps full precision; the Markdown rounds as the paper prints. Beside each table, whether
+its WER differences are findings: ``l0-params`` against each rival, by paired bootstrap.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pandas as pd
 
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, read_json
-from asrprune.results.layout import TEACHER, model_name, table_methods
+from asrprune.results.layout import TEACHER, model_name, significance_tables, table_methods
+from asrprune.results.significance import comparisons_markdown, reference_comparisons
 
 COLUMNS = (
     "sparsity",
@@ -161,13 +163,16 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str) -> list[Path]:
-    """``<name>.csv`` and ``<name>.md`` under ``out_dir``, each written atomically."""
+def write_table(
+    table: pd.DataFrame, out_dir: str | os.PathLike, name: str, markdown: str | None = None
+) -> list[Path]:
+    """``<name>.csv`` and ``<name>.md`` (``markdown``, else the paper's layout) under
+    ``out_dir``, each written atomically."""
     csv, md = (Path(out_dir) / f"{name}.{ext}" for ext in ("csv", "md"))
     with atomic_open(csv) as f:
         table.to_csv(f, index=False)
     with atomic_open(md) as f:
-        f.write(to_markdown(table))
+        f.write(to_markdown(table) if markdown is None else markdown)
     return [csv, md]
 
 
@@ -178,9 +183,16 @@ def write_tables(
     sparsities: Sequence[float],
     out_dir: str | os.PathLike,
 ) -> list[Path]:
-    """Build and write Table 1 and, when ``methods`` has ablations, Table 2."""
+    """Build and write Table 1 and, when ``methods`` has ablations, Table 2; after each,
+    ``<table>_significance``: ``l0-params`` against its rivals there, by paired bootstrap
+    of the saved hypotheses (``layout.table_stems`` names the files)."""
+    tested = significance_tables(methods)
     written = []
     for name, shown in table_methods(methods).items():
         table = build_table(metrics_dir, speed_path, shown, sparsities)
         written += write_table(table, out_dir, name)
+        if name in tested:
+            comparisons = reference_comparisons(metrics_dir, tested[name], sparsities)
+            markdown = comparisons_markdown(comparisons)
+            written += write_table(comparisons, out_dir, f"{name}_significance", markdown)
     return written
