@@ -21,8 +21,10 @@ from pathlib import Path
 import torch
 
 from asrprune.data.batching import UtteranceDataset
+from asrprune.data.manifest import read_manifest
 from asrprune.evaluate import LmSettings, decode_dataset, transcript_lm, word_errors
 from asrprune.model.decoding import Fusion
+from asrprune.model.lexicon import Lexicon
 from asrprune.model_file import open_model_file
 
 
@@ -34,6 +36,9 @@ def main() -> None:
     p.add_argument("--order", type=int, default=6, help="n-gram order, in tokens")
     p.add_argument("--discount", type=float, default=0.7, help="absolute discount")
     p.add_argument("--fusion", nargs="+", default=["0.2:0.9"], help="WEIGHT:BONUS settings")
+    p.add_argument(
+        "--lexicon", action="store_true", help="also restrict every setting to training words"
+    )
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--batch-frames", type=int, default=20000)
     p.add_argument("--threads", type=int, default=2)
@@ -50,7 +55,12 @@ def main() -> None:
         data / "manifests/train.jsonl", tokenizer, LmSettings(a.order, discount=a.discount), a.beam
     ).lm
     print(f"{a.order}-gram counted in {time.perf_counter() - start:.1f} s")
-    settings = [None] + [Fusion(lm, *map(float, s.split(":"))) for s in a.fusion]
+    lexicon = None
+    if a.lexicon:
+        texts = (u.text for u in read_manifest(data / "manifests/train.jsonl"))
+        lexicon = Lexicon.from_texts(texts, tokenizer)
+        print(f"lexicon of {len(lexicon.words)} words")
+    settings = [None] + [Fusion(lm, *map(float, s.split(":")), lexicon) for s in a.fusion]
     names = ["no LM"] + [f"weight {f.weight:g}, bonus {f.token_bonus:g}" for f in settings[1:]]
     print(f"| split | {' | '.join(names)} |")
     print(f"| --- |{' ---: |' * len(names)}")

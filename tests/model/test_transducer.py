@@ -10,6 +10,7 @@ from asrprune.errors import AsrpruneError
 from asrprune.evaluate import search
 from asrprune.model import ConformerEncoder, Transducer, beam_search, greedy_search
 from asrprune.model.decoding import Fusion
+from asrprune.model.lexicon import Lexicon
 from asrprune.model.ngram import TokenNgram
 from tests.model.tiny import VOCAB, pruned_structure, tiny_batch, tiny_config, tiny_model
 
@@ -157,6 +158,27 @@ def test_lm_fusion_is_neutral_at_weight_zero_and_steers_when_strong(overfitted):
         assert hyp[:3] == [4, 3, 2]
     with pytest.raises(AsrpruneError, match="beam search"):
         search(model, enc, enc_lens, beam=1, fusion=neutral)
+
+
+def test_a_lexicon_keeps_known_words_and_spells_nothing_else(overfitted):
+    model, (feats, lens, _, _), _ = overfitted
+    with torch.no_grad():
+        enc, enc_lens, _ = model.encoder(feats, lens)
+    starts = [v in (3, 5, 11, 4) for v in range(VOCAB)]  # TARGETS as words: 3 7 12 | 5 9 14 ...
+    words = [[3, 7, 12], [5, 9, 14], [11, 2, 8], [4]]
+    assert (
+        beam_search(model, enc, enc_lens, 4, Fusion(None, lexicon=Lexicon(words, starts)))
+        == TARGETS
+    )
+    # without the word 5 9 14 the first utterance must be spelt from the other words
+    lexicon = Lexicon([[3, 7, 12], [5, 9], [11, 2, 8], [4]], starts)
+    first, second = beam_search(model, enc, enc_lens, 4, Fusion(None, lexicon=lexicon))
+    assert first != TARGETS[0] and second == TARGETS[1]
+    assert lexicon.complete(first) and all(
+        lexicon.mask(first[:i])[t] == 0 for i, t in enumerate(first)
+    )
+    with pytest.raises(AsrpruneError, match="a language model, a lexicon or both"):
+        Fusion(None)
 
 
 @pytest.mark.parametrize("predictor", ["stateless", "lstm"])

@@ -13,6 +13,7 @@ import torch
 
 from asrprune.data.tokenizer import BLANK_ID
 from asrprune.errors import AsrpruneError
+from asrprune.model.lexicon import Lexicon
 from asrprune.model.ngram import TokenNgram
 from asrprune.model.transducer import State, Transducer, select_state, where_state
 
@@ -65,11 +66,29 @@ def _log_add(a: float, b: float) -> float:
 @dataclass(frozen=True)
 class Fusion:
     """Shallow fusion: each emitted token's score gains ``weight`` x its n-gram log-probability
-    plus ``token_bonus``, which offsets the LM's cost per token (else it favours deletions)."""
+    plus ``token_bonus``, which offsets the LM's cost per token (else it favours deletions).
+    With a ``lexicon``, tokens that would spell no word of it are not emitted at all, and
+    the best hypothesis that ends on a whole word wins."""
 
-    lm: TokenNgram
-    weight: float
+    lm: TokenNgram | None
+    weight: float = 0.0
     token_bonus: float = 0.0
+    lexicon: Lexicon | None = None
+
+    def __post_init__(self):
+        if self.lm is None and self.lexicon is None:
+            raise AsrpruneError("fusion needs a language model, a lexicon or both")
+
+    def scores(self, tokens: tuple[int, ...]) -> torch.Tensor:
+        """(V,) what emitting each token after ``tokens`` adds to a hypothesis's score."""
+        if self.lm is None:
+            out = torch.full((self.lexicon.vocab_size,), self.token_bonus)
+        else:
+            out = self.lm.log_probs(tokens) * self.weight + self.token_bonus
+        out[BLANK_ID] = 0.0
+        if self.lexicon is not None:
+            out = out + self.lexicon.mask(tokens)
+        return out
 
 
 @dataclass
@@ -116,16 +135,15 @@ def _beam_search_one(
         pred_p = torch.stack([h.pred_p for h in hyps])  # (N, J)
         log_probs = model.joiner.joint(enc_p[t][None], pred_p).float().log_softmax(-1)  # (N, V)
         if fusion is not None:
-            lm = torch.stack([fusion.lm.log_probs(h.tokens) for h in hyps]).to(device)  # (N, V)
-            lm = lm * fusion.weight + fusion.token_bonus
-            lm[:, BLANK_ID] = 0.0
-            log_probs = log_probs + lm
+            log_probs = log_probs + torch.stack([fusion.scores(h.tokens) for h in hyps]).to(device)
         prior = torch.tensor([h.log_prob for h in hyps], device=device)  # (N,)
         scores = (prior[:, None] + log_probs).flatten()  # (N*V,)
         V = log_probs.size(1)
         top = scores.topk(min(beam, scores.numel()))
         merged: dict[tuple[int, ...], tuple[float, int, int]] = {}  # tokens -> (lp, hyp, tok)
         for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            if score == -math.inf:  # a lexicon left fewer than ``beam`` extensions
+                break
             n, v = divmod(flat, V)
             key = hyps[n].tokens if v == BLANK_ID else (*hyps[n].tokens, v)
             if key in merged:
@@ -151,4 +169,7 @@ def _beam_search_one(
                 state_i = select_state(new_state, torch.tensor([i], device=device))
                 next_hyps.append(_Hyp(key, lp, new_pred_p[i], state_i))
         hyps = next_hyps
+    if fusion is not None and fusion.lexicon is not None:
+        # a hypothesis cut off mid-word spells a non-word; prefer those that end on a word
+        hyps = [h for h in hyps if fusion.lexicon.complete(h.tokens)] or hyps
     return list(max(hyps, key=lambda h: h.log_prob).tokens)
