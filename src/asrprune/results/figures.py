@@ -31,7 +31,7 @@ from asrprune.model.conformer import ConformerBlock
 from asrprune.model.structure import EncoderStructure, ModelConfig
 from asrprune.results.layout import (
     L0_METHODS,
-    STRUCTURE_METHODS,
+    OURS,
     TEACHER,
     figure_names,
     model_name,
@@ -261,7 +261,7 @@ def write_figures(
     names = figure_names(methods)  # checks the methods
     out = Path(out_dir)
     written: list[Path] = []
-    structure_methods = [m for m in methods if m in STRUCTURE_METHODS]
+    structure_methods = [m for m in methods if m in OURS]
     if structure_methods:
         config = teacher_config(teacher_model)
         at = structure_sparsity(sparsities)
