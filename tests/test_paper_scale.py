@@ -44,6 +44,8 @@ def test_librispeech_config_is_the_papers_setup():
         load_schema()["properties"]["prune"]["properties"]["methods"]["items"]["enum"]
     )
     assert p["sparsities"] == [0.2, 0.3, 0.4, 0.5]
+    # the paper decodes without a language model; config.yaml's 6-gram must not leak in
+    assert c["evaluate"]["lm"]["order"] == 0 and c["evaluate"]["beam"] == 4
 
 
 def test_no_fine_tuning_trains_no_step(tmp_path):
