@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from asrprune.config import load_config
 from asrprune.data.corpus import EmbeddedCorpusSettings, split_voices
 from asrprune.data.manifest import SPLITS, read_manifest
 from asrprune.io import read_json
@@ -153,9 +154,15 @@ def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     assert all(0 <= w <= 100 for w in metrics["wer"].values())
     assert 0 < metrics["prunable_params"] < metrics["encoder_params"]
     assert metrics["size_mb"] == pytest.approx(metrics["encoder_params"] * 4 / 1e6)
-    # smoke.yaml decodes with a token 3-gram counted on the training transcripts
+    # smoke.yaml decodes with a token 3-gram counted on the training transcripts, the
+    # other decoding settings as merged from config.yaml
+    evaluate = load_config(REPO / "config/config.yaml", REPO / "config/smoke.yaml")["evaluate"]
     lm = metrics["decoding"]["lm"]
-    assert (lm["order"], lm["weight"]) == (3, 0.2)
+    assert lm["order"] == 3 and metrics["decoding"]["beam"] == evaluate["beam"]
+    assert (lm["weight"], lm["token_bonus"]) == (
+        evaluate["lm"]["weight"],
+        evaluate["lm"]["token_bonus"],
+    )
     assert lm["text"].endswith("smoke/data/manifests/train.jsonl")
     hyps = (smoke_run / "metrics/teacher.hyps/test-clean.jsonl").read_text().splitlines()
     assert len(hyps) == len(read_manifest(smoke_run / "data/manifests/test-clean.jsonl"))
