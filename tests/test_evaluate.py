@@ -142,7 +142,11 @@ def test_a_trained_model_decodes_and_logs_to_mlflow(tmp_path, monkeypatch):
     assert greedy["model_extra"]["stage"] == "teacher"
 
     beam = evaluate_model(model_path, splits, tmp_path / "beam.json", tmp_path / "beam", beam=3)
-    assert beam["decoding"] | {"batch_frames": 0} == {
+    # greedy search first, the same for every model; the beam search beside it
+    assert beam["decoding"] == greedy["decoding"] and beam["wer"] == greedy["wer"]
+    assert read_jsonl(tmp_path / "beam/train.jsonl") == rows
+    assert len(read_jsonl(tmp_path / "beam/full/train.jsonl")) == len(rows)
+    assert beam["full"]["decoding"] | {"batch_frames": 0} == {
         "method": "beam",
         "beam": 3,
         "max_symbols_per_frame": 1,
@@ -151,7 +155,13 @@ def test_a_trained_model_decodes_and_logs_to_mlflow(tmp_path, monkeypatch):
         "lm": None,
     }
     # one symbol per frame: the 5 letters of THREE in 5 encoder frames are a squeeze
-    assert beam["wer"]["train"] < 40
+    assert beam["full"]["wer"]["train"] < 40
+    # the workflow's grid models: greedy search only
+    only = evaluate_model(
+        model_path, splits, tmp_path / "only.json", tmp_path / "only", beam=3, full=False
+    )
+    assert "full" not in only and only["wer"] == greedy["wer"]
+    assert not (tmp_path / "only/full").exists()
 
     runs = mlflow.search_runs([ids["experiment_id"]], filter_string="tags.stage = 'evaluate'")
     assert len(runs) == 1
@@ -180,12 +190,12 @@ def test_lm_fusion_is_recorded_and_neutral_at_weight_zero(tmp_path):
     plain = run("plain", LmSettings())
     neutral = run("neutral", LmSettings(order=3, weight=0.0, token_bonus=0.0))
     fused = run("fused", LmSettings(order=3))
-    assert plain["decoding"]["lm"] is None
-    assert read_jsonl(tmp_path / "neutral/train.jsonl") == read_jsonl(
-        tmp_path / "plain/train.jsonl"
+    assert plain["full"]["decoding"]["lm"] is None
+    assert read_jsonl(tmp_path / "neutral/full/train.jsonl") == read_jsonl(
+        tmp_path / "plain/full/train.jsonl"
     )
-    assert neutral["wer"] == plain["wer"]
-    assert fused["decoding"]["lm"] == {
+    assert neutral["full"]["wer"] == plain["full"]["wer"]
+    assert fused["full"]["decoding"]["lm"] == {
         "order": 3,
         "weight": 0.2,
         "token_bonus": 0.9,
@@ -193,7 +203,7 @@ def test_lm_fusion_is_recorded_and_neutral_at_weight_zero(tmp_path):
         "text": str(corpus.train_manifest),
     }
     # an LM of the very transcripts it decodes can only help an over-fitted model
-    assert fused["wer"]["train"] <= plain["wer"]["train"]
+    assert fused["full"]["wer"]["train"] <= plain["full"]["wer"]["train"]
 
     with pytest.raises(AsrpruneError, match="needs beam search"):
         run("greedy", LmSettings(order=3), beam=0)

@@ -157,8 +157,12 @@ def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     # smoke.yaml decodes with a token 3-gram counted on the training transcripts, the
     # other decoding settings as merged from config.yaml
     evaluate = load_config(REPO / "config/config.yaml", REPO / "config/smoke.yaml")["evaluate"]
-    lm = metrics["decoding"]["lm"]
-    assert lm["order"] == 3 and metrics["decoding"]["beam"] == evaluate["beam"]
+    # greedy search for every model, the full decoding beside it (smoke.yaml's sparsity is
+    # in evaluate.full_sparsities, and the teacher always has it)
+    assert metrics["decoding"]["method"] == "greedy"
+    assert set(metrics["full"]["wer"]) == set(metrics["wer"])
+    lm = metrics["full"]["decoding"]["lm"]
+    assert lm["order"] == 3 and metrics["full"]["decoding"]["beam"] == evaluate["beam"]
     assert (lm["weight"], lm["token_bonus"]) == (
         evaluate["lm"]["weight"],
         evaluate["lm"]["token_bonus"],

@@ -193,6 +193,7 @@ def _evaluate(a):
         name=a.name,
         lm=settings_from_dict(LmSettings, a.lm, "--lm"),
         lm_text=data / "manifests/train.jsonl",  # the LM knows only the training text
+        full=a.full,
     )
     print(json.dumps(metrics["wer"], indent=2))
 
@@ -359,6 +360,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p["evaluate"].add_argument("--out", required=True, help="metrics JSON")
     p["evaluate"].add_argument("--hyps", required=True, help="folder for <split>.jsonl hypotheses")
     p["evaluate"].add_argument("--batch-frames", type=int, default=20000)
+    p["evaluate"].add_argument(
+        "--full",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="besides greedy search, decode with --beam and --lm (default: yes)",
+    )
     p["evaluate"].add_argument("--mlflow", help="ids file from mlflow-init")
 
     p["speed"].add_argument("--teacher", required=True, help="the teacher's model file")

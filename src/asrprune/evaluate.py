@@ -231,6 +231,50 @@ def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def _decoding_settings(beam: int, batch_frames: int, lm: LmSettings, lm_text, fused: bool) -> dict:
+    return {
+        "method": "greedy" if beam <= 1 else "beam",
+        "beam": max(beam, 1),
+        "max_symbols_per_frame": MAX_SYMBOLS_PER_FRAME if beam <= 1 else 1,
+        "batch_frames": batch_frames,
+        "cmvn": "model",
+        "lm": {**asdict(lm), "text": str(lm_text)} if fused else None,
+    }
+
+
+def _score_splits(
+    model: Transducer,
+    datasets: Mapping[str, UtteranceDataset],
+    hyps_dir: Path,
+    label: str,
+    *,
+    batch_frames: int,
+    beam: int,
+    device: torch.device,
+    fusion: Fusion | None,
+) -> dict:
+    """Decode every split one way: {"wer", "errors", "decode_seconds"}, hypotheses written to
+    ``hyps_dir/<split>.jsonl``."""
+    scored: dict = {"wer": {}, "errors": {}, "decode_seconds": {}}
+    for split, dataset in datasets.items():
+        start = time.perf_counter()
+        rows = decode_dataset(
+            model, dataset, batch_frames=batch_frames, beam=beam, device=device, fusion=fusion
+        )
+        seconds = time.perf_counter() - start
+        scores = word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows])
+        _write_jsonl(hyps_dir / f"{split}.jsonl", rows)
+        scored["wer"][split] = scores.wer
+        scored["errors"][split] = {**asdict(scores), "skipped": len(dataset.dropped)}
+        scored["decode_seconds"][split] = seconds
+        print(
+            f"{label} {split}: WER {scores.wer:.2f}% over {scores.utterances} utterances "
+            f"({scores.ref_words} words, {len(dataset.dropped)} skipped) in {seconds:.1f} s",
+            file=sys.stderr,
+        )
+    return scored
+
+
 def evaluate_model(
     model_path: str | os.PathLike,
     splits: Mapping[str, tuple[str | os.PathLike, str | os.PathLike]],
@@ -246,8 +290,15 @@ def evaluate_model(
     device: str | torch.device | None = None,
     lm: LmSettings = NO_LM,
     lm_text: str | os.PathLike | None = None,
+    full: bool = True,
 ) -> dict:
     """Decode every split with the model file at ``model_path``; write scores and hypotheses.
+
+    Every model is decoded by batched greedy search: ``wer``, ``errors``, ``decoding`` and
+    ``hyps_dir/<split>.jsonl``, the same cheap decoding for every model of a run, which the
+    tables compare. With ``full`` and a beam search (``beam`` >= 2, with ``lm`` if given), the
+    splits are decoded that way too, into ``full`` ({"decoding", "wer", "errors",
+    "decode_seconds"}) and ``hyps_dir/full/<split>.jsonl``.
 
     Args:
         splits: split name -> (manifest, feature store folder).
@@ -255,17 +306,20 @@ def evaluate_model(
             ``encoder_params``, ``prunable_params`` (the encoder blocks), ``total_params``,
             ``size_mb`` (encoder fp32, params * 4 / 1e6), ``sparsity`` and
             ``flops_sparsity`` (fractions of the full blocks' parameters and FLOPs removed),
-            ``encoder_flops`` (10 s of audio), ``decoding`` settings.
+            ``encoder_flops`` (10 s of audio), ``decoding`` settings, and ``full``.
         hyps_dir: one ``<split>.jsonl`` per split, a ``{"id", "ref", "hyp"}`` line per
-            utterance in manifest order.
-        beam: 0 or 1 for greedy search, more for modified beam search of that width.
+            utterance in manifest order (``full/<split>.jsonl`` likewise).
+        beam: the full decoding's beam: 0 or 1 is greedy search (no full decoding then).
         batch_frames: decoding batch budget, padded size in 10 ms frames.
         threads: torch intra-op threads (None: leave torch's default).
         mlflow_ids: ids file from ``asrprune mlflow-init``; metrics go to a child run named
             ``evaluate-<name>`` tagged stage=evaluate, model=<name> (plus ``tags``).
         device: None picks CUDA when available.
-        lm: shallow fusion of a token n-gram in beam search (order 0: none), counted on
-            the transcripts of the manifest ``lm_text`` (the training split's).
+        lm: shallow fusion of a token n-gram in the full decoding's beam search (order 0:
+            none), counted on the transcripts of the manifest ``lm_text`` (the training
+            split's).
+        full: whether to decode the full way too (the workflow: the teacher and the pruned
+            models at ``evaluate.full_sparsities``).
     Features are normalised with the model file's own CMVN, never a split's.
     """
     if not splits:
@@ -275,52 +329,45 @@ def evaluate_model(
     dev = resolve_device(device)
     loaded = open_model_file(model_path, map_location=dev)
     model, tokenizer, cmvn = loaded.model, loaded.tokenizer, loaded.cmvn
-    fusion = transcript_lm(lm_text, tokenizer, lm, beam)
+    fusion = transcript_lm(lm_text, tokenizer, lm, beam) if full else None
+    full = full and beam > 1  # greedy search without an LM is decoded once only
     counts = model.param_counts()
-    decoding = {
-        "method": "greedy" if beam <= 1 else "beam",
-        "beam": max(beam, 1),
-        "max_symbols_per_frame": MAX_SYMBOLS_PER_FRAME if beam <= 1 else 1,
-        "batch_frames": batch_frames,
-        "cmvn": "model",
-        "lm": {**asdict(lm), "text": str(lm_text)} if fusion else None,
-    }
     result: dict = {
         "name": name,
         "model": str(model_path),
-        "wer": {},
-        "errors": {},
         "encoder_params": counts.encoder,
         "prunable_params": counts.prunable,
         "total_params": counts.total,
         "size_mb": counts.encoder * BYTES_PER_PARAM / MB,
         "size_definition": "encoder parameters * 4 bytes (fp32) / 1e6",
-        "decoding": decoding,
+        "decoding": _decoding_settings(0, batch_frames, NO_LM, None, False),
         # sparsity / flops_sparsity: fractions of the blocks' parameters / FLOPs removed;
         # FLOPs counted for a 10 s utterance
         **model.size_report(FLOPS_FRAMES),
         "structure": model.structure.to_dict(),
         "model_extra": loaded.extra,
-        "decode_seconds": {},
+    }
+    datasets = {
+        split: UtteranceDataset(manifest, store, tokenizer, cmvn)
+        for split, (manifest, store) in splits.items()
     }
     hyps_dir = Path(hyps_dir)
-    for split, (manifest, store) in splits.items():
-        dataset = UtteranceDataset(manifest, store, tokenizer, cmvn)
-        start = time.perf_counter()
-        rows = decode_dataset(
-            model, dataset, batch_frames=batch_frames, beam=beam, device=dev, fusion=fusion
+    options = {"batch_frames": batch_frames, "device": dev}
+    result |= _score_splits(
+        model, datasets, hyps_dir, f"{name} greedy", beam=0, fusion=None, **options
+    )
+    if full:
+        scored = _score_splits(
+            model,
+            datasets,
+            hyps_dir / "full",
+            f"{name} beam {beam}",
+            beam=beam,
+            fusion=fusion,
+            **options,
         )
-        seconds = time.perf_counter() - start
-        scores = word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows])
-        _write_jsonl(hyps_dir / f"{split}.jsonl", rows)
-        result["wer"][split] = scores.wer
-        result["errors"][split] = {**asdict(scores), "skipped": len(dataset.dropped)}
-        result["decode_seconds"][split] = seconds
-        print(
-            f"{name} {split}: WER {scores.wer:.2f}% over {scores.utterances} utterances "
-            f"({scores.ref_words} words, {len(dataset.dropped)} skipped) in {seconds:.1f} s",
-            file=sys.stderr,
-        )
+        decoding = _decoding_settings(beam, batch_frames, lm, lm_text, fusion is not None)
+        result["full"] = {"decoding": decoding, **scored}
     write_json(out_json, result)
     if mlflow_ids:
         _log_evaluation(mlflow_ids, name, tags, result, out_json)
@@ -332,8 +379,15 @@ def _log_evaluation(ids_file, name: str, tags, result: dict, out_json) -> None:
 
     run_tags = {"stage": "evaluate", "model": name, **dict(tags or {})}
     with child_run(ids_file, f"evaluate-{name}", run_tags) as mlflow:
-        mlflow.log_params({"model_path": result["model"], **flatten(result["decoding"], "decode.")})
-        metrics = {f"wer.{split}": wer for split, wer in result["wer"].items()}
+        params = {"model_path": result["model"], **flatten(result["decoding"], "decode.")}
+        full = result.get("full")
+        if full:
+            params |= flatten(full["decoding"], "decode_full.")
+            metrics = {f"wer_full.{split}": wer for split, wer in full["wer"].items()}
+        else:
+            metrics = {}
+        mlflow.log_params(params)
+        metrics |= {f"wer.{split}": wer for split, wer in result["wer"].items()}
         for split, errors in result["errors"].items():
             for key in ("substitutions", "deletions", "insertions", "ref_words", "utterances"):
                 metrics[f"{key}.{split}"] = float(errors[key])

@@ -12,6 +12,7 @@ from asrprune.errors import AsrpruneError
 from asrprune.results.layout import (
     L0_METHODS,
     figure_names,
+    full_decoding,
     significance_tables,
     structure_sparsity,
     table_methods,
@@ -107,6 +108,26 @@ def test_changes_are_percent_of_the_teacher(tmp_path):
     assert row["achieved_sparsity"] == 0.5
 
 
+def test_full_decoding_columns_are_filled_where_it_ran(tmp_path):
+    run = write_run(tmp_path, ["l0-params"], [0.3, 0.5])
+    table = build_table(run / "metrics", run / "speed.csv", ["l0-params"], [0.3, 0.5])
+    full = table.set_index("model")[["wer_full_test_clean", "wer_full_test_other"]]
+    assert list(full.loc["teacher"]) == [9.0, 19.0]
+    assert full.loc["l0-params-s0.3"].isna().all()
+    assert list(full.loc["l0-params-s0.5"]) == [11.0, 21.0]  # greedy 12 / 22, one better
+    lines = to_markdown(table).splitlines()
+    assert "| 30% | l0-params | 11.00 | 21.00 |  |  |" in lines[3]
+    assert "| 50% | l0-params | 12.00 | 22.00 | 11.00 | 21.00 |" in lines[4]
+
+
+def test_a_pruned_model_gets_the_full_decoding_at_the_configured_sparsities():
+    assert full_decoding("teacher", [0.5]) and full_decoding("teacher", [])
+    assert full_decoding("omp-s0.5", [0.5]) and not full_decoding("omp-s0.3", [0.5])
+    assert full_decoding("l0-params-s0.3", None)  # null: every model
+    with pytest.raises(AsrpruneError, match="neither"):
+        full_decoding("student", [0.5])
+
+
 def test_written_tables_round_trip_and_table2_needs_ablations(tmp_path):
     run = write_run(tmp_path / "a", ["l0-params", "omp"], [0.5])
     out = tmp_path / "a/tables"
@@ -152,9 +173,14 @@ def test_markdown_prints_each_sparsity_once_with_changes(tmp_path):
     )
     md = to_markdown(build_table(run / "metrics", run / "speed.csv", ["l0-params", "omp"], [0.5]))
     lines = md.splitlines()
-    assert lines[0].startswith("| Sparsity | Method | test-clean WER % | test-other WER % | RTF |")
-    assert lines[2] == "| 0% | teacher | 10.00 | 20.00 | 0.2 | 10 | 0.0% |"
-    assert lines[3] == "| 50% | l0-params | 11.00 | 21.00 | 0.15 (-25.0%) | 5 (-50.0%) | 50.0% |"
+    assert lines[0].startswith(
+        "| Sparsity | Method | test-clean WER % | test-other WER % | test-clean, full"
+        " | test-other, full | RTF |"
+    )
+    assert lines[2] == "| 0% | teacher | 10.00 | 20.00 | 9.00 | 19.00 | 0.2 | 10 | 0.0% |"
+    assert lines[3] == (
+        "| 50% | l0-params | 11.00 | 21.00 | 10.00 | 20.00 | 0.15 (-25.0%) | 5 (-50.0%) | 50.0% |"
+    )
     assert lines[4].startswith("|  | omp | 12.00 |")
 
 

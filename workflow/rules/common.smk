@@ -1,5 +1,6 @@
 # Config validation, paths and helpers shared by every rule file.
 import json
+import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -7,7 +8,13 @@ from snakemake.exceptions import WorkflowError
 from asrprune.config import load_schema, validate_config
 from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
-from asrprune.results.layout import L0_METHODS, figure_kinds, model_name, table_stems
+from asrprune.results.layout import (
+    L0_METHODS,
+    figure_kinds,
+    full_decoding,
+    model_name,
+    table_stems,
+)
 
 try:
     validate_config(
@@ -37,6 +44,17 @@ def section_json(*keys):
     for key in keys:
         value = value[key]
     return json.dumps(value, sort_keys=True)
+
+
+def decoding_args(model):
+    """How rule evaluate decodes ``model`` besides greedy search: the full decoding (beam
+    and LM) for the teacher and the pruned models at evaluate.full_sparsities, else none;
+    so a change of beam or LM reruns only the evaluations that use them."""
+    evaluate = config["evaluate"]
+    if not full_decoding(model, evaluate["full_sparsities"]):
+        return "--no-full"
+    lm = shlex.quote(section_json("evaluate", "lm"))
+    return f"--full --beam {evaluate['beam']} --lm {lm}"
 
 
 def rule_resources(rule):

@@ -24,12 +24,10 @@ rule evaluate:
         **rule_resources("evaluate"),
     params:
         data=lambda w, input: Path(input[0]).parent,
-        beam=config["evaluate"]["beam"],
         batch_frames=config["evaluate"]["batch_frames"],
-        lm=section_json("evaluate", "lm"),
+        decoding=lambda w: decoding_args(w.model),
     shell:
         "asrprune evaluate --model {input.model} --data {params.data} --name {wildcards.model}"
-        " --out {output.metrics} --hyps {output.hyps} --beam {params.beam}"
+        " --out {output.metrics} --hyps {output.hyps} {params.decoding}"
         " --batch-frames {params.batch_frames} --mlflow {input.mlflow}"
-        " --lm {params.lm:q}"
         " --threads {threads} > {log} 2>&1"

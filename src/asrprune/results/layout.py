@@ -30,6 +30,22 @@ def model_name(method: str, sparsity: float) -> str:
     return f"{method}-s{sparsity:g}"
 
 
+def full_decoding(model: str, full_sparsities: Sequence[float] | None) -> bool:
+    """Whether rule evaluate decodes ``model`` the full way (config evaluate.beam and .lm)
+    besides greedy search: the teacher always, a pruned model ``<method>-s<sparsity>`` when
+    its sparsity is in ``full_sparsities`` (None: every model)."""
+    if model == TEACHER or full_sparsities is None:
+        return True
+    method, sep, sparsity = model.rpartition("-s")
+    try:
+        value = float(sparsity)
+    except ValueError:
+        value = None
+    if not sep or not method or value is None:
+        raise AsrpruneError(f"model {model!r} is neither {TEACHER!r} nor <method>-s<sparsity>")
+    return any(abs(value - s) < 1e-9 for s in full_sparsities)
+
+
 def check_methods(methods: Sequence[str]) -> None:
     unknown = [m for m in methods if m not in (*TABLE1_METHODS, *ABLATIONS)]
     if unknown:

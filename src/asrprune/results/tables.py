@@ -32,9 +32,16 @@ COLUMNS = (
     "size_mb",
     "size_change_pct",
 )
-# After the required columns: what was achieved (short smoke jobs miss their targets) and
-# the model each row was read from.
-EXTRA_COLUMNS = ("achieved_sparsity", "achieved_flops_sparsity", "model")
+# After the required columns: WER with the full decoding (beam and LM; empty for models
+# decoded greedily only), what was achieved (short smoke jobs miss their targets) and the
+# model each row was read from.
+EXTRA_COLUMNS = (
+    "wer_full_test_clean",
+    "wer_full_test_other",
+    "achieved_sparsity",
+    "achieved_flops_sparsity",
+    "model",
+)
 SPEED_COLUMNS = ("model", "rtf_median")
 
 
@@ -66,7 +73,11 @@ def read_metrics(path: str | os.PathLike) -> dict[str, float]:
         "achieved_sparsity": ("sparsity",),
         "achieved_flops_sparsity": ("flops_sparsity",),
     }
-    return {name: _field(data, str(path), keys) for name, keys in fields.items()}
+    values = {name: _field(data, str(path), keys) for name, keys in fields.items()}
+    full = "full" in data
+    for name, split in (("wer_full_test_clean", "test-clean"), ("wer_full_test_other", "test-other")):
+        values[name] = _field(data, str(path), ("full", "wer", split)) if full else float("nan")
+    return values
 
 
 def read_speed(path: str | os.PathLike) -> pd.DataFrame:
@@ -131,13 +142,21 @@ def _with_change(value: float, change: float, teacher: bool) -> str:
     return f"{value:.4g}" if teacher else f"{value:.4g} ({change:+.1f}%)"
 
 
+def _wer(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:.2f}"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    """The paper's layout: a sparsity printed once per group, RTF and size with their change."""
+    """The paper's layout: a sparsity printed once per group, RTF and size with their change.
+
+    WER columns: greedy search (every model), then the full decoding where it was run."""
     header = (
         "Sparsity",
         "Method",
         "test-clean WER %",
         "test-other WER %",
+        "test-clean, full",
+        "test-other, full",
         "RTF",
         "Size (MB)",
         "Achieved sparsity",
@@ -154,6 +173,8 @@ def to_markdown(table: pd.DataFrame) -> str:
             row.method,
             f"{row.wer_test_clean:.2f}",
             f"{row.wer_test_other:.2f}",
+            _wer(row.wer_full_test_clean),
+            _wer(row.wer_full_test_other),
             _with_change(row.rtf, row.rtf_change_pct, teacher),
             _with_change(row.size_mb, row.size_change_pct, teacher),
             f"{row.achieved_sparsity:.1%}",
