@@ -3,41 +3,31 @@
     python scripts/stage_times.py results/embedded
 
 Prints, per stage (the folders under benchmarks/), the number of jobs, their summed wall
-seconds and the longest job, as a Markdown table. Summed seconds are job time, not wall
-time: jobs of one stage may have run side by side.
+minutes and the longest job, as a Markdown table, then the run's wall-clock span as the
+files tell it (asrprune.results.stage_times explains both; RESULTS.md has the same).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 from pathlib import Path
 
-
-def stage_times(run_dir: Path) -> dict[str, list[tuple[str, float]]]:
-    """Stage -> [(job, wall seconds)], from benchmarks/<stage>/<job>.tsv."""
-    stages: dict[str, list[tuple[str, float]]] = {}
-    bench = run_dir / "benchmarks"
-    if not bench.is_dir():
-        raise SystemExit(f"no benchmarks folder in {run_dir}")
-    for path in sorted(bench.glob("*/*.tsv")):
-        with path.open() as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        if rows:  # the last line is the latest run of the job
-            stages.setdefault(path.parent.name, []).append((path.stem, float(rows[-1]["s"])))
-    return stages
+from asrprune.errors import AsrpruneError
+from asrprune.results.stage_times import read_jobs, stages_markdown, wall_span
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="results/<run>")
     args = parser.parse_args()
-    print("| stage | jobs | summed minutes | longest job (min) |")
-    print("| --- | ---: | ---: | --- |")
-    for stage, jobs in stage_times(args.run_dir).items():
-        name, longest = max(jobs, key=lambda j: j[1])
-        total = sum(s for _, s in jobs)
-        print(f"| {stage} | {len(jobs)} | {total / 60:.1f} | {name} ({longest / 60:.1f}) |")
+    try:
+        jobs = read_jobs(args.run_dir / "benchmarks")
+        span = wall_span(jobs)
+    except AsrpruneError as e:
+        sys.exit(f"stage_times.py: error: {e}")
+    print(stages_markdown(jobs), end="")
+    print(f"\nwall-clock span of the benchmark files: {span / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import subprocess
 import sys
 
@@ -288,6 +289,24 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
     for stem in figure_names(SMOKE_METHODS):
         for ext in ("png", "pdf"):
             assert (smoke_run / f"figures/{stem}.{ext}").stat().st_size > 1000
+
+
+def test_results_doc_is_written_from_the_runs_files(smoke_run):
+    from asrprune.results.layout import figure_names
+    from tests.results.trace import file_numbers, stage_numbers, untraced
+
+    text = (smoke_run / "RESULTS.md").read_text()
+    inputs = [smoke_run / "data/report.json", smoke_run / "metrics/teacher.json"]
+    inputs += [smoke_run / "speed.csv", *(smoke_run / "tables").glob("*.md")]
+    own = smoke_run / "benchmarks/results/results_doc.tsv"
+    sources = file_numbers(inputs) | stage_numbers(smoke_run / "benchmarks", exclude=[own])
+    assert untraced(text, sources) == []
+    sections = ["Data", "Teacher", "Tables", "Speed", "Figures", "Stage times", "Code"]
+    assert re.findall(r"^## (.+)$", text, flags=re.M) == sections
+    assert (smoke_run / "tables/table1.md").read_text() in text
+    links = re.findall(r"\]\((figures/[^)]+)\)", text)
+    assert sorted(links) == sorted(f"figures/{f}.png" for f in figure_names(SMOKE_METHODS))
+    assert "Code version: commit `" in text  # the workflow runs from a git checkout
 
 
 def test_report_is_built_with_the_tables_and_figures(smoke_run):

@@ -245,6 +245,25 @@ def _figures(a):
         print(path)
 
 
+@command("results-doc", "RESULTS.md: the run's data, teacher, tables, speed, figures, times, code")
+def _results_doc(a):
+    from asrprune.results.document import write_document
+
+    write_document(
+        a.out,
+        run=a.run,
+        data_report=a.data_report,
+        teacher=a.teacher,
+        tables=a.tables,
+        speed=a.speed,
+        figures=a.figures,
+        benchmarks=a.benchmarks,
+        exclude_benchmarks=a.exclude_benchmarks,
+        repo=a.repo,
+    )
+    print(a.out)
+
+
 @command("compare", "paired bootstrap of two models' WER per split: is a really better than b?")
 def _compare(a):
     from asrprune.results.significance import compare_models
@@ -409,6 +428,19 @@ def _build_parser() -> argparse.ArgumentParser:
         p[name].add_argument("--out-dir", required=True)
     p["figures"].add_argument("--summaries", nargs="*", default=[], help="L0 jobs' summaries")
     p["figures"].add_argument("--teacher", required=True, help="the teacher's model file")
+
+    p["results-doc"].add_argument("--run", required=True, help="the run's name")
+    p["results-doc"].add_argument("--data-report", required=True, help="data/report.json")
+    p["results-doc"].add_argument("--teacher", required=True, help="metrics/teacher.json")
+    p["results-doc"].add_argument("--tables", nargs="+", required=True, help="tables/*.md")
+    p["results-doc"].add_argument("--speed", required=True, help="speed.csv of rule speed")
+    p["results-doc"].add_argument("--figures", nargs="*", default=[], help="figures/*.png")
+    p["results-doc"].add_argument("--benchmarks", required=True, help="the run's benchmarks/")
+    p["results-doc"].add_argument(
+        "--exclude-benchmarks", nargs="*", default=[], help="benchmark files not to count"
+    )
+    p["results-doc"].add_argument("--repo", help="the workflow's repository (its commit)")
+    p["results-doc"].add_argument("--out", required=True, help="the Markdown file to write")
 
     p["run-name"].add_argument("--default-config", default="config/config.yaml")
     p["run-name"].add_argument("snakemake_args", nargs="*", help="Snakemake's arguments")

@@ -77,3 +77,38 @@ rule figures:
         "asrprune figures --metrics-dir {params.metrics_dir} --summaries {input.summaries}"
         " --speed {input.speed} --teacher {input.teacher} --methods {params.methods}"
         " --sparsities {params.sparsities} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+# RESULTS.md from the run's own files, last: it waits for every other result so that its
+# stage times count every job (but its own).
+rule results_doc:
+    input:
+        data_report=f"{R}/data/report.json",
+        teacher=f"{R}/metrics/teacher.json",
+        tables=[path for path in table_files() if path.endswith(".md")],
+        speed=f"{R}/speed.csv",
+        figures=[path for path in figure_files() if path.endswith(".png")],
+        run=run_targets(),
+    output:
+        f"{R}/RESULTS.md",
+    log:
+        log_path("results", "results_doc"),
+    benchmark:
+        bench_path("results", "results_doc")
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **rule_resources("results_doc"),
+    params:
+        run=RUN,
+        benchmarks=f"{R}/benchmarks",
+        own_benchmark=bench_path("results", "results_doc"),
+        repo=workflow.basedir,
+    shell:
+        "asrprune results-doc --run {params.run} --data-report {input.data_report}"
+        " --teacher {input.teacher} --tables {input.tables} --speed {input.speed}"
+        " --figures {input.figures} --benchmarks {params.benchmarks}"
+        " --exclude-benchmarks {params.own_benchmark} --repo {params.repo:q}"
+        " --out {output} > {log} 2>&1"

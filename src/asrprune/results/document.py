@@ -1,0 +1,276 @@
+"""RESULTS.md: one run's results as a document, written from the run's own files.
+
+Sections, each from one kind of file: the data report (``data/report.json``), the
+teacher's WER per split and decoding (``metrics/teacher.json``: ``wer``, the tables'
+decoding, and ``full`` when the run decoded the teacher a second way too), the tables
+and their significance tables as rule tables wrote them (``tables/*.md``, copied), the
+speed table (``speed.csv``), links to the figures, the time per stage and the run's
+wall-clock span (the benchmark files; see ``stage_times``), and the code version.
+
+Every number printed is a number of those files, rounded, except the stage times'
+sums, counts and span, which are computed from the benchmark files as stated beside
+them. The output depends on the files alone, except the code version line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from asrprune.errors import AsrpruneError
+from asrprune.io import atomic_open, read_json
+from asrprune.results.stage_times import read_jobs, stages_markdown, wall_span
+from asrprune.results.tables import read_speed
+
+NONE = "-"  # a cell with nothing to show
+
+
+# -----------------------------------------------------------------------------
+# reading
+
+
+def _read_json(path: str | os.PathLike, what: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise AsrpruneError(f"{what} not found: {path}")
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise AsrpruneError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def _get(data: dict, path: str | os.PathLike, *keys: str):
+    value = data
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is missing")
+        value = value[key]
+    return value
+
+
+def _number(value, path: str | os.PathLike, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AsrpruneError(f"{path}: field {field!r} is not a number: {value!r}")
+    return value
+
+
+def code_version(repo: str | os.PathLike) -> str:
+    """The commit checked out in ``repo`` and whether its tree differs from it (tracked
+    changes or untracked files); "unknown" when ``repo`` is not a git checkout."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+        status = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True
+        )
+    except OSError:  # no git program
+        return "unknown (git is not installed)"
+    if head.returncode != 0 or status.returncode != 0:
+        return "unknown (the workflow is not in a git checkout)"
+    state = "with uncommitted changes" if status.stdout.strip() else "clean"
+    return f"commit `{head.stdout.strip()}`, working tree {state}"
+
+
+# -----------------------------------------------------------------------------
+# sections
+
+
+def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def data_section(path: str | os.PathLike) -> str:
+    report = _read_json(path, "data report")
+    splits = _get(report, path, "splits")
+    rows = []
+    for split, s in splits.items():
+        reasons = s.get("excluded_by_reason", {})
+        fields = ("utterances", "hours", "speakers", "excluded")
+        n, hours, speakers, excluded = (
+            _number(_get(report, path, "splits", split, f), path, f"splits.{split}.{f}")
+            for f in fields
+        )
+        rows.append(
+            (
+                split,
+                str(n),
+                f"{hours:.3f}",
+                str(speakers),
+                str(excluded),
+                ", ".join(f"{k} {v}" for k, v in reasons.items()) or NONE,
+            )
+        )
+    total = _get(report, path, "total")
+    rows.append(
+        (
+            "total",
+            str(_number(_get(total, path, "utterances"), path, "total.utterances")),
+            f"{_number(_get(total, path, 'hours'), path, 'total.hours'):.3f}",
+            NONE,
+            str(_number(_get(total, path, "excluded"), path, "total.excluded")),
+            NONE,
+        )
+    )
+    header = ("split", "utterances", "hours", "speakers", "excluded", "exclusions by reason")
+    align = ("---", "---:", "---:", "---:", "---:", "---")
+    source = _get(report, path, "source")
+    return (
+        f"Source: {source}. Utterances kept per split, their hours and speakers, and the "
+        "utterances excluded by the data checks (`data/report.json`).\n\n"
+        + _table(header, align, rows)
+    )
+
+
+def describe_decoding(decoding: dict) -> str:
+    """A decoding dict of the metrics (``method``, ``beam``, ``lm``) in words, e.g.
+    "beam search of width 8 with a 6-gram token LM at weight 0.3"."""
+    if decoding.get("method") == "greedy":
+        text = "greedy search"
+    else:
+        text = f"{decoding.get('method', '?')} search of width {decoding.get('beam', '?')}"
+    lm = decoding.get("lm")
+    if lm:
+        text += f" with a {lm.get('order', '?')}-gram token LM at weight {lm.get('weight', '?')}"
+    elif decoding.get("method") != "greedy":
+        text += " without an LM"
+    return text
+
+
+def teacher_section(path: str | os.PathLike) -> str:
+    metrics = _read_json(path, "teacher metrics")
+    decodings = {"wer": metrics}
+    if "full" in metrics:
+        decodings["full"] = _get(metrics, path, "full")
+    described = {
+        key: describe_decoding(_get(d, path, "decoding")) for key, d in decodings.items()
+    }
+    header = ["split", "reference words"]
+    header += [f"WER % (`{key}`)" for key in decodings]
+    rows = []
+    for split in _get(metrics, path, "wer"):
+        words = metrics.get("errors", {}).get(split, {}).get("ref_words")
+        cells = [split, NONE if words is None else str(words)]
+        for key, d in decodings.items():
+            wer = d.get("wer", {}).get(split)
+            field = "wer" if key == "wer" else "full.wer"
+            cells.append(NONE if wer is None else f"{_number(wer, path, field):.2f}")
+        rows.append(cells)
+    lines = [f"- `wer`: {described['wer']}, the decoding of every model in the tables."]
+    if "full" in decodings:
+        lines.append(f"- `full`: {described['full']}.")
+    align = ("---", "---:", *("---:",) * len(decodings))
+    return (
+        "Word error rate per split (`metrics/teacher.json`), decoded as follows:\n\n"
+        + "\n".join(lines)
+        + "\n\n"
+        + _table(header, align, rows)
+    )
+
+
+def table_title(stem: str) -> str:
+    """``table1`` -> "Table 1", ``table2_significance`` -> "Table 2: significance"."""
+    m = re.fullmatch(r"table(\d+)(_significance)?", stem)
+    if not m:
+        return stem
+    return f"Table {m[1]}" + (": significance" if m[2] else "")
+
+
+def tables_section(tables: Sequence[str | os.PathLike]) -> str:
+    parts = []
+    for path in map(Path, tables):
+        if not path.is_file():
+            raise AsrpruneError(f"table not found: {path}")
+        parts.append(
+            f"### {table_title(path.stem)}\n\n`tables/{path.name}`:\n\n"
+            + path.read_text(encoding="utf-8").rstrip("\n")
+            + "\n"
+        )
+    return "\n".join(parts)
+
+
+def speed_section(path: str | os.PathLike) -> str:
+    speed = read_speed(path)
+    if "rtf_ratio" not in speed.columns:
+        raise AsrpruneError(f"{path}: column 'rtf_ratio' is missing")
+    rows = [
+        (model, f"{row.rtf_median:.4g}", f"{row.rtf_ratio:.2f}")
+        for model, row in speed.iterrows()
+    ]
+    return (
+        "The encoder's real-time factor on one thread, the median over timed rounds, and its "
+        "ratio to the teacher's (`speed.csv`; asrprune.speed defines both).\n\n"
+        + _table(("model", "RTF", "RTF / teacher's"), ("---", "---:", "---:"), rows)
+    )
+
+
+def figures_section(figures: Sequence[str | os.PathLike], base: Path) -> str:
+    links = [
+        f"- [{Path(f).stem}]({Path(os.path.relpath(f, base)).as_posix()})" for f in figures
+    ]
+    return "\n".join(links) + "\n"
+
+
+def stages_section(benchmarks: str | os.PathLike, exclude: Sequence[str | os.PathLike]) -> str:
+    jobs = read_jobs(benchmarks, exclude)
+    span = wall_span(jobs)
+    return (
+        "Per stage (`benchmarks/<stage>/<job>.tsv`): its jobs, their wall minutes summed "
+        "(job time: jobs of a stage may have run side by side) and its longest job.\n\n"
+        + stages_markdown(jobs)
+        + f"\nWall-clock span of the run: {span / 60:.1f} min. This is not a measured "
+        "duration: it is computed from the benchmark files as the latest file's "
+        "modification time minus the earliest job start (a file's modification time "
+        "less its job's seconds), so a run resumed after a pause spans the pause, and a "
+        "job run again moves it. This document's own job is not counted.\n"
+    )
+
+
+# -----------------------------------------------------------------------------
+# the document
+
+
+def build_document(
+    *,
+    run: str,
+    data_report: str | os.PathLike,
+    teacher: str | os.PathLike,
+    tables: Sequence[str | os.PathLike],
+    speed: str | os.PathLike,
+    figures: Sequence[str | os.PathLike],
+    benchmarks: str | os.PathLike,
+    out: str | os.PathLike,
+    exclude_benchmarks: Sequence[str | os.PathLike] = (),
+    repo: str | os.PathLike | None = None,
+) -> str:
+    """RESULTS.md's text; figure links are relative to ``out``'s folder. ``repo``: the
+    workflow's repository, whose commit the document names (None: unknown)."""
+    version = code_version(repo) if repo is not None else "unknown (no repository given)"
+    sections = [
+        ("Data", data_section(data_report)),
+        ("Teacher", teacher_section(teacher)),
+        ("Tables", tables_section(tables)),
+        ("Speed", speed_section(speed)),
+        ("Figures", figures_section(figures, Path(out).parent)),
+        ("Stage times", stages_section(benchmarks, exclude_benchmarks)),
+        ("Code", f"Code version: {version}.\n"),
+    ]
+    head = (
+        f"# Results of run `{run}`\n\n"
+        "Written by the workflow (rule results_doc) from this run's own result files, "
+        "named in each section; regenerate it rather than edit it.\n"
+    )
+    return head + "".join(f"\n## {title}\n\n{body}" for title, body in sections)
+
+
+def write_document(out: str | os.PathLike, **kwargs) -> str:
+    """Build the document (``build_document``'s arguments) and write it to ``out``."""
+    text = build_document(out=out, **kwargs)
+    with atomic_open(out) as f:
+        f.write(text)
+    return text
