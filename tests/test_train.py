@@ -11,8 +11,8 @@ from torch import nn
 
 from asrprune.config import settings_from_dict
 from asrprune.data.batching import Batch
+from asrprune.device import has_native_bf16
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import has_native_bf16
 from asrprune.io import read_json
 from asrprune.model import ModelConfig, Transducer, load_model
 from asrprune.train import (

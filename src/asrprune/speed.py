@@ -45,9 +45,10 @@ import torch
 from asrprune.data.features import Cmvn, FeatureStore
 from asrprune.data.manifest import Utterance, read_manifest
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import BYTES_PER_PARAM, FLOPS_FRAMES, MB, search
+from asrprune.evaluate import BYTES_PER_PARAM, FLOPS_FRAMES, MB
 from asrprune.io import atomic_open
 from asrprune.model import Transducer, load_model
+from asrprune.model.decoding import search
 
 SPLIT = "test-clean"  # the utterances are drawn from this split
 COLUMNS = (

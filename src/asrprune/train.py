@@ -52,13 +52,16 @@ from asrprune.data.batching import (
     SpecAugment,
     UtteranceDataset,
     collate,
+    length_batches,
 )
 from asrprune.data.features import Cmvn
 from asrprune.data.tokenizer import Tokenizer
+from asrprune.device import has_native_bf16, resolve_device
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import has_native_bf16, length_batches, resolve_device, search, word_errors
+from asrprune.evaluate import word_errors
 from asrprune.io import atomic_path, read_json, write_json
 from asrprune.model import ModelConfig, Transducer, save_model
+from asrprune.model.decoding import search
 from asrprune.workdir import claim_work_dir, file_digests, split_files
 
 CHECKPOINT_FORMAT = "asrprune-train-state"

@@ -9,7 +9,7 @@ from asrprune.model.conformer import (
     FeedForward,
     RelPositionMultiHeadAttention,
 )
-from asrprune.model.decoding import beam_search, greedy_search
+from asrprune.model.decoding import beam_search, greedy_search, search
 from asrprune.model.io import load_model, save_model
 from asrprune.model.structure import BlockStructure, EncoderStructure, ModelConfig
 from asrprune.model.transducer import (
@@ -40,4 +40,5 @@ __all__ = [
     "greedy_search",
     "load_model",
     "save_model",
+    "search",
 ]
