@@ -11,7 +11,7 @@ from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
 from asrprune.model import EncoderStructure, Transducer, load_model
-from asrprune.pruning.hardconcrete import LEFT, RIGHT, TEMPERATURE
+from asrprune.model.hardconcrete import LEFT, RIGHT, TEMPERATURE
 from asrprune.pruning.job import PRUNED, run_prune
 from asrprune.pruning.l0 import (
     METHODS,
