@@ -147,9 +147,9 @@ def load_speed_models(paths: Sequence[str | os.PathLike]) -> list[SpeedModel]:
         name = Path(path).stem
         if any(m.name == name for m in models):
             raise AsrpruneError(f"{path}: a second model named {name!r}")
-        model, _, cmvn_state, _ = load_model(path)  # names the file if missing or unreadable
-        cmvn = Cmvn.from_dict(cmvn_state, f"{path} (cmvn)")
-        models.append(SpeedModel(name, model.eval(), cmvn))
+        saved = load_model(path)  # names the file if missing or unreadable
+        cmvn = Cmvn.from_dict(saved.cmvn, f"{path} (cmvn)")
+        models.append(SpeedModel(name, saved.model.eval(), cmvn))
     return models
 
 

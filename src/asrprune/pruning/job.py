@@ -261,7 +261,8 @@ def run_prune(
 
     if pruned_path.is_file():
         print(f"{pruned_path} exists: pruning is done, fine-tuning", file=sys.stderr)
-        compact, _, _, record = load_model(pruned_path)
+        saved = load_model(pruned_path)
+        compact, record = saved.model, saved.extra
     else:
         if method_name in METHODS:
             compact, phase = _prune_l0(job, method_name, sparsity, l0, prune_settings)
