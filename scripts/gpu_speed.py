@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(0)
     if a.models:
-        models = {Path(m).stem: load_model(m)[0] for m in a.models}
+        models = {Path(m).stem: load_model(m).model for m in a.models}
     else:
         config = load_config(*a.config)
         values = {**config["model"], "vocab_size": config["data"]["tokenizer"]["vocab_size"]}

@@ -22,7 +22,8 @@ import torch
 
 from asrprune.data.batching import UtteranceDataset
 from asrprune.data.manifest import read_manifest
-from asrprune.evaluate import LmSettings, decode_dataset, transcript_lm, word_errors
+from asrprune.decode import decode_dataset
+from asrprune.evaluate import LmSettings, transcript_lm, word_errors
 from asrprune.model.decoding import Fusion
 from asrprune.model.lexicon import Lexicon
 from asrprune.model_file import open_model_file

@@ -12,7 +12,6 @@ from asrprune.errors import AsrpruneError
 from asrprune.evaluate import (
     LmSettings,
     evaluate_model,
-    length_batches,
     transcript_lm,
     word_errors,
 )
@@ -43,14 +42,6 @@ def test_word_errors_on_fixed_strings():
         word_errors(["A", " "], ["A", "B"])
 
 
-def test_length_batches_keep_the_budget_and_cover_everything():
-    lengths = [50, 10, 300, 20, 20, 90]
-    batches = length_batches(lengths, 100)
-    assert sorted(i for b in batches for i in b) == list(range(6))
-    assert all(len(b) * max(lengths[i] for i in b) <= 100 or len(b) == 1 for b in batches)
-    assert batches[-1] == [2]  # over the budget: alone, not refused
-
-
 def test_known_hypotheses_give_the_expected_json_and_files(corpus, tmp_path, monkeypatch):
     """Decoding replaced by a table, so every error is known; features checked on the way."""
     config = resolve_model_config(tiny_model_config(), corpus.tokenizer)
@@ -78,7 +69,7 @@ def test_known_hypotheses_give_the_expected_json_and_files(corpus, tmp_path, mon
             seen.append(uid)
         return [corpus.tokenizer.encode(hyps[uid]) for uid in batch.ids]
 
-    monkeypatch.setattr("asrprune.evaluate.decode_batch", fake_decode)
+    monkeypatch.setattr("asrprune.decode.decode_batch", fake_decode)
     result = evaluate_model(
         tmp_path / "m.pt",
         {

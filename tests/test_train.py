@@ -11,8 +11,8 @@ from torch import nn
 
 from asrprune.config import settings_from_dict
 from asrprune.data.batching import Batch
+from asrprune.device import has_native_bf16
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import has_native_bf16
 from asrprune.io import read_json
 from asrprune.model import ModelConfig, Transducer, load_model
 from asrprune.train import (
@@ -286,10 +286,11 @@ def test_train_teacher_writes_the_model_and_logs_to_mlflow(corpus, tmp_path, mon
         progress=False,
     )
     summary = train_teacher(**kwargs)
-    model, tok_bytes, cmvn, extra = load_model(tmp_path / "models" / "teacher.pt")
-    assert model.config.vocab_size == corpus.tokenizer.vocab_size
-    assert tok_bytes == corpus.bpe.read_bytes()
-    torch.testing.assert_close(cmvn["mean"], corpus.cmvn.mean)
+    saved = load_model(tmp_path / "models" / "teacher.pt")
+    extra = saved.extra
+    assert saved.model.config.vocab_size == corpus.tokenizer.vocab_size
+    assert saved.tokenizer_bytes == corpus.bpe.read_bytes()
+    torch.testing.assert_close(saved.cmvn["mean"], corpus.cmvn.mean)
     assert extra["step"] == 4 and extra["dev_wer"] == summary["dev_wer"] is not None
 
     run = mlflow.get_run(summary["mlflow_run_id"])
@@ -311,7 +312,7 @@ def test_train_teacher_writes_the_model_and_logs_to_mlflow(corpus, tmp_path, mon
     changed = {**kwargs, "settings": {**kwargs["settings"], "peak_lr": 2e-3}}
     fresh = train_teacher(**changed)
     assert fresh["mlflow_run_id"] != summary["mlflow_run_id"]
-    assert load_model(tmp_path / "models" / "teacher.pt")[3]["step"] == 4
+    assert load_model(tmp_path / "models" / "teacher.pt").extra["step"] == 4
 
 
 def test_vocab_size_comes_from_the_tokenizer(corpus):

@@ -19,17 +19,17 @@ from pathlib import Path
 import jiwer
 import torch
 
-from asrprune.data.batching import Batch, UtteranceDataset, collate
+from asrprune.data.batching import UtteranceDataset
 from asrprune.data.manifest import read_manifest
 from asrprune.data.tokenizer import Tokenizer
+from asrprune.decode import decode_dataset
+from asrprune.device import resolve_device
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, write_json
-from asrprune.model import Transducer, beam_search, greedy_search
-from asrprune.model.decoding import Fusion
+from asrprune.model.decoding import MAX_SYMBOLS_PER_FRAME, Fusion
 from asrprune.model.ngram import TokenNgram
 from asrprune.model_file import open_model_file
 
-MAX_SYMBOLS_PER_FRAME = 3  # greedy search: tokens one encoder frame may emit at most
 BYTES_PER_PARAM = 4  # fp32
 MB = 1e6  # decimal megabytes
 FLOPS_FRAMES = 1000  # FLOPs are reported for a 10 s utterance
@@ -77,108 +77,6 @@ def word_errors(refs: Sequence[str], hyps: Sequence[str]) -> WordErrors:
         ref_words=n,
         utterances=len(refs),
     )
-
-
-# -----------------------------------------------------------------------------
-# decoding
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` or ``"auto"``: the first CUDA device when there is one, else the CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AsrpruneError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
-def has_native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 matmuls natively: a CUDA GPU with bf16 (A100, H100;
-    not a V100), or a CPU with AVX512-BF16 or AMX. On this project's 2-core AMD EPYC
-    (AVX512-BF16) a teacher step under bf16 autocast took 0.87x its fp32 time."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(
-            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-        )
-    return False
-
-
-def length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
-    """Indices into ``lengths`` cut into batches of ascending length, each of padded size
-    ``len(batch) * longest <= max_frames``; an utterance longer than the budget goes alone.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    for i in order:
-        if batch and (len(batch) + 1) * lengths[i] > max_frames:
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    if batch:
-        batches.append(batch)
-    return batches
-
-
-def search(
-    model: Transducer,
-    encoder_out: torch.Tensor,
-    encoder_lens: torch.Tensor,
-    beam: int = 0,
-    fusion: Fusion | None = None,
-) -> list[list[int]]:
-    """Token ids per utterance: greedy search for ``beam`` 0 or 1, else modified beam search
-    (with ``fusion``, shallow fusion of an n-gram LM; beam search only)."""
-    if beam < 0:
-        raise AsrpruneError(f"beam must be 0 (greedy) or positive, got {beam}")
-    if beam <= 1:
-        if fusion is not None:
-            raise AsrpruneError("language-model fusion needs beam search (beam >= 2)")
-        return greedy_search(model, encoder_out, encoder_lens, MAX_SYMBOLS_PER_FRAME)
-    return beam_search(model, encoder_out, encoder_lens, beam, fusion)
-
-
-@torch.no_grad()
-def decode_batch(
-    model: Transducer, batch: Batch, beam: int = 0, fusion: Fusion | None = None
-) -> list[list[int]]:
-    """Encoder and search on one collated batch (already on the model's device)."""
-    enc, enc_lens, _ = model.encoder(batch.feats, batch.feat_lens)
-    return search(model, enc, enc_lens, beam, fusion)
-
-
-def decode_dataset(
-    model: Transducer,
-    dataset: UtteranceDataset,
-    *,
-    batch_frames: int,
-    beam: int = 0,
-    device: torch.device | str = "cpu",
-    indices: Sequence[int] | None = None,
-    fusion: Fusion | None = None,
-) -> list[dict]:
-    """Decode utterances of ``dataset`` (all, or ``indices``) in eval mode.
-
-    Returns one ``{"id", "ref", "hyp"}`` per utterance, in dataset order.
-    """
-    indices = list(range(len(dataset))) if indices is None else list(indices)
-    lengths = [dataset.lengths[i] for i in indices]
-    was_training = model.training
-    model.eval()
-    rows: dict[int, dict] = {}
-    try:
-        for positions in length_batches(lengths, batch_frames):
-            items = [dataset[indices[p]] for p in positions]
-            batch = collate(items).to(device)
-            for p, ids in zip(positions, decode_batch(model, batch, beam, fusion), strict=True):
-                utt = dataset.utts[indices[p]]
-                rows[p] = {"id": utt.id, "ref": utt.text, "hyp": dataset.tokenizer.decode(ids)}
-    finally:
-        model.train(was_training)
-    return [rows[p] for p in range(len(indices))]
 
 
 # -----------------------------------------------------------------------------

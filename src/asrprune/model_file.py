@@ -29,10 +29,10 @@ class ModelFile:
 
 def open_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ModelFile:
     """Load ``path`` (errors name it); the model goes to ``map_location``."""
-    model, tok_bytes, cmvn_state, extra = load_model(path, map_location=map_location)
+    saved = load_model(path, map_location=map_location)
     return ModelFile(
-        model,
-        Tokenizer.from_bytes(tok_bytes, f"{path} (embedded tokenizer)"),
-        Cmvn.from_dict(cmvn_state, f"{path} (cmvn)"),
-        extra,
+        saved.model,
+        Tokenizer.from_bytes(saved.tokenizer_bytes, f"{path} (embedded tokenizer)"),
+        Cmvn.from_dict(saved.cmvn, f"{path} (cmvn)"),
+        saved.extra,
     )

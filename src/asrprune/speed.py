@@ -45,9 +45,10 @@ import torch
 from asrprune.data.features import Cmvn, FeatureStore
 from asrprune.data.manifest import Utterance, read_manifest
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import BYTES_PER_PARAM, FLOPS_FRAMES, MB, search
+from asrprune.evaluate import BYTES_PER_PARAM, FLOPS_FRAMES, MB
 from asrprune.io import atomic_open
 from asrprune.model import Transducer, load_model
+from asrprune.model.decoding import search
 
 SPLIT = "test-clean"  # the utterances are drawn from this split
 COLUMNS = (
@@ -146,9 +147,9 @@ def load_speed_models(paths: Sequence[str | os.PathLike]) -> list[SpeedModel]:
         name = Path(path).stem
         if any(m.name == name for m in models):
             raise AsrpruneError(f"{path}: a second model named {name!r}")
-        model, _, cmvn_state, _ = load_model(path)  # names the file if missing or unreadable
-        cmvn = Cmvn.from_dict(cmvn_state, f"{path} (cmvn)")
-        models.append(SpeedModel(name, model.eval(), cmvn))
+        saved = load_model(path)  # names the file if missing or unreadable
+        cmvn = Cmvn.from_dict(saved.cmvn, f"{path} (cmvn)")
+        models.append(SpeedModel(name, saved.model.eval(), cmvn))
     return models
 
 

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import torch
 
 from asrprune.data.features import SAMPLE_RATE, compute_fbank, load_audio
+from asrprune.device import resolve_device
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import NO_LM, LmSettings, resolve_device, search, transcript_lm
+from asrprune.evaluate import NO_LM, LmSettings, transcript_lm
+from asrprune.model.decoding import search
 from asrprune.model_file import open_model_file
 
 

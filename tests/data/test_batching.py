@@ -14,6 +14,7 @@ from asrprune.data.batching import (
     SpecAugment,
     UtteranceDataset,
     collate,
+    length_batches,
     make_loader,
 )
 from asrprune.data.features import FeatureStore, compute_cmvn, extract_features
@@ -50,6 +51,14 @@ def epoch(sampler: DurationBucketSampler) -> list[list[int]]:
 
 # -----------------------------------------------------------------------------
 # sampler
+
+
+def test_length_batches_keep_the_budget_and_cover_everything():
+    lengths = [50, 10, 300, 20, 20, 90]
+    batches = length_batches(lengths, 100)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert all(len(b) * max(lengths[i] for i in b) <= 100 or len(b) == 1 for b in batches)
+    assert batches[-1] == [2]  # over the budget: alone, not refused
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -27,13 +27,14 @@ def test_round_trip_gives_identical_outputs(tmp_path, predictor, structure):
     assert raw["structure"] == model.structure.to_dict()
     assert raw["tokenizer"].dtype == torch.uint8
 
-    loaded, tok, cmvn_state, extra = load_model(path)
+    saved = load_model(path)
+    loaded, cmvn_state = saved.model, saved.cmvn
     assert not loaded.training
     assert loaded.structure == model.structure and loaded.config == model.config
-    assert tok == TOKENIZER
+    assert saved.tokenizer_bytes == TOKENIZER
     assert torch.equal(cmvn_state["mean"], cmvn.mean) and torch.equal(cmvn_state["std"], cmvn.std)
     assert cmvn_state["frames"] == 1234
-    assert extra == {"step": 7}
+    assert saved.extra == {"step": 7}
     batch = tiny_batch()
     with torch.no_grad():
         a, b = model(*batch, return_hidden=True), loaded(*batch, return_hidden=True)
@@ -44,10 +45,11 @@ def test_round_trip_gives_identical_outputs(tmp_path, predictor, structure):
 def test_cmvn_from_to_dict_and_empty_tokenizer(tmp_path):
     cmvn = Cmvn(torch.zeros(80), torch.ones(80), frames=5)
     save_model(tmp_path / "m.pt", tiny_model(), b"", cmvn.to_dict())
-    _, tok, state, extra = load_model(tmp_path / "m.pt")
+    saved = load_model(tmp_path / "m.pt")
+    state = saved.cmvn
     assert torch.equal(state["std"], torch.ones(80)) and state["frames"] == 5
     assert state["per_utterance"] is False
-    assert tok == b"" and extra == {}
+    assert saved.tokenizer_bytes == b"" and saved.extra == {}
 
 
 @pytest.mark.parametrize("given", ["dict", "module"])
@@ -56,8 +58,7 @@ def test_per_utterance_cmvn_travels_in_the_model_file(tmp_path, given):
     is loaded (evaluation, pruning, speed, transcribe): the mode is part of the file."""
     cmvn = Cmvn(torch.randn(80), torch.rand(80) + 0.5, frames=9, per_utterance=True)
     save_model(tmp_path / "m.pt", tiny_model(), b"", cmvn.to_dict() if given == "dict" else cmvn)
-    _, _, state, _ = load_model(tmp_path / "m.pt")
-    loaded = Cmvn.from_dict(state)
+    loaded = Cmvn.from_dict(load_model(tmp_path / "m.pt").cmvn)
     assert loaded.per_utterance and loaded.frames == 9
     x = torch.randn(30, 80)
     torch.testing.assert_close(loaded.apply(x), cmvn.apply(x))
@@ -69,10 +70,11 @@ def test_the_model_moves_to_its_device_and_cmvn_stays_on_the_cpu(tmp_path):
     device stands in for a GPU on machines without one."""
     cmvn = Cmvn(torch.randn(80), torch.rand(80) + 0.5)
     save_model(tmp_path / "m.pt", tiny_model(), TOKENIZER, cmvn.to_dict())
-    model, tok, state, _ = load_model(tmp_path / "m.pt", map_location="meta")
-    assert {p.device.type for p in model.parameters()} == {"meta"}
+    saved = load_model(tmp_path / "m.pt", map_location="meta")
+    state = saved.cmvn
+    assert {p.device.type for p in saved.model.parameters()} == {"meta"}
     assert state["mean"].device.type == state["std"].device.type == "cpu"
-    assert torch.equal(state["mean"], cmvn.mean) and tok == TOKENIZER
+    assert torch.equal(state["mean"], cmvn.mean) and saved.tokenizer_bytes == TOKENIZER
 
 
 def test_extra_must_be_json_safe(tmp_path):

@@ -7,9 +7,8 @@ import torch
 
 from asrprune.data.batching import Batch
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import search
 from asrprune.model import ConformerEncoder, Transducer, beam_search, greedy_search
-from asrprune.model.decoding import Fusion
+from asrprune.model.decoding import Fusion, search
 from asrprune.model.lexicon import Lexicon
 from asrprune.model.ngram import TokenNgram
 from tests.model.tiny import VOCAB, pruned_structure, tiny_batch, tiny_config, tiny_model

@@ -11,7 +11,7 @@ from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
 from asrprune.model import EncoderStructure, Transducer, load_model
-from asrprune.pruning.hardconcrete import LEFT, RIGHT, TEMPERATURE
+from asrprune.model.hardconcrete import LEFT, RIGHT, TEMPERATURE
 from asrprune.pruning.job import PRUNED, run_prune
 from asrprune.pruning.l0 import (
     METHODS,
@@ -175,7 +175,8 @@ def pruned(tmp_path_factory):
 def test_a_job_reaches_its_budget_and_writes_a_compact_model(pruned):
     root, summary, _ = pruned
     record = read_json(root / "summary.json")
-    model, _, _, extra = load_model(root / "model.pt")
+    saved = load_model(root / "model.pt")
+    model, extra = saved.model, saved.extra
     assert model.structure != EncoderStructure.full(model.config)
     assert not model.encoder.gates()
     # a short run on a toy model: near the target, not on it (the default run is measured)
@@ -244,7 +245,7 @@ def test_a_baseline_job_meets_its_target_and_trains_as_long_as_ours(
     assert record["prune_steps"] == prune_steps
     assert summary["finetune_steps"] == finetune_steps
     assert 0.3 <= record["sparsity"] < 0.36
-    model, _, _, _ = load_model(tmp_path / f"{name}.pt")
+    model = load_model(tmp_path / f"{name}.pt").model
     assert model.param_counts().prunable == record["prunable_params"]
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from asrprune.model import Transducer
-from asrprune.pruning.hardconcrete import HardConcrete
+from asrprune.model.hardconcrete import HardConcrete
 from asrprune.pruning.l0 import GateKinds, gated_student
 from asrprune.pruning.magnitude import (
     MagnitudeRanking,

@@ -84,6 +84,26 @@ class UtteranceDataset(Dataset):
 # sampler
 
 
+def length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
+    """Indices into ``lengths`` cut into batches of ascending length, each of padded size
+    ``len(batch) * longest <= max_frames``; an utterance longer than the budget goes alone.
+
+    For decoding (evaluation, the trainer's dev WER): one pass in a fixed order, unlike the
+    training sampler below, which refuses over-long utterances and shuffles.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) + 1) * lengths[i] > max_frames:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 class DurationBucketSampler(Sampler[list[int]]):
     """Length-bucketed batches of dataset indices under a frame budget.
 

@@ -9,8 +9,8 @@ from asrprune.model.conformer import (
     FeedForward,
     RelPositionMultiHeadAttention,
 )
-from asrprune.model.decoding import beam_search, greedy_search
-from asrprune.model.io import load_model, save_model
+from asrprune.model.decoding import beam_search, greedy_search, search
+from asrprune.model.io import SavedModel, load_model, save_model
 from asrprune.model.structure import BlockStructure, EncoderStructure, ModelConfig
 from asrprune.model.transducer import (
     Joiner,
@@ -34,10 +34,12 @@ __all__ = [
     "ParamCounts",
     "Predictor",
     "RelPositionMultiHeadAttention",
+    "SavedModel",
     "Transducer",
     "TransducerOutput",
     "beam_search",
     "greedy_search",
     "load_model",
     "save_model",
+    "search",
 ]

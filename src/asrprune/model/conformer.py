@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from asrprune.errors import AsrpruneError
+from asrprune.model.hardconcrete import HardConcrete, RoundingGroup
 from asrprune.model.structure import SUBSAMPLING, BlockStructure, EncoderStructure, ModelConfig
-from asrprune.pruning.hardconcrete import HardConcrete, RoundingGroup
 
 Size = int | float | torch.Tensor  # a unit count: exact (int) or expected (tensor)
 

@@ -2,6 +2,7 @@
 
 Both take ``(encoder_out (B, T, d), encoder_lens (B,))`` from ``model.encoder`` and return
 token ids per utterance (blank removed); turn them into text with the tokenizer.
+:func:`search` picks one of them by beam width, as evaluation and transcription ask.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from asrprune.errors import AsrpruneError
 from asrprune.model.lexicon import Lexicon
 from asrprune.model.ngram import TokenNgram
 from asrprune.model.transducer import State, Transducer, select_state, where_state
+
+MAX_SYMBOLS_PER_FRAME = 3  # greedy search: tokens one encoder frame may emit at most
 
 
 @torch.no_grad()
@@ -173,3 +176,25 @@ def _beam_search_one(
         # a hypothesis cut off mid-word spells a non-word; prefer those that end on a word
         hyps = [h for h in hyps if fusion.lexicon.complete(h.tokens)] or hyps
     return list(max(hyps, key=lambda h: h.log_prob).tokens)
+
+
+# -----------------------------------------------------------------------------
+# either search, by beam width
+
+
+def search(
+    model: Transducer,
+    encoder_out: torch.Tensor,
+    encoder_lens: torch.Tensor,
+    beam: int = 0,
+    fusion: Fusion | None = None,
+) -> list[list[int]]:
+    """Token ids per utterance: greedy search for ``beam`` 0 or 1, else modified beam search
+    (with ``fusion``, shallow fusion of an n-gram LM; beam search only)."""
+    if beam < 0:
+        raise AsrpruneError(f"beam must be 0 (greedy) or positive, got {beam}")
+    if beam <= 1:
+        if fusion is not None:
+            raise AsrpruneError("language-model fusion needs beam search (beam >= 2)")
+        return greedy_search(model, encoder_out, encoder_lens, MAX_SYMBOLS_PER_FRAME)
+    return beam_search(model, encoder_out, encoder_lens, beam, fusion)

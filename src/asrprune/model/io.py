@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +23,18 @@ from asrprune.model.transducer import Transducer
 
 FORMAT = "asrprune-model"
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """What :func:`load_model` reads from a model file."""
+
+    model: Transducer  # weights loaded strictly, in eval mode, on ``map_location``
+    tokenizer_bytes: bytes  # the SentencePiece model (``Tokenizer.from_bytes``)
+    # {"mean": (D,), "std": (D,), "frames": int, "per_utterance": bool}; tensors on the CPU,
+    # where the data pipeline normalises features before a batch moves to the model's device
+    cmvn: dict
+    extra: dict  # JSON-safe metadata written by save_model (step, WER, provenance)
 
 
 def _cmvn_tensors(cmvn_state) -> dict:
@@ -76,12 +89,11 @@ def save_model(
         torch.save(payload, tmp)
 
 
-def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[Transducer, bytes, dict, dict]:
+def load_model(path: str | os.PathLike, map_location="cpu") -> SavedModel:
     """Rebuild a model saved by :func:`save_model`, weights loaded strictly, in eval mode.
 
-    Returns (model, tokenizer bytes, cmvn {"mean", "std", "frames", "per_utterance"}, extra). The
-    model goes to ``map_location``; the CMVN tensors stay on the CPU, where the data
-    pipeline normalises features before a batch moves to the model's device.
+    The model goes to ``map_location``; the CMVN tensors stay on the CPU (see
+    :class:`SavedModel`).
     """
     if not Path(path).is_file():
         raise AsrpruneError(f"model file not found: {path}")
@@ -108,4 +120,4 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> tuple[Transducer,
         raise AsrpruneError(f"{path}: weights do not fit its config and structure: {e}") from None
     model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval()
     tokenizer = payload["tokenizer"].cpu().numpy().tobytes()
-    return model, tokenizer, payload["cmvn"], payload["extra"]
+    return SavedModel(model, tokenizer, payload["cmvn"], payload["extra"])

@@ -1,1 +1,2 @@
-"""Structured pruning: hard-concrete gates, the Lagrangian budget, distillation, compaction."""
+"""Structured pruning: the Lagrangian budget on the model's own gates
+(``asrprune.model.hardconcrete``), distillation, compaction, and the baselines."""

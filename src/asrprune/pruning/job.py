@@ -21,9 +21,9 @@ from asrprune.config import settings_from_dict
 from asrprune.data.batching import UtteranceDataset
 from asrprune.data.features import Cmvn
 from asrprune.data.tokenizer import Tokenizer
+from asrprune.device import resolve_device
 from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import resolve_device
 from asrprune.io import write_json
 from asrprune.model import Transducer, load_model, save_model
 from asrprune.model_file import open_model_file
@@ -261,7 +261,8 @@ def run_prune(
 
     if pruned_path.is_file():
         print(f"{pruned_path} exists: pruning is done, fine-tuning", file=sys.stderr)
-        compact, _, _, record = load_model(pruned_path)
+        saved = load_model(pruned_path)
+        compact, record = saved.model, saved.extra
     else:
         if method_name in METHODS:
             compact, phase = _prune_l0(job, method_name, sparsity, l0, prune_settings)

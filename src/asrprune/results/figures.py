@@ -69,7 +69,7 @@ def teacher_config(model_path: str | os.PathLike) -> ModelConfig:
     """The architecture every structure is measured against, from the teacher's model file."""
     from asrprune.model import load_model
 
-    return load_model(model_path)[0].config
+    return load_model(model_path).model.config
 
 
 def read_structure(path: str | os.PathLike) -> EncoderStructure:

@@ -1,10 +1,8 @@
 """The trainer: one loop for the teacher now, and for L0 pruning and fine-tuning later.
 
 AdamW with linear warm-up then cosine decay, gradient clipping, SpecAugment after a start
-step, frame-budget length-bucketed batches, and a pluggable loss. The default loss is the
-transducer's RNN-T loss plus a CTC term whose weight is high early and drops at a switch
-step: on this corpus a transducer trained with a low CTC weight from the start never left
-the blank-only stage, and CTC pulls the encoder into alignment first.
+step, frame-budget length-bucketed batches, and a pluggable loss (by default
+:class:`~asrprune.train.loss.TransducerLoss`).
 
 Resumable exactly: a checkpoint holds the weights of the model and of any extra modules,
 the optimiser, the scheduler, where the data order stands (epoch, batches consumed), the
@@ -30,36 +28,37 @@ import contextlib
 import dataclasses
 import math
 import os
-import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from asrprune import distributed
-from asrprune.config import section_dict, settings_from_dict
 from asrprune.data.batching import (
     Batch,
     DurationBucketSampler,
     SpecAugment,
     UtteranceDataset,
     collate,
+    length_batches,
 )
-from asrprune.data.features import Cmvn
-from asrprune.data.tokenizer import Tokenizer
+from asrprune.device import has_native_bf16, resolve_device
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import has_native_bf16, length_batches, resolve_device, search, word_errors
-from asrprune.io import atomic_path, read_json, write_json
-from asrprune.model import ModelConfig, Transducer, save_model
-from asrprune.workdir import claim_work_dir, file_digests, split_files
+from asrprune.evaluate import word_errors
+from asrprune.io import atomic_path, write_json
+from asrprune.model import Transducer
+from asrprune.model.decoding import search
+from asrprune.train.loss import LossFn, TransducerLoss
+from asrprune.train.settings import TrainSettings
+from asrprune.train.state import rng_state, seed_everything, set_rng_state
+from asrprune.train.tracking import tracked_run
 
 CHECKPOINT_FORMAT = "asrprune-train-state"
 CHECKPOINT_VERSION = 1
@@ -67,200 +66,6 @@ CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
 ADAM_BETAS = (0.9, 0.98)  # the Conformer / ESPnet recipe
 ADAM_EPS = 1e-9
-
-# loss_fn(model, batch, step) -> (loss to minimise, float metrics to log); step is 1-based
-LossFn = Callable[[nn.Module, Batch, int], tuple[torch.Tensor, dict[str, float]]]
-
-
-# -----------------------------------------------------------------------------
-# settings
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Training hyperparameters. Steps count optimiser updates, from 1."""
-
-    max_steps: int = 20000  # optimiser updates in all; training stops after this step
-    max_frames: int = 4800  # batch budget: padded batch size in 10 ms frames (4800 = 48 s)
-    peak_lr: float = 1e-3  # AdamW learning rate at the end of warm-up
-    warmup_steps: int = 1000  # linear warm-up from peak_lr / warmup_steps to peak_lr
-    final_lr_ratio: float = 0.05  # cosine decay after warm-up, to peak_lr * this at max_steps
-    weight_decay: float = 1e-3  # AdamW decoupled weight decay on matrices (not biases, norms)
-    grad_clip: float = 5.0  # clip the global gradient L2 norm to this; 0 disables clipping
-    ctc_weight_start: float = 1.0  # CTC loss weight up to ctc_weight_switch_step (alignment)
-    ctc_weight_end: float = 0.3  # CTC loss weight after ctc_weight_switch_step
-    ctc_weight_switch_step: int = 2000  # last step trained with ctc_weight_start
-    inter_ctc_block: int = 0  # 1-based block whose output also gets the CTC loss (0: none)
-    inter_ctc_share: float = 0.5  # share of the CTC weight given to that block
-    specaug_start_step: int = 4000  # SpecAugment on steps after this one (0: from the start)
-    specaug_freq_masks: int = 2  # frequency masks per utterance
-    specaug_freq_width: int = 27  # widest frequency mask, in mel bins
-    specaug_time_masks: int = 10  # time masks per utterance
-    specaug_time_width_ratio: float = 0.05  # widest time mask, as a fraction of the utterance
-    sorted_first_epoch: bool = True  # first epoch shortest utterances first, then shuffled
-    checkpoint_every: int = 500  # steps between checkpoints (one more at the end)
-    log_every: int = 25  # steps per logged interval (history, MLflow, progress bar)
-    eval_every: int = 500  # steps between greedy dev WER evaluations; 0 disables them
-    eval_utterances: int = 100  # dev utterances decoded each evaluation (evenly spaced); 0: all
-    seed: int = 1234  # seeds torch, numpy, Python, the data order and SpecAugment
-    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
-    bf16: bool = True  # bf16 autocast where the device computes bf16 natively, else fp32
-
-    def __post_init__(self):
-        positive = ("max_frames", "checkpoint_every", "log_every")
-        non_negative = (
-            "max_steps",  # 0: no training (a pruned model that is not fine-tuned)
-            "warmup_steps",
-            "ctc_weight_switch_step",
-            "inter_ctc_block",
-            "specaug_start_step",
-            "specaug_freq_masks",
-            "specaug_freq_width",
-            "specaug_time_masks",
-            "eval_every",
-            "eval_utterances",
-            "num_workers",
-        )
-        for name in positive + non_negative:
-            v = getattr(self, name)
-            low = 1 if name in positive else 0
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise AsrpruneError(f"train.{name}: expected an integer >= {low}, got {v!r}")
-        for name in ("peak_lr", "weight_decay", "grad_clip", "ctc_weight_start", "ctc_weight_end"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
-                raise AsrpruneError(f"train.{name}: expected a number >= 0, got {v!r}")
-        if not self.peak_lr > 0:
-            raise AsrpruneError(f"train.peak_lr: expected a positive number, got {self.peak_lr}")
-        for name in ("final_lr_ratio", "specaug_time_width_ratio", "inter_ctc_share"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
-                raise AsrpruneError(f"train.{name}: expected a number in [0, 1], got {v!r}")
-        for name in ("sorted_first_epoch", "bf16"):
-            if not isinstance(getattr(self, name), bool):
-                raise AsrpruneError(f"train.{name}: expected true or false")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise AsrpruneError(f"train.seed: expected an integer, got {self.seed!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def lr_factor(self, completed: int) -> float:
-        """Learning rate / peak_lr for the update after ``completed`` updates.
-
-        Linear warm-up: (completed + 1) / warmup_steps, so the first update is not wasted
-        at lr 0; then half a cosine from 1 down to ``final_lr_ratio`` at ``max_steps``.
-        """
-        if completed < self.warmup_steps:
-            return (completed + 1) / self.warmup_steps
-        span = max(self.max_steps - self.warmup_steps, 1)
-        progress = min((completed - self.warmup_steps) / span, 1.0)
-        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-        return self.final_lr_ratio + (1.0 - self.final_lr_ratio) * cosine
-
-    def ctc_weight(self, step: int) -> float:
-        """CTC weight of (1-based) ``step``: a switch, not a ramp, at ctc_weight_switch_step."""
-        return self.ctc_weight_start if step <= self.ctc_weight_switch_step else self.ctc_weight_end
-
-    def specaug_on(self, step: int) -> bool:
-        return step > self.specaug_start_step
-
-
-# -----------------------------------------------------------------------------
-# the default loss
-
-
-class TransducerLoss:
-    """RNN-T loss + ctc_weight(step) * CTC loss (both averaged over the batch's utterances).
-
-    With ``inter_ctc_block`` the CTC term is shared between the encoder output and that
-    block's output (intermediate CTC, Lee and Watanabe 2021): a shallow block gets a direct
-    alignment signal, which shortens the blank-only plateau of a deep encoder.
-
-    A pruning loss can wrap it: call :meth:`combine` on the ``TransducerOutput`` it already
-    has (e.g. from a forward with ``return_hidden=True``) and add its own terms.
-    """
-
-    def __init__(self, settings: TrainSettings):
-        self.settings = settings
-
-    def combine(self, out, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        metrics = {"rnnt_loss": float(out.rnnt_loss.detach())}
-        loss = out.rnnt_loss
-        if out.ctc_loss is not None:
-            weight = self.settings.ctc_weight(step)
-            metrics["ctc_loss"] = float(out.ctc_loss.detach())
-            metrics["ctc_weight"] = weight
-            ctc = out.ctc_loss
-            if out.inter_ctc_loss is not None:
-                metrics["inter_ctc_loss"] = float(out.inter_ctc_loss.detach())
-                share = self.settings.inter_ctc_share
-                ctc = (1 - share) * ctc + share * out.inter_ctc_loss
-            if weight > 0:
-                loss = loss + weight * ctc
-        return loss, metrics
-
-    def __call__(self, model: nn.Module, batch: Batch, step: int):
-        out = model(
-            batch.feats,
-            batch.feat_lens,
-            batch.tokens,
-            batch.token_lens,
-            inter_ctc_block=self.settings.inter_ctc_block,
-        )
-        return self.combine(out, step)
-
-
-# -----------------------------------------------------------------------------
-# random state
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also every CUDA device
-
-
-def _rng_state(specaug: torch.Generator) -> dict:
-    """Every generator as tensors and plain values, so ``weights_only`` loading reads it."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "name": np_name,
-            "keys": torch.from_numpy(np_keys.astype(np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "gauss": float(np_gauss),
-        },
-        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
-        "specaug": specaug.get_state(),
-    }
-
-
-def _set_rng_state(state: dict, specaug: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        if len(state["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        else:
-            print(
-                f"note: checkpoint has CUDA random states for {len(state['cuda'])} devices, this "
-                f"machine has {torch.cuda.device_count()}; dropout will not replay exactly",
-                file=sys.stderr,
-            )
-    n = state["numpy"]
-    keys = n["keys"].numpy().astype(np.uint32)
-    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["gauss"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    specaug.set_state(state["specaug"])
-
-
-# -----------------------------------------------------------------------------
-# trainer
 
 
 @dataclass
@@ -480,7 +285,7 @@ class Trainer:
             "structure": self.model.structure.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": _rng_state(self.specaug_generator),
+            "rng": rng_state(self.specaug_generator),
             "rng_ranks": [],  # under torchrun: every rank's, filled by save_checkpoint
             "history": self.history,
             "interval": {"sums": dict(self.interval.sums), "steps": self.interval.steps},
@@ -531,9 +336,9 @@ class Trainer:
         self.mlflow_run_id = state.get("mlflow_run_id")
         ranks = state.get("rng_ranks") or []
         if self.world.distributed and len(ranks) == self.world.size:
-            _set_rng_state(ranks[self.world.rank], self.specaug_generator)
+            set_rng_state(ranks[self.world.rank], self.specaug_generator)
         else:
-            _set_rng_state(state["rng"], self.specaug_generator)
+            set_rng_state(state["rng"], self.specaug_generator)
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint and the history, each atomically (a kill leaves the old ones).
@@ -734,7 +539,7 @@ class Trainer:
             **dict(params or {}),
         }
         ids = mlflow_ids if main else None  # rank 0 logs for all
-        with _tracking(ids, run_name, tags, self.mlflow_run_id, all_params) as tracker:
+        with tracked_run(ids, run_name, tags, self.mlflow_run_id, all_params) as tracker:
             if tracker is not None:
                 self.mlflow_run_id = tracker.active_run().info.run_id
             if self.world.distributed:  # every rank's checkpoint state and result alike
@@ -789,35 +594,6 @@ class Trainer:
             self.save_checkpoint()
 
 
-@contextlib.contextmanager
-def _tracking(ids_file, name: str, tags, run_id: str | None, params: dict) -> Iterator[Any]:
-    """The MLflow module inside a child run (resumed if ``run_id`` still exists), or None."""
-    if not ids_file:
-        yield None
-        return
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from asrprune.tracking import child_run, flatten
-
-    if run_id is not None:
-        ids = read_json(ids_file)
-        mlflow.set_tracking_uri(ids["tracking_uri"])
-        try:
-            parent = mlflow.get_run(run_id).data.tags.get("mlflow.parentRunId")
-        except MlflowException:
-            parent = None  # the store was replaced
-        if parent != ids["parent_run_id"]:
-            run_id = None  # not this workflow run's: start a fresh child run
-    if run_id is not None:
-        with mlflow.start_run(run_id=run_id):
-            yield mlflow
-        return
-    with child_run(ids_file, name, dict(tags or {})) as ml:
-        ml.log_params({k: str(v) for k, v in flatten(params).items()})
-        yield ml
-
-
 def train(
     model: Transducer,
     train_data: UtteranceDataset,
@@ -855,114 +631,3 @@ def train(
     return trainer.run(
         mlflow_ids=mlflow_ids, run_name=run_name, tags=tags, params=params, progress=progress
     )
-
-
-# -----------------------------------------------------------------------------
-# the teacher
-
-
-def resolve_model_config(
-    model_config: Mapping[str, Any] | str, tokenizer: Tokenizer
-) -> ModelConfig:
-    """ModelConfig from a dict (or its JSON) whose vocabulary is the tokenizer's.
-
-    A missing or null ``vocab_size`` is taken from the tokenizer; any other value must
-    equal it.
-    """
-    # a copy: the caller's mapping is not changed
-    values = section_dict(
-        dict(model_config) if isinstance(model_config, Mapping) else model_config, "model"
-    )
-    vocab = values.get("vocab_size")
-    if vocab is not None and vocab != tokenizer.vocab_size:
-        raise AsrpruneError(
-            f"model.vocab_size is {vocab} but tokenizer {tokenizer.source} has "
-            f"{tokenizer.vocab_size} tokens; leave vocab_size unset to take the tokenizer's"
-        )
-    values["vocab_size"] = tokenizer.vocab_size
-    return ModelConfig.from_dict(values, "model")
-
-
-def train_teacher(
-    *,
-    train_manifest: str | os.PathLike,
-    train_features: str | os.PathLike,
-    dev_manifest: str | os.PathLike,
-    dev_features: str | os.PathLike,
-    tokenizer_path: str | os.PathLike,
-    cmvn_path: str | os.PathLike,
-    model_config: Mapping[str, Any] | str,
-    settings: Mapping[str, Any] | str | TrainSettings,
-    out_model: str | os.PathLike,
-    work_dir: str | os.PathLike,
-    mlflow_ids: str | os.PathLike | None = None,
-    run_name: str = "teacher",
-    threads: int | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> dict:
-    """Train the Conformer-Transducer teacher and write it as a model file.
-
-    Checkpoints go to ``work_dir`` (a rerun resumes there); the model file ``out_model``
-    (``asrprune.model.save_model``) carries the tokenizer and CMVN, and its metadata the
-    step, the last dev WER and the settings. Returns a summary dict.
-    """
-    if not isinstance(settings, TrainSettings):
-        settings = settings_from_dict(TrainSettings, settings, "teacher.train")
-    if threads:
-        torch.set_num_threads(threads)
-    tokenizer = Tokenizer.load(tokenizer_path)
-    cmvn = Cmvn.load(cmvn_path)
-    config = resolve_model_config(model_config, tokenizer)
-    train_data = UtteranceDataset(train_manifest, train_features, tokenizer, cmvn)
-    dev_data = UtteranceDataset(dev_manifest, dev_features, tokenizer, cmvn)
-    for name, data in (("train", train_data), ("dev", dev_data)):
-        if data.dropped:
-            print(
-                f"{name}: {len(data.dropped)} utterances skipped at feature extraction",
-                file=sys.stderr,
-            )
-    splits = {"train": (train_manifest, train_features), "dev": (dev_manifest, dev_features)}
-    files = {**split_files(splits), "tokenizer": tokenizer_path, "cmvn": cmvn_path}
-    identity = {
-        "job": "teacher",
-        "model": dataclasses.asdict(config),
-        "settings": dataclasses.asdict(settings),
-        "inputs": file_digests(files),
-    }
-    claim_work_dir(work_dir, identity)
-    torch.manual_seed(settings.seed)  # the initial weights
-    model = Transducer(config)
-    counts = model.param_counts()
-    print(
-        f"teacher: {counts.encoder:,} encoder parameters ({counts.prunable:,} in blocks), "
-        f"{counts.total:,} in all; {len(train_data)} train, {len(dev_data)} dev utterances",
-        file=sys.stderr,
-    )
-    result = train(
-        model,
-        train_data,
-        dev_data,
-        settings,
-        work_dir,
-        mlflow_ids=mlflow_ids,
-        run_name=run_name,
-        tags={"stage": "teacher"},
-        params={"model_params": {"encoder": counts.encoder, "prunable": counts.prunable}},
-        device=device,
-        threads=threads,
-        progress=progress,
-    )
-    summary = {
-        "stage": "teacher",
-        "step": result.step,
-        "dev_wer": result.dev_wer,
-        "encoder_params": counts.encoder,
-        "prunable_params": counts.prunable,
-        "train_utterances": len(train_data),
-        "mlflow_run_id": result.mlflow_run_id,
-        "settings": settings.to_dict(),
-    }
-    # under torchrun every rank holds the same model; rank 0 writes it (asrprune.io)
-    save_model(out_model, model.cpu(), tokenizer.to_bytes(), cmvn.to_dict(), summary)
-    return summary

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from asrprune.pruning.hardconcrete import (
+from asrprune.model.hardconcrete import (
     INIT_KEEP,
     LEFT,
     RIGHT,
