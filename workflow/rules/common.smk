@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from asrprune.config import load_schema, validate_config
 from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
+from asrprune.pruning.settings import method_settings
 from asrprune.results.layout import L0_METHODS, figure_kinds, model_name, table_stems
 
 try:
@@ -37,6 +38,12 @@ def section_json(*keys):
     for key in keys:
         value = value[key]
     return json.dumps(value, sort_keys=True)
+
+
+def prune_settings_json(method):
+    """What ``method``'s pruning jobs read of config prune, as JSON: only that, so that
+    a changed setting reruns only the jobs that read it (asrprune.pruning.settings)."""
+    return json.dumps(method_settings(method, config["prune"]), sort_keys=True)
 
 
 def rule_resources(rule):
