@@ -3,7 +3,7 @@
 For side experiments (a distillation weight, a seed) without a new run folder, which
 would train its own teacher. Reads the config as the workflow does (the files given, then
 the ``--set`` overrides, validated), runs ``asrprune prune`` and ``asrprune evaluate``
-with exactly the sections the ``prune`` rule would pass, and writes everything under
+with exactly the settings the ``prune`` rule would pass, and writes everything under
 ``<run>/variants/<name>/``: ``<name>.pt``, ``<name>.json`` (metrics) and
 ``<name>.hyps/``, so ``asrprune compare --metrics-dir <run>/variants/<name>`` reads it
 beside a copy of the other model's hypotheses.
@@ -26,6 +26,7 @@ import yaml
 
 from asrprune.config import load_config
 from asrprune.errors import AsrpruneError
+from asrprune.pruning.settings import method_settings
 
 
 def override(spec: str) -> dict:
@@ -59,17 +60,16 @@ def main() -> None:
     a = p.parse_args()
     try:
         config = variant_config(a.configfile, a.sets)
+        settings = json.dumps(method_settings(a.method, config["prune"]), sort_keys=True)
     except AsrpruneError as e:
         sys.exit(f"error: {e}")
     run, out = Path(a.run), Path(a.run) / "variants" / a.name
     out.mkdir(parents=True, exist_ok=True)
-    prune = config["prune"]
-    section = {k: json.dumps(prune[k], sort_keys=True) for k in ("l0", "train", "finetune", "parp")}
-    settings = [arg for k, v in section.items() for arg in (f"--{k}", v)]
     model = str(out / f"{a.name}.pt")
     data = ["--data", str(run / "data"), "--threads", str(a.threads)]
     prune_cmd = ["asrprune", "prune", "--teacher", str(run / "models/teacher.pt"), *data]
-    prune_cmd += ["--method", a.method, "--sparsity", a.sparsity, *settings, "--out", model]
+    prune_cmd += ["--method", a.method, "--sparsity", a.sparsity, "--settings", settings]
+    prune_cmd += ["--out", model]
     prune_cmd += ["--summary", str(out / "pruning.json"), "--work-dir", str(out / "work")]
     eval_cmd = ["asrprune", "evaluate", "--model", model, *data, "--name", a.name]
     eval_cmd += ["--out", str(out / f"{a.name}.json"), "--hyps", str(out / f"{a.name}.hyps")]

@@ -1,8 +1,9 @@
 """Command line: ``asrprune <command>``. Each workflow rule runs exactly one command.
 
-Commands take their settings as flags or as one config section in JSON (``--settings``),
-never by reading the global config, so Snakemake reruns exactly the jobs whose settings
-changed. Modules are imported inside each command: ``--help`` stays fast.
+Commands take their settings as flags or as JSON (``--settings``: one config section, or
+for ``prune`` what its method reads of config prune), never by reading the global config,
+so Snakemake reruns exactly the jobs whose settings changed. Modules are imported inside
+each command: ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -157,10 +158,7 @@ def _prune(a):
             splits=run_splits(a.data),
             method_name=a.method,
             sparsity=a.sparsity,
-            l0=a.l0,
-            prune_settings=a.train,
-            finetune_settings=a.finetune,
-            parp=a.parp,
+            settings=a.settings,
             out_model=a.out,
             out_summary=a.summary,
             work_dir=a.work_dir,
@@ -364,10 +362,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p["prune"].add_argument("--data", required=True, help="the run's data/ folder")
     p["prune"].add_argument("--method", required=True, help="l0-params, l0-flops, omp, ...")
     p["prune"].add_argument("--sparsity", type=float, required=True, help="target, e.g. 0.5")
-    p["prune"].add_argument("--l0", required=True, help="prune.l0 config section, as JSON")
-    p["prune"].add_argument("--train", required=True, help="prune.train section, as JSON")
-    p["prune"].add_argument("--finetune", required=True, help="prune.finetune, as JSON")
-    p["prune"].add_argument("--parp", default="{}", help="prune.parp section, as JSON")
+    p["prune"].add_argument(
+        "--settings",
+        required=True,
+        help="what the method reads of config prune, as JSON: section -> settings, "
+        'e.g. {"l0": {"reference_seconds": 10}, "train": {"max_steps": 200}, '
+        '"finetune": {...}} for omp (asrprune.pruning.settings)',
+    )
     p["prune"].add_argument("--out", required=True, help="the compact model file to write")
     p["prune"].add_argument("--summary", required=True, help="masks, structure, history")
     p["prune"].add_argument("--work-dir", required=True, help="checkpoints of both phases")

@@ -26,6 +26,7 @@ from asrprune.decode import decode_dataset
 from asrprune.device import resolve_device
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, write_json
+from asrprune.model import Transducer
 from asrprune.model.decoding import MAX_SYMBOLS_PER_FRAME, Fusion
 from asrprune.model.ngram import TokenNgram
 from asrprune.model_file import open_model_file

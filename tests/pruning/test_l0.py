@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -21,6 +22,8 @@ from asrprune.pruning.l0 import (
     method,
     target_kept,
 )
+from asrprune.pruning.settings import method_settings
+from asrprune.train import TrainSettings
 from tests.builders_model import overfit_model, tiny_settings
 from tests.model.tiny import tiny_model
 
@@ -147,6 +150,14 @@ def test_the_gates_of_each_kind_round_their_counts_together():
     assert Transducer.compacted(student).encoder.structure == enc.final_structure()
 
 
+def job_settings(
+    method_name: str, l0: L0Settings, train: TrainSettings, finetune: TrainSettings
+) -> dict:
+    """What ``method_name``'s job is given of a config prune with these sections."""
+    prune = {"l0": asdict(l0), "train": asdict(train), "finetune": asdict(finetune)}
+    return method_settings(method_name, {**prune, "parp": {"reprune_every": 2}})
+
+
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory):
     teacher, corpus = overfit_model()
@@ -160,9 +171,12 @@ def pruned(tmp_path_factory):
         splits=splits,
         method_name="l0-params",
         sparsity=0.5,
-        l0=L0Settings(target_warmup_steps=30, gate_lr=0.1, lambda_lr=0.05),
-        prune_settings=tiny_settings(max_steps=150, peak_lr=1e-3, eval_every=75, log_every=10),
-        finetune_settings=tiny_settings(max_steps=10, peak_lr=1e-3),
+        settings=job_settings(
+            "l0-params",
+            L0Settings(target_warmup_steps=30, gate_lr=0.1, lambda_lr=0.05),
+            tiny_settings(max_steps=150, peak_lr=1e-3, eval_every=75, log_every=10),
+            tiny_settings(max_steps=10, peak_lr=1e-3),
+        ),
         out_model=root / "model.pt",
         out_summary=root / "summary.json",
         work_dir=root / "work",
@@ -209,8 +223,12 @@ def test_a_rerun_with_other_settings_starts_over(pruned, tmp_path):
     omp = {
         **kwargs,
         "method_name": "omp",
-        "finetune_settings": tiny_settings(max_steps=2, peak_lr=1e-3),
-        "prune_settings": tiny_settings(max_steps=2, peak_lr=1e-3),
+        "settings": job_settings(
+            "omp",
+            L0Settings(),
+            tiny_settings(max_steps=2, peak_lr=1e-3),
+            tiny_settings(max_steps=2, peak_lr=1e-3),
+        ),
         "out_model": tmp_path / "model.pt",
         "out_summary": tmp_path / "summary.json",
         "work_dir": tmp_path / "work",
@@ -233,9 +251,9 @@ def test_a_baseline_job_meets_its_target_and_trains_as_long_as_ours(
         **kwargs,
         "method_name": name,
         "sparsity": 0.3,
-        "prune_settings": tiny_settings(max_steps=4),
-        "finetune_settings": tiny_settings(max_steps=3),
-        "parp": {"reprune_every": 2},
+        "settings": job_settings(
+            name, L0Settings(), tiny_settings(max_steps=4), tiny_settings(max_steps=3)
+        ),
         "out_model": tmp_path / f"{name}.pt",
         "out_summary": tmp_path / f"{name}.json",
         "work_dir": tmp_path / "work",

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from asrprune.config import load_schema, validate_config
 from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
+from asrprune.pruning.settings import method_settings
 from asrprune.results.layout import (
     L0_METHODS,
     figure_kinds,
@@ -47,7 +48,7 @@ def section_json(*keys):
 
 
 def decoding_args(model):
-    """How rule evaluate decodes ``model`` besides greedy search: the full decoding (beam
+    """How ``model`` is evaluated besides greedy search: the full decoding (beam
     and LM) for the teacher and the pruned models at evaluate.full_sparsities, else none;
     so a change of beam or LM reruns only the evaluations that use them."""
     evaluate = config["evaluate"]
@@ -55,6 +56,12 @@ def decoding_args(model):
         return "--no-full"
     lm = shlex.quote(section_json("evaluate", "lm"))
     return f"--full --beam {evaluate['beam']} --lm {lm}"
+
+
+def prune_settings_json(method):
+    """What ``method``'s pruning jobs read of config prune, as JSON: only that, so that
+    a changed setting reruns only the jobs that read it (asrprune.pruning.settings)."""
+    return json.dumps(method_settings(method, config["prune"]), sort_keys=True)
 
 
 def rule_resources(rule):

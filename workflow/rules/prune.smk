@@ -24,18 +24,14 @@ rule prune:
         **rule_resources("prune"),
     params:
         data=lambda w, input: Path(input[0]).parent,
-        l0=section_json("prune", "l0"),
-        train=section_json("prune", "train"),
-        finetune=section_json("prune", "finetune"),
-        parp=section_json("prune", "parp"),
+        settings=lambda w: prune_settings_json(w.method),
         work_dir=lambda w: f"{R}/work/{w.method}-s{w.sparsity}",
     shell:
         under_torchrun(
             "prune",
             "asrprune prune --teacher {input.teacher} --data {params.data}"
             " --method {wildcards.method} --sparsity {wildcards.sparsity}"
-            " --l0 {params.l0:q} --train {params.train:q} --finetune {params.finetune:q}"
-            " --parp {params.parp:q}"
+            " --settings {params.settings:q}"
             " --out {output.model} --summary {output.summary} --work-dir {params.work_dir}"
             " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1",
         )

@@ -39,6 +39,7 @@ from asrprune.pruning.l0 import (
     param_groups,
 )
 from asrprune.pruning.magnitude import ParpLoss, ParpSettings, prune_by_magnitude
+from asrprune.pruning.settings import check_method_settings, settings_read
 from asrprune.pruning.svd import prune_svd
 from asrprune.results.layout import model_name
 from asrprune.tracking import log_artifact
@@ -46,9 +47,17 @@ from asrprune.train import TrainSettings, TransducerLoss, train
 from asrprune.workdir import claim_work_dir, file_digests, split_files
 
 PRUNED = "pruned.pt"
-# Every method a job can run: ours and its ablations (pruning.l0), then the baselines.
+# Every method a job can run: ours and its ablations (pruning.l0), then the baselines;
+# pruning.settings.READS says what each reads of config prune.
 PRUNE_METHODS = (*METHODS, "omp", "parp", "svd")
 Split = tuple[str | os.PathLike, str | os.PathLike]  # (manifest, feature store folder)
+# The settings class of each section of config prune that a job may read.
+SECTIONS = {
+    "l0": L0Settings,
+    "parp": ParpSettings,
+    "train": TrainSettings,
+    "finetune": TrainSettings,
+}
 
 
 @dataclass
@@ -149,7 +158,11 @@ def _prune_l0(
         loss_fn=L0Loss(teacher, distill, lagrangian, settings, l0, m.budget, sparsity),
         extra_modules={"lagrangian": lagrangian} | ({"distill": distill} if distill else {}),
         param_groups=param_groups(student, lagrangian, l0),
-        params={"l0": asdict(l0), "method": asdict(m), "target_sparsity": sparsity},
+        params={
+            "l0": settings_read(method_name)["l0"].select(asdict(l0)),
+            "method": asdict(m),
+            "target_sparsity": sparsity,
+        },
     )
     student = student.cpu().eval()
     return Transducer.compacted(student), _trained(student, result)
@@ -200,10 +213,7 @@ def run_prune(
     splits: Mapping[str, Split],
     method_name: str,
     sparsity: float,
-    l0: Mapping[str, Any] | L0Settings,
-    prune_settings: Mapping[str, Any] | TrainSettings,
-    finetune_settings: Mapping[str, Any] | TrainSettings,
-    parp: Mapping[str, Any] | ParpSettings | None = None,
+    settings: Mapping[str, Any] | str,
     out_model: str | os.PathLike,
     out_summary: str | os.PathLike,
     work_dir: str | os.PathLike,
@@ -218,24 +228,26 @@ def run_prune(
     then fine-tune for ``finetune_settings.max_steps``; ``parp`` adjusts its masks over
     the first budget, then fine-tunes; ``omp`` and ``svd`` prune in one shot and fine-tune
     for both budgets together, so every method trains for the same number of
-    steps. ``splits``: "train" and "dev" as (manifest, feature store). Writes the
-    fine-tuned compact model to ``out_model`` and to ``out_summary`` the final masks, the
-    kept structure per block, the achieved sizes and the pruning history.
+    steps. ``settings``: the method's part of config prune and nothing else
+    (pruning.settings.method_settings), section name to mapping, or all of it as JSON;
+    ``prune_settings`` and ``finetune_settings`` below are its ``train`` and ``finetune``.
+    ``splits``: "train" and "dev" as (manifest, feature store). Writes the fine-tuned
+    compact model to ``out_model`` and to ``out_summary`` the final masks, the kept
+    structure per block, the achieved sizes and the pruning history.
     """
     if not 0 < sparsity < 1:
         raise AsrpruneError(f"sparsity: expected a number in (0, 1), got {sparsity!r}")
-    if method_name not in PRUNE_METHODS:
-        raise AsrpruneError(
-            f"unknown pruning method {method_name!r}; expected one of {', '.join(PRUNE_METHODS)}"
-        )
-    if not isinstance(l0, L0Settings):
-        l0 = settings_from_dict(L0Settings, l0, "prune.l0")
-    if not isinstance(parp, ParpSettings):
-        parp = settings_from_dict(ParpSettings, parp or {}, "prune.parp")
-    if not isinstance(prune_settings, TrainSettings):
-        prune_settings = settings_from_dict(TrainSettings, prune_settings, "prune.train")
-    if not isinstance(finetune_settings, TrainSettings):
-        finetune_settings = settings_from_dict(TrainSettings, finetune_settings, "prune.finetune")
+    # A section read in part (the baselines' l0 and train) leaves the keys its method does
+    # not read at their defaults.
+    typed = {
+        name: settings_from_dict(SECTIONS[name], values, f"prune.{name}")
+        for name, values in check_method_settings(method_name, settings).items()
+    }
+    l0, prune_settings, finetune_settings = typed["l0"], typed["train"], typed["finetune"]
+    parp = typed.get("parp")
+    read = {
+        name: keys.select(asdict(typed[name])) for name, keys in settings_read(method_name).items()
+    }
     if threads:
         torch.set_num_threads(threads)
     budget = METHODS[method_name].budget if method_name in METHODS else "params"
@@ -247,10 +259,7 @@ def run_prune(
             "job": "prune",
             "method": method_name,
             "sparsity": sparsity,
-            "l0": asdict(l0),
-            "parp": asdict(parp),
-            "train": asdict(prune_settings),
-            "finetune": asdict(finetune_settings),
+            **read,
             "inputs": file_digests({"teacher": teacher_path, **split_files(splits)}),
         },
     )

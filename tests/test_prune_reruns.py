@@ -1,0 +1,106 @@
+"""Which pruning jobs Snakemake reruns when one setting changes: those that read it.
+
+Dry runs only, no job runs: every output the smoke config's pruning jobs need is created
+empty and recorded by ``snakemake --touch`` as made with that config; a dry run with one
+setting changed then lists the jobs Snakemake would rerun (its default rerun triggers,
+params among them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from asrprune.config import load_config
+from asrprune.results.layout import L0_METHODS, model_name
+from tests.builders import REPO
+
+SMOKE = REPO / "config/smoke.yaml"
+L0 = set(L0_METHODS)
+EVERY = {*L0, "omp", "parp", "svd"}
+
+
+def _snakemake(workdir, *args) -> str:
+    """Snakemake on the repo's Snakefile in ``workdir``; its stdout."""
+    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile")]
+    cmd += ["--directory", str(workdir), "--cores", "1", *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A working folder in which the smoke config's pruning jobs and every job before them
+    look done (empty outputs that Snakemake has records of); it and those jobs' models."""
+    workdir = tmp_path_factory.mktemp("reruns")
+    prune = load_config(REPO / "config/config.yaml", SMOKE)["prune"]
+    assert set(prune["methods"]) == EVERY
+    targets = [
+        f"results/smoke/models/{model_name(m, s)}.pt"
+        for m in prune["methods"]
+        for s in prune["sparsities"]
+    ]
+    # with the corpus there, loading the workflow does not look for the TTS engines
+    corpus = workdir / "results/smoke/corpus/train.jsonl"
+    corpus.parent.mkdir(parents=True)
+    corpus.touch()
+    summary = _snakemake(workdir, "--configfile", str(SMOKE), "--summary", *targets)
+    for line in summary.splitlines()[1:]:  # output_file, date, rule, log-file(s), status, plan
+        path, _, _, _, status, _ = line.split("\t")
+        if status == "missing":
+            (workdir / path).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / path).touch()
+    # every job, so that each records its params (as if run)
+    _snakemake(workdir, "--configfile", str(SMOKE), "--touch", "--forceall", *targets)
+    return workdir, targets
+
+
+def _reruns(workdir, targets, key: str = "", value=None) -> set[str]:
+    """The methods whose pruning jobs a dry run would run after setting ``prune.<key>``
+    (dotted, e.g. ``parp.reprune_every``) to ``value``; no key: nothing changed."""
+    change: dict = {}
+    if key:
+        *sections, name = key.split(".")
+        node = change
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    override = workdir / "change.yaml"
+    override.write_text(yaml.safe_dump({"prune": change}))
+    out = _snakemake(workdir, *targets, "--dry-run", "--configfile", str(SMOKE), str(override))
+    jobs = re.split(r"\n(?=(?:local)?rule \w+:)", out)
+    return {
+        m.group(1)
+        for job in jobs
+        if re.match(r"(?:local)?rule prune:", job)
+        for m in [re.search(r"^\s*wildcards: method=([a-z0-9-]+),", job, re.M)]
+    }
+
+
+def test_an_unchanged_config_reruns_nothing(made):
+    assert _reruns(*made) == set()
+
+
+# A setting of config prune, a new value for it, and the methods whose jobs read it.
+CHANGES = [
+    ("parp.reprune_every", 5, {"parp"}),
+    ("l0.gate_lr", 0.2, L0),
+    ("l0.distill_weight", 2.0, L0 - {"l0-nokd"}),  # it distils nothing
+    ("l0.reference_seconds", 5.0, EVERY),  # every summary's FLOPs
+    ("train.peak_lr", 1e-3, L0 | {"parp"}),  # those that train while pruning
+    ("train.max_steps", 13, EVERY),  # omp and svd fine-tune that much longer
+    ("finetune.peak_lr", 1e-3, EVERY),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "reruns"), [pytest.param(*c, id=c[0]) for c in CHANGES])
+def test_a_changed_setting_reruns_only_the_jobs_that_read_it(made, key, value, reruns):
+    assert _reruns(*made, key, value) == reruns
