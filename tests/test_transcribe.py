@@ -8,9 +8,10 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from asrprune.cli import main
 from asrprune.errors import AsrpruneError
 from asrprune.evaluate import LmSettings
-from asrprune.transcribe import transcribe
+from asrprune.transcribe import transcribe, transcribe_each
 from tests.builders_model import TRAIN_TEXTS, overfit_model, tone_words, write_tone_words
 
 
@@ -58,3 +59,51 @@ def test_unreadable_or_too_short_audio_names_the_file(model_path, tmp_path):
     sf.write(short, np.zeros(800, dtype=np.float32), 16000)  # 50 ms: under 7 frames
     with pytest.raises(AsrpruneError, match=r"short\.flac.*too short"):
         transcribe(model_path, [short])
+
+
+def test_nan_or_infinite_audio_is_refused_naming_the_file(model_path, tmp_path):
+    audio = tone_words(TRAIN_TEXTS[0])
+    audio[500] = np.nan
+    sf.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")  # float WAV keeps the NaN
+    with pytest.raises(AsrpruneError, match=r"nan\.wav holds NaN or infinite samples"):
+        transcribe(model_path, [tmp_path / "nan.wav"])
+
+
+def test_each_file_comes_out_as_soon_as_it_is_decoded(model_path, tmp_path):
+    first = write_tone_words(tmp_path / "a.flac", TRAIN_TEXTS[4], seed=123)
+    later = tmp_path / "later.flac"
+    results = transcribe_each(model_path, [first, later])
+    assert next(results).text == TRAIN_TEXTS[4]  # before the second file even exists
+    write_tone_words(later, TRAIN_TEXTS[4], seed=123)
+    assert next(results).text == TRAIN_TEXTS[4]
+
+
+def test_cli_goes_on_past_bad_files_and_counts_them(model_path, tmp_path, capsys):
+    good = write_tone_words(tmp_path / "good.flac", TRAIN_TEXTS[4], seed=123)
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    paths = [good, bad, tmp_path / "missing.wav", tmp_path, good]
+    assert main(["transcribe", "--model", str(model_path), *map(str, paths)]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{good}\t{TRAIN_TEXTS[4]}"] * 2  # the good ones, in order
+    assert err.splitlines() == [
+        f"asrprune transcribe: error: cannot read audio {bad}: Error opening '{bad}': "
+        "Format not recognised.",
+        f"asrprune transcribe: error: audio file not found: {tmp_path / 'missing.wav'}",
+        f"asrprune transcribe: error: {tmp_path} is a directory, not an audio file",
+        "asrprune transcribe: error: 3 of 5 files failed",
+    ]
+
+
+def test_cli_names_a_model_path_that_is_no_model_file(tmp_path, capsys):
+    audio = str(write_tone_words(tmp_path / "a.flac", TRAIN_TEXTS[0]))
+    (tmp_path / "notes.txt").write_text("not a model")
+    for model, message in (
+        (tmp_path / "missing.pt", "model file not found"),
+        (tmp_path, "is a directory, not a model file"),
+        (tmp_path / "notes.txt", "is not an asrprune model file (expected a model file"),
+    ):
+        assert main(["transcribe", "--model", str(model), audio]) == 2
+        out, err = capsys.readouterr()
+        assert not out and err.startswith("asrprune transcribe: error: ") and message in err
+        assert str(model) in err

@@ -210,12 +210,27 @@ def _speed(a):
 def _transcribe(a):
     from asrprune.config import settings_from_dict
     from asrprune.evaluate import LmSettings
-    from asrprune.transcribe import transcribe
+    from asrprune.transcribe import transcribe_each
 
     lm = settings_from_dict(LmSettings, a.lm, "--lm")
-    results = transcribe(a.model, a.audio, beam=a.beam, threads=a.threads, lm=lm, lm_text=a.lm_text)
-    for path, text in results:
-        print(f"{path}\t{text}")
+    results = transcribe_each(
+        a.model, a.audio, beam=a.beam, threads=a.threads, lm=lm, lm_text=a.lm_text
+    )
+    failed = 0
+    # a line per file as soon as it is decoded: a bad file, or a kill, costs no other line
+    for t in results:
+        if t.error is None:
+            print(f"{t.path}\t{t.text}", flush=True)
+        else:
+            failed += 1
+            print(f"asrprune transcribe: error: {t.error}", file=sys.stderr, flush=True)
+    if failed:
+        print(
+            f"asrprune transcribe: error: {failed} of {len(a.audio)} files failed",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 @command("tables", "Table 1 and Table 2 (ablations) as CSV and Markdown, from metrics and speed")
@@ -459,8 +474,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command][0](args)
+        # a command returns nothing, or its exit status (transcribe: 1 if some files failed)
+        return COMMANDS[args.command][0](args) or 0
     except AsrpruneError as e:
         print(f"asrprune {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0

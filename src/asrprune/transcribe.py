@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -48,7 +49,16 @@ class Recogniser:
         return self.tokenizer.decode(ids)
 
 
-def transcribe(
+@dataclass(frozen=True)
+class Transcript:
+    """One audio file's outcome: its transcript, or why it failed (naming the file)."""
+
+    path: str
+    text: str | None  # None when the file failed
+    error: str | None = None
+
+
+def transcribe_each(
     model_path: str | os.PathLike,
     audio_paths: Sequence[str | os.PathLike],
     beam: int = 0,
@@ -57,21 +67,42 @@ def transcribe(
     threads: int | None = None,
     lm: LmSettings = NO_LM,
     lm_text: str | os.PathLike | None = None,
-) -> list[tuple[str, str]]:
-    """``(path, text)`` per audio file, in order.
+) -> Iterator[Transcript]:
+    """A :class:`Transcript` per audio file, in order, each as soon as it is decoded.
 
     Each file is read with soundfile (anything libsndfile reads: WAV, FLAC, ...), mixed
     down to mono and resampled to 16 kHz. Files are decoded one at a time, so memory
-    stays flat for long lists and long files.
+    stays flat for long lists and long files. A bad file (missing, unreadable, too short,
+    NaN samples) yields its error and the next files are still decoded, so one bad file
+    among many costs no good transcript; a bad model or setting raises at once.
     """
-    if threads:
+    if threads is not None:
+        if threads < 1:
+            raise AsrpruneError(f"threads: {threads}, expected 1 or more")
         torch.set_num_threads(threads)
     recognise = Recogniser(model_path, beam, device, lm, lm_text)
-    results = []
     for path in audio_paths:
-        wav = load_audio(path, SAMPLE_RATE, resample=True)  # (samples,), errors name the file
         try:
-            results.append((str(path), recognise(wav)))
+            wav = load_audio(path, SAMPLE_RATE, resample=True)  # (samples,), errors name the file
+            yield Transcript(str(path), recognise(wav))
         except AsrpruneError as e:
-            raise AsrpruneError(f"{path}: {e}") from None
+            message = str(e) if str(path) in str(e) else f"{path}: {e}"
+            yield Transcript(str(path), None, message)
+
+
+def transcribe(
+    model_path: str | os.PathLike,
+    audio_paths: Sequence[str | os.PathLike],
+    beam: int = 0,
+    **kwargs,
+) -> list[tuple[str, str]]:
+    """``(path, text)`` per audio file, in order; the first bad file raises, naming it.
+
+    ``kwargs`` are those of :func:`transcribe_each`, which goes on past a bad file.
+    """
+    results = []
+    for t in transcribe_each(model_path, audio_paths, beam, **kwargs):
+        if t.error is not None:
+            raise AsrpruneError(t.error)
+        results.append((t.path, t.text))
     return results

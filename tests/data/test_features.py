@@ -74,6 +74,19 @@ def test_load_audio_mono_rate_and_errors(tmp_path):
     (tmp_path / "bad.flac").write_bytes(b"not audio")
     with pytest.raises(AsrpruneError, match=r"bad\.flac"):
         load_audio(tmp_path / "bad.flac")
+    with pytest.raises(AsrpruneError, match=r"audio file not found: .*missing\.wav"):
+        load_audio(tmp_path / "missing.wav")
+    with pytest.raises(AsrpruneError, match=f"{tmp_path} is a directory, not an audio file"):
+        load_audio(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_load_audio_refuses_non_finite_samples(tmp_path, bad):
+    audio = synth(8000, 1)
+    audio[100] = bad
+    sf.write(tmp_path / "x.wav", audio, 16000, subtype="FLOAT")  # float WAV keeps NaN and inf
+    with pytest.raises(AsrpruneError, match=r"audio .*x\.wav holds NaN or infinite samples"):
+        load_audio(tmp_path / "x.wav", resample=True)
 
 
 def test_store_round_trip_and_threads(tmp_path):

@@ -84,14 +84,17 @@ def test_extra_must_be_json_safe(tmp_path):
 
 
 def test_load_errors_name_the_file(tmp_path):
-    with pytest.raises(AsrpruneError, match="model file not found"):
+    with pytest.raises(AsrpruneError, match="model file not found: .*missing.pt"):
         load_model(tmp_path / "missing.pt")
+    with pytest.raises(AsrpruneError, match=f"{tmp_path} is a directory, not a model file"):
+        load_model(tmp_path)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(AsrpruneError, match=f"cannot read model file {bad}"):
+    expected = r"\(expected a model file the workflow writes under results/<run>/models/\)"
+    with pytest.raises(AsrpruneError, match=f"{bad} is not an asrprune model file {expected}"):
         load_model(bad)
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
-    with pytest.raises(AsrpruneError, match="not an asrprune model file"):
+    with pytest.raises(AsrpruneError, match=f"foreign.pt is not an asrprune model file {expected}"):
         load_model(tmp_path / "foreign.pt")
 
 

@@ -46,14 +46,21 @@ def load_audio(
     """Read ``path`` as mono float32 in [-1, 1] at ``target_rate``: (samples,).
 
     A file at another rate is an error unless ``resample`` is set, so that a corpus at the
-    wrong rate is noticed rather than silently converted.
+    wrong rate is noticed rather than silently converted. NaN or infinite samples are an
+    error too: they would turn every feature and every hypothesis into garbage silently.
     """
+    if not Path(path).exists():
+        raise AsrpruneError(f"audio file not found: {path}")
+    if Path(path).is_dir():
+        raise AsrpruneError(f"{path} is a directory, not an audio file")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise AsrpruneError(f"cannot read audio {path}: {e}") from None
     if data.shape[0] == 0:
         raise AsrpruneError(f"audio file {path} is empty")
+    if not np.isfinite(data).all():
+        raise AsrpruneError(f"audio {path} holds NaN or infinite samples")
     wav = torch.from_numpy(data).mean(dim=1)  # (samples,)
     if rate != target_rate:
         if not resample:

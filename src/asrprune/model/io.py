@@ -23,6 +23,8 @@ from asrprune.model.transducer import Transducer
 
 FORMAT = "asrprune-model"
 VERSION = 1
+# what error messages say a model file is, where a user mistakes another file for one
+_EXPECTED = "expected a model file the workflow writes under results/<run>/models/"
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,19 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> SavedModel:
     The model goes to ``map_location``; the CMVN tensors stay on the CPU (see
     :class:`SavedModel`).
     """
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise AsrpruneError(f"model file not found: {path}")
+    if Path(path).is_dir():
+        raise AsrpruneError(f"{path} is a directory, not a model file ({_EXPECTED})")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated or foreign files raise many types
-        raise AsrpruneError(f"cannot read model file {path}: {e}") from None
+        raise AsrpruneError(
+            f"{path} is not an asrprune model file ({_EXPECTED}); torch.load failed: "
+            f"{type(e).__name__}: {e}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise AsrpruneError(f"{path} is not an asrprune model file")
+        raise AsrpruneError(f"{path} is not an asrprune model file ({_EXPECTED})")
     if payload.get("version") != VERSION:
         raise AsrpruneError(
             f"{path}: model file version {payload.get('version')!r}, expected {VERSION}"
