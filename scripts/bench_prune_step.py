@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from asrprune.cli import positive_int
 from asrprune.config import settings_from_dict
 from asrprune.distill import LayerwiseDistill
 from asrprune.pruning.job import JobData, run_splits
@@ -34,7 +35,7 @@ def main() -> None:
     p.add_argument("--method", default="l0-params")
     p.add_argument("--steps", type=int, default=20, help="timed steps of each (after 3 warm-up)")
     p.add_argument("--max-frames", type=int, default=4800)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asrprune.cli import positive_int
 from asrprune.data import voices as V
 from asrprune.data.corpus import (
     EmbeddedCorpusSettings,
@@ -177,7 +178,7 @@ def main() -> None:
     p.add_argument("--utterances", type=int, default=150, help="per condition")
     p.add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")
     p.add_argument("--seed", type=int, default=0, help="seed of the samples")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--out", type=Path, help="also write the result as JSON here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)

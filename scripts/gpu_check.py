@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from asrprune.cli import positive_int
 from asrprune.config import load_config, settings_from_dict
 from asrprune.data.batching import Batch
 from asrprune.distill import LayerwiseDistill
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--method", default="l0-params", choices=sorted(METHODS))
     p.add_argument("--frames", type=int, help="per-GPU batch budget; default from the config")
     p.add_argument("--device", default=None, help="default: the GPU if there is one")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("--tiny", action="store_true", help="tiny dimensions: a CPU smoke test")
     a = p.parse_args(argv)
     if min(a.teacher_steps, a.prune_steps, a.warmup_steps) < 1:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from asrprune.cli import positive_int
 from asrprune.config import load_config
 from asrprune.model import ModelConfig, Transducer, load_model
 from asrprune.model.structure import BlockStructure, EncoderStructure
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=20, help="timed rounds")
     p.add_argument("--device", default=None, help="default: the GPU if there is one")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)

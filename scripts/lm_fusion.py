@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from asrprune.cli import positive_int
 from asrprune.data.batching import UtteranceDataset
 from asrprune.data.manifest import read_manifest
 from asrprune.decode import decode_dataset
@@ -42,7 +43,7 @@ def main() -> None:
     )
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--batch-frames", type=int, default=20000)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     a = p.parse_args()
     if a.order < 1:
         p.error(f"--order must be 1 or more, got {a.order}")

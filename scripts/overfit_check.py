@@ -13,6 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from asrprune.cli import positive_int
 from asrprune.data.manifest import read_manifest, write_manifest
 from asrprune.train import train_teacher
 
@@ -24,7 +25,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--blocks", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     a = p.parse_args()
 
     data = Path(a.data)

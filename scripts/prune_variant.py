@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from asrprune.cli import positive_int
 from asrprune.config import load_config
 from asrprune.errors import AsrpruneError
 from asrprune.pruning.settings import method_settings
@@ -56,7 +57,7 @@ def main() -> None:
     p.add_argument("--run", default="results/embedded", help="a run folder with its teacher")
     p.add_argument("--configfile", nargs="+", default=["config/config.yaml"])
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=positive_int, default=1)
     a = p.parse_args()
     try:
         config = variant_config(a.configfile, a.sets)

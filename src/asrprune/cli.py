@@ -316,6 +316,17 @@ def _run_name(a):
     print(run_name(a.snakemake_args, a.default_config))
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (threads, say)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}, expected 1 or more")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asrprune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -331,7 +342,7 @@ def _build_parser() -> argparse.ArgumentParser:
     for name in ("corpus-embedded", "check-split"):
         p[name].add_argument("--settings", required=True, help="the config section, as JSON")
     for name in ("corpus-embedded", "check-split", "extract-features"):
-        p[name].add_argument("--threads", type=int, default=1)
+        p[name].add_argument("--threads", type=positive_int, default=1)
     p["corpus-embedded"].add_argument("--out", required=True, help="corpus folder")
 
     p["corpus-librispeech"].add_argument("--root", required=True, help="extracted LibriSpeech/")
@@ -467,7 +478,7 @@ def _build_parser() -> argparse.ArgumentParser:
         )
         p[name].add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")
     for name in ("train-teacher", "prune", "evaluate", "transcribe"):
-        p[name].add_argument("--threads", type=int, default=1)
+        p[name].add_argument("--threads", type=positive_int, default=1)
     return parser
 
 
