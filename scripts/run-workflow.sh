@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-snakemake --cores all "$@"
-# the run name the same arguments give (config/config.yaml, --configfile, --config run=)
+# the run name the same arguments give (config/config.yaml, --configfile, --config run=);
+# first, so that a missing, empty or malformed config file stops here, named with its line
+# (Snakemake's own message names neither)
 run=$(asrprune run-name -- "$@")
+snakemake --cores all "$@"
 snakemake "$@" --report "results/$run/report.html"

@@ -63,6 +63,37 @@ def test_bad_config_is_refused_naming_the_key(config, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, value):
+    # the schema's ranges let YAML's .nan through: a NaN learning rate would train on garbage
+    path = tmp_path / "nan.yaml"
+    path.write_text(f"teacher:\n  peak_lr: {value}\nprune:\n  sparsities: [0.5, {value}]\n")
+    with pytest.raises(AsrpruneError, match=f"invalid .*{path.name}") as err:
+        load_config(REPO / "config/config.yaml", path)
+    assert "teacher.peak_lr: " in str(err.value) and "prune.sparsities[1]: " in str(err.value)
+    assert "is not a finite number" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "config file {path} is empty"),
+        ("# only a comment\n", "config file {path} is empty"),
+        ("run: x\nmodel:\n  d_model: [1,\n  foo: 2\n", "{path}: not valid YAML: line 5, column 1"),
+        ("run: x\nteacher:\n  seed: 1\n   x: 2\n", "{path}: not valid YAML: line 4, column 5"),
+        ("- run\n", "{path}: expected a mapping of settings at the top level, got list"),
+    ],
+)
+def test_empty_or_malformed_config_file_is_named_with_its_line(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(AsrpruneError) as err:
+        load_config(REPO / "config/config.yaml", path)
+    assert message.format(path=path) in str(err.value)
+    with pytest.raises(AsrpruneError, match="is a directory, not a config file"):
+        load_config(tmp_path)
+
+
 def _schema_section(*keys):
     schema = load_schema()
     node = schema

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,12 +57,26 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+def _non_finite(value: Any, where: str = "") -> list[str]:
+    """Every NaN or infinite number in ``value``, by key path: YAML's ``.nan`` and ``.inf``
+    are numbers to a JSON schema, so its ranges let them through."""
+    if isinstance(value, dict):
+        keys = {k: f"{where}.{k}" if where else str(k) for k in value}
+        return [p for k, v in value.items() for p in _non_finite(v, keys[k])]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{where}[{i}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{where or '<top level>'}: {value} is not a finite number"]
+    return []
+
+
 def validate_config(config: dict, schema: dict | None = None, source: str = "config") -> dict:
     """Validate ``config`` in place, filling defaults; raise naming every bad key or value."""
     schema = load_schema() if schema is None else schema
     validator = _DefaultingValidator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    problems = [_describe(e) for e in errors] or _cross_field_problems(config)
+    problems = [_describe(e) for e in errors] + _non_finite(config)
+    problems = problems or _cross_field_problems(config)
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise AsrpruneError(f"invalid {source}:\n{lines}")
@@ -95,12 +110,47 @@ def load_config(*paths: str | Path, overrides: Sequence[dict] = ()) -> dict:
     ``overrides`` (nested mappings, e.g. from a command line), and validate."""
     merged: dict = {}
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            merge_into(merged, yaml.safe_load(f) or {})
+        merge_into(merged, read_config_file(path))
     for override in overrides:
         merge_into(merged, override)
     source = " + ".join([*(str(p) for p in paths), *(["overrides"] if overrides else [])])
     return validate_config(merged, source=source)
+
+
+def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
+    """A YAML syntax error in one line: where it was noticed, and where its construct began
+    (an unclosed bracket is noticed lines after it was opened)."""
+
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    text = f"{at(e.problem_mark)}: {e.problem}" if e.problem_mark else str(e.problem)
+    if e.context and e.context_mark:
+        text += f" ({e.context}, from {at(e.context_mark)})"
+    return text
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The mapping a YAML config file holds; a missing, empty or malformed file is an error
+    naming it (and the line of a syntax error)."""
+    path = Path(path)
+    if not path.exists():
+        raise AsrpruneError(f"config file not found: {path}")
+    if path.is_dir():
+        raise AsrpruneError(f"{path} is a directory, not a config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        raise AsrpruneError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise AsrpruneError(f"{path}: not valid YAML ({e})") from None
+    if data is None:
+        raise AsrpruneError(f"config file {path} is empty (expected a mapping of settings)")
+    if not isinstance(data, dict):
+        raise AsrpruneError(
+            f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}"
+        )
+    return data
 
 
 def merge_into(base: dict, override: dict) -> dict:

@@ -36,3 +36,18 @@ def test_cli_prints_the_run_of_the_repos_configs(capsys):
     smoke = str(REPO / "config/smoke.yaml")
     assert main(["run-name", "--default-config", default, "--", "--configfile", smoke]) == 0
     assert capsys.readouterr().out == "smoke\n"
+
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "config file {path} is empty"), ("run: [x\n", "{path}: not valid YAML: line 2")],
+)
+def test_empty_or_malformed_config_file_stops_the_cli_naming_it(tmp_path, capsys, text, message):
+    # run-workflow.sh asks for the run name first: Snakemake's own message names no file
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    default = str(REPO / "config/config.yaml")
+    assert main(["run-name", "--default-config", default, "--", "--configfile", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asrprune run-name: error: ") and message.format(path=path) in err

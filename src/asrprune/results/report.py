@@ -10,17 +10,12 @@ from pathlib import Path
 
 import yaml
 
+from asrprune.config import read_config_file
 from asrprune.errors import AsrpruneError
 
 
 def _config_run(path: str | os.PathLike) -> str | None:
-    path = Path(path)
-    if not path.is_file():
-        raise AsrpruneError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise AsrpruneError(f"{path}: expected a mapping at the top level")
-    return data.get("run")
+    return read_config_file(path).get("run")
 
 
 def run_name(snakemake_args: Sequence[str], default_config: str | os.PathLike) -> str:
