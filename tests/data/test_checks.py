@@ -1,11 +1,13 @@
 """Each kind of bad input is excluded with its id, path and reason; good input passes."""
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from asrprune.data import checks
 from asrprune.data.checks import CheckSettings, check_utterances, prepare_split
 from asrprune.data.manifest import Utterance, read_manifest, write_manifest
+from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
 from tests.builders import make_utterance
 
@@ -79,3 +81,23 @@ def test_prepare_split_writes_kept_and_counted_exclusions(tmp_path, capsys):
     # every exclusion is reported on stderr with its id and path
     err = capsys.readouterr().err
     assert "excluded corrupt (" in err and "corrupt.flac" in err
+
+
+def test_a_split_left_empty_stops_naming_it_and_the_reasons(tmp_path):
+    # else BPE training, features or decoding fail later, far from the cause
+    bad = [u for u in _bad_corpus(tmp_path) if u.id != "good"]
+    raw = tmp_path / "dev.jsonl"
+    write_manifest(raw, bad)
+    out = (str(tmp_path / "clean.jsonl"), str(tmp_path / "excl.json"))
+    with pytest.raises(AsrpruneError) as err:
+        prepare_split(str(raw), *out, SETTINGS, 1)
+    message = str(err.value)
+    assert f"split 'dev' ({raw}): the data checks exclude all {len(bad)} utterances" in message
+    assert "(unreadable_audio 2, wrong_sample_rate 1, empty_audio 1, too_long 1" in message
+    assert "non_text_transcript 3)" in message
+    write_manifest(raw, [u for u in bad if u.id in ("missing", "notext")])
+    with pytest.raises(AsrpruneError, match=r"\(unreadable_audio 1, empty_transcript 1\)"):
+        prepare_split(str(raw), *out, SETTINGS, 1)  # only the reasons that occur
+    write_manifest(raw, [])
+    with pytest.raises(AsrpruneError, match=r"split 'dev' \(.*\) has no utterances"):
+        prepare_split(str(raw), *out, SETTINGS, 1)

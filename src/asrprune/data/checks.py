@@ -13,12 +13,14 @@ import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from asrprune.data.manifest import Utterance, read_manifest, write_manifest
 from asrprune.data.text import has_digits, normalize_transcript
+from asrprune.errors import AsrpruneError
 from asrprune.io import write_json
 
 # Reasons, in the order they are tested; the data report counts each.
@@ -120,10 +122,23 @@ def count_reasons(excluded: list[Exclusion]) -> dict[str, int]:
 def prepare_split(
     raw_manifest: str, manifest_out: str, excluded_out: str, settings: CheckSettings, threads: int
 ) -> tuple[int, int]:
-    """Check a raw manifest; write the clean manifest and the exclusions (JSON)."""
+    """Check a raw manifest; write the clean manifest and the exclusions (JSON).
+
+    A split the checks leave empty is an error here, naming it and the reasons counted,
+    rather than an obscure failure later in BPE training, features or decoding.
+    """
     kept, excluded = check_utterances(read_manifest(raw_manifest), settings, threads)
     for x in excluded:
         print(f"excluded {x.id} ({x.audio}): {x.reason}: {x.detail}", file=sys.stderr)
+    if not kept:
+        split = Path(raw_manifest).stem
+        if not excluded:
+            raise AsrpruneError(f"split {split!r} ({raw_manifest}) has no utterances")
+        counts = ", ".join(f"{r} {n}" for r, n in count_reasons(excluded).items() if n)
+        raise AsrpruneError(
+            f"split {split!r} ({raw_manifest}): the data checks exclude all "
+            f"{len(excluded)} utterances ({counts}); each is listed above with its reason"
+        )
     write_manifest(manifest_out, kept)
     write_json(
         excluded_out,
