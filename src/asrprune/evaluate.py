@@ -277,7 +277,7 @@ def _log_evaluation(ids_file, name: str, tags, result: dict, out_json) -> None:
     from asrprune.tracking import child_run, flatten
 
     run_tags = {"stage": "evaluate", "model": name, **dict(tags or {})}
-    with child_run(ids_file, f"evaluate-{name}", run_tags) as mlflow:
+    with child_run(ids_file, f"evaluate-{name}", run_tags) as run:
         params = {"model_path": result["model"], **flatten(result["decoding"], "decode.")}
         full = result.get("full")
         if full:
@@ -285,12 +285,12 @@ def _log_evaluation(ids_file, name: str, tags, result: dict, out_json) -> None:
             metrics = {f"wer_full.{split}": wer for split, wer in full["wer"].items()}
         else:
             metrics = {}
-        mlflow.log_params(params)
+        run.log_params(params)
         metrics |= {f"wer.{split}": wer for split, wer in result["wer"].items()}
         for split, errors in result["errors"].items():
             for key in ("substitutions", "deletions", "insertions", "ref_words", "utterances"):
                 metrics[f"{key}.{split}"] = float(errors[key])
         for key in ("encoder_params", "prunable_params", "total_params", "size_mb"):
             metrics[key] = float(result[key])
-        mlflow.log_metrics(metrics)
-        mlflow.log_artifact(str(out_json))
+        run.log_metrics(metrics)
+        run.log_artifact(out_json)
