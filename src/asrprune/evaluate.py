@@ -212,7 +212,8 @@ def evaluate_model(
         batch_frames: decoding batch budget, padded size in 10 ms frames.
         threads: torch intra-op threads (None: leave torch's default).
         mlflow_ids: ids file from ``asrprune mlflow-init``; metrics go to a child run named
-            ``evaluate-<name>`` tagged stage=evaluate, model=<name> (plus ``tags``).
+            ``evaluate-<name>`` tagged stage=evaluate, model=<name> (plus ``tags``), or
+            to a spool file if the store does not answer (asrprune.tracking).
         device: None picks CUDA when available.
         lm: shallow fusion of a token n-gram in the full decoding's beam search (order 0:
             none), counted on the transcripts of the manifest ``lm_text`` (the training

@@ -190,7 +190,8 @@ class TrackedRun:
             "tracking_uri": self.uri,
             "experiment_id": ids.get("experiment_id"),
             "experiment": ids.get("experiment"),
-            "run": ids.get("run"),
+            # ids files from before spooling lack the run: results/<run>/mlflow/ids.json
+            "run": ids.get("run") or self.ids_file.resolve().parent.parent.name,
             "parent_run_id": ids.get("parent_run_id"),
             "run_name": name,
             "tags": dict(tags or {}),
@@ -248,7 +249,7 @@ class TrackedRun:
         folder = self.ids_file.parent / SPOOL_DIR
         stamp = time.strftime("%Y%m%dT%H%M%S")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.header["run_name"])
-        spool = folder / f"{safe}-{stamp}-{os.getpid()}.jsonl"
+        spool = folder / f"{safe}-{stamp}-{os.getpid()}-{self.header['spool_id'][:6]}.jsonl"
         if e is not None:
             _failure(self.uri, what, e, self.require, spool)
         folder.mkdir(parents=True, exist_ok=True)
@@ -257,8 +258,8 @@ class TrackedRun:
                 f.write(json.dumps(record) + "\n")
         self.spool = spool
         if e is None:
-            print(f"warning: MLflow tracking at {self.uri} is offline ({what}); "
-                  f"the run is spooled to {spool}", file=sys.stderr)  # fmt: skip
+            offline = f"warning: MLflow tracking at {self.uri} is offline ({what})"
+            print(f"{offline}; the run is spooled to {spool}", file=sys.stderr)
 
     def _record(self, record: dict, call: Callable[[Any], Any], what: str) -> None:
         self.records.append(record)
