@@ -34,3 +34,30 @@ def make_utterance(
 ) -> Utterance:
     path = write_tone(tmp / f"{uid}.flac", seconds=seconds, rate=rate)
     return Utterance(id=uid, audio=str(path), duration=seconds, text=text, speaker=speaker)
+
+
+def dead_tracking_uri() -> str:
+    """An HTTP tracking URI on a free local port that nothing listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def dead_server_ids(folder: Path, require: bool = False) -> Path:
+    """An ids file as ``mlflow-init`` wrote it against a server that has since died."""
+    from asrprune.io import write_json
+
+    ids = {
+        "tracking_uri": dead_tracking_uri(),
+        "experiment_id": "1",
+        "experiment": "asrprune-test",
+        "run": "test",
+        "parent_run_id": "0" * 32,
+        "require": require,
+    }
+    path = folder / "mlflow" / "ids.json"
+    write_json(path, ids)
+    return path

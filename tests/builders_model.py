@@ -169,12 +169,7 @@ def overfit_model() -> tuple[Path, ToneCorpus]:
         specaug_start_step=OVERFIT_STEPS,
     )
     train_teacher(
-        train_manifest=corpus.train_manifest,
-        train_features=corpus.train_store,
-        dev_manifest=corpus.dev_manifest,
-        dev_features=corpus.dev_store,
-        tokenizer_path=corpus.bpe,
-        cmvn_path=corpus.cmvn_json,
+        **teacher_data(corpus),
         model_config=tiny_model_config(),
         settings=settings,
         out_model=root / "teacher.pt",
@@ -182,6 +177,18 @@ def overfit_model() -> tuple[Path, ToneCorpus]:
         progress=False,
     )
     return root / "teacher.pt", corpus
+
+
+def teacher_data(corpus) -> dict:
+    """``train_teacher``'s data arguments for a tone corpus."""
+    return dict(
+        train_manifest=corpus.train_manifest,
+        train_features=corpus.train_store,
+        dev_manifest=corpus.dev_manifest,
+        dev_features=corpus.dev_store,
+        tokenizer_path=corpus.bpe,
+        cmvn_path=corpus.cmvn_json,
+    )
 
 
 class Killed(Exception):

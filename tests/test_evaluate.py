@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from asrprune.evaluate import (
 from asrprune.io import read_json
 from asrprune.model import Transducer, save_model
 from asrprune.train import resolve_model_config
+from tests.builders import dead_server_ids
 from tests.builders_model import overfit_model, tiny_model_config, tone_corpus
 
 
@@ -154,6 +156,7 @@ def test_a_trained_model_decodes_and_logs_to_mlflow(tmp_path, monkeypatch):
     assert "full" not in only and only["wer"] == greedy["wer"]
     assert not (tmp_path / "only/full").exists()
 
+    mlflow.set_tracking_uri(ids["tracking_uri"])
     runs = mlflow.search_runs([ids["experiment_id"]], filter_string="tags.stage = 'evaluate'")
     assert len(runs) == 1
     run = runs.iloc[0]
@@ -161,6 +164,38 @@ def test_a_trained_model_decodes_and_logs_to_mlflow(tmp_path, monkeypatch):
     assert run["tags.mlflow.parentRunId"] == ids["parent_run_id"]
     assert run["metrics.wer.train"] == pytest.approx(greedy["wer"]["train"])
     assert run["metrics.encoder_params"] == greedy["encoder_params"]
+
+
+def test_a_dead_tracking_server_costs_seconds_not_the_results(tmp_path, capfd):
+    import mlflow
+
+    from asrprune.tracking import sync_spool
+
+    ids_file = dead_server_ids(tmp_path)
+    uri = read_json(ids_file)["tracking_uri"]
+    model_path, corpus = overfit_model()
+    splits = {"train": (corpus.train_manifest, corpus.train_store)}
+    out = tmp_path / "metrics" / "teacher.json"
+    started = time.monotonic()
+    result = evaluate_model(
+        model_path, splits, out, tmp_path / "hyps", mlflow_ids=ids_file, name="teacher"
+    )
+    assert time.monotonic() - started < 60
+    assert read_json(out) == result
+    assert f"warning: MLflow tracking at {uri} failed (creating the run" in capfd.readouterr().err
+    (spool,) = (tmp_path / "mlflow" / "spool").glob("evaluate-teacher-*.jsonl")
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sync_spool(ids_file, store)
+    client = mlflow.MlflowClient(store)
+    exp = client.get_experiment_by_name("asrprune-test")
+    (run,) = client.search_runs([exp.experiment_id], "tags.stage = 'evaluate'")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.stage = 'workflow'")
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert run.data.params["model_path"] == str(model_path)
+    assert run.data.metrics["wer.train"] == pytest.approx(result["wer"]["train"])
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["teacher.json"]
+    assert not spool.exists() and spool.with_name(spool.name + ".synced").exists()
 
 
 def test_lm_fusion_is_recorded_and_neutral_at_weight_zero(tmp_path):

@@ -25,7 +25,15 @@ from asrprune.train import (
     train,
     train_teacher,
 )
-from tests.builders_model import Killed, dying_at, tiny_model_config, tiny_settings, tone_corpus
+from tests.builders import dead_server_ids
+from tests.builders_model import (
+    Killed,
+    dying_at,
+    teacher_data,
+    tiny_model_config,
+    tiny_settings,
+    tone_corpus,
+)
 from tests.model.tiny import tiny_batch, tiny_model
 
 
@@ -263,6 +271,20 @@ def test_extra_modules_and_param_groups_are_optimised_and_checkpointed(corpus, d
 # the teacher entry point
 
 
+def teacher_job(corpus, tmp_path, ids_file) -> dict:
+    """A 4-step teacher job that logs to the MLflow ids file ``ids_file``."""
+    return dict(
+        **teacher_data(corpus),
+        model_config=tiny_model_config(),
+        settings={**tiny_settings(max_steps=4, eval_every=2).to_dict()},
+        out_model=tmp_path / "models" / "teacher.pt",
+        work_dir=tmp_path / "work",
+        mlflow_ids=ids_file,
+        threads=2,
+        progress=False,
+    )
+
+
 def test_train_teacher_writes_the_model_and_logs_to_mlflow(corpus, tmp_path, monkeypatch):
     import mlflow
 
@@ -270,21 +292,7 @@ def test_train_teacher_writes_the_model_and_logs_to_mlflow(corpus, tmp_path, mon
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     ids = init_tracking(tmp_path / "mlflow.db", "test", "run", tmp_path / "ids.json")
-    kwargs = dict(
-        train_manifest=corpus.train_manifest,
-        train_features=corpus.train_store,
-        dev_manifest=corpus.dev_manifest,
-        dev_features=corpus.dev_store,
-        tokenizer_path=corpus.bpe,
-        cmvn_path=corpus.cmvn_json,
-        model_config=tiny_model_config(),
-        settings={**tiny_settings(max_steps=4, eval_every=2).to_dict()},
-        out_model=tmp_path / "models" / "teacher.pt",
-        work_dir=tmp_path / "work",
-        mlflow_ids=tmp_path / "ids.json",
-        threads=2,
-        progress=False,
-    )
+    kwargs = teacher_job(corpus, tmp_path, tmp_path / "ids.json")
     summary = train_teacher(**kwargs)
     saved = load_model(tmp_path / "models" / "teacher.pt")
     extra = saved.extra
@@ -293,6 +301,7 @@ def test_train_teacher_writes_the_model_and_logs_to_mlflow(corpus, tmp_path, mon
     torch.testing.assert_close(saved.cmvn["mean"], corpus.cmvn.mean)
     assert extra["step"] == 4 and extra["dev_wer"] == summary["dev_wer"] is not None
 
+    mlflow.set_tracking_uri(ids["tracking_uri"])
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert run.data.tags["stage"] == "teacher"
     assert run.data.tags["mlflow.parentRunId"] == ids["parent_run_id"]
@@ -313,6 +322,30 @@ def test_train_teacher_writes_the_model_and_logs_to_mlflow(corpus, tmp_path, mon
     fresh = train_teacher(**changed)
     assert fresh["mlflow_run_id"] != summary["mlflow_run_id"]
     assert load_model(tmp_path / "models" / "teacher.pt").extra["step"] == 4
+
+
+def test_train_teacher_spools_its_run_when_the_server_is_dead(corpus, tmp_path):
+    import mlflow
+
+    from asrprune.tracking import sync_spool
+
+    ids_file = dead_server_ids(tmp_path)
+    kwargs = teacher_job(corpus, tmp_path, ids_file)
+    summary = train_teacher(**kwargs)
+    assert (tmp_path / "models" / "teacher.pt").is_file()
+    assert summary["mlflow_run_id"].startswith("spool:")
+    # a rerun resumes into the same spooled run
+    assert train_teacher(**kwargs)["mlflow_run_id"] == summary["mlflow_run_id"]
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    replayed, skipped = sync_spool(ids_file, store)
+    assert len(replayed) == 1 and not skipped
+    client = mlflow.MlflowClient(store)
+    exp = client.get_experiment_by_name("asrprune-test")
+    (run,) = client.search_runs([exp.experiment_id], "tags.stage = 'teacher'")
+    assert run.data.params["train.max_steps"] == "4"
+    loss = client.get_metric_history(run.info.run_id, "train.rnnt_loss")
+    assert sorted(m.step for m in loss) == [2, 4]
 
 
 def test_vocab_size_comes_from_the_tokenizer(corpus):

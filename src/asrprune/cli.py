@@ -31,8 +31,20 @@ def command(name: str, help: str):
 def _mlflow_init(a):
     from asrprune.tracking import init_tracking
 
-    ids = init_tracking(a.store, a.experiment, a.run, a.out)
+    ids = init_tracking(a.store, a.experiment, a.run, a.out, require=a.require)
     print(json.dumps(ids, indent=2))
+
+
+@command("mlflow-sync", "replay the MLflow runs that jobs spooled while the store was down")
+def _mlflow_sync(a):
+    from asrprune.tracking import sync_spool
+
+    replayed, skipped = sync_spool(a.ids, a.uri, a.include_open)
+    for spool in replayed:
+        print(f"replayed {spool}")
+    for spool in skipped:
+        print(f"skipped {spool}: its run has not ended (--include-open replays it)")
+    print(f"{len(replayed)} replayed, {len(skipped)} skipped")
 
 
 @command("corpus-embedded", "synthesise the embedded corpus; write raw manifests per split")
@@ -84,16 +96,16 @@ def _data_report(a):
     report = build_report(a.source, manifests, excluded)
     write_json(a.out, report)
     if a.mlflow:
-        with child_run(a.mlflow, "data", {"stage": "data"}) as mlflow:
-            mlflow.log_param("source", a.source)
-            mlflow.log_metrics(
+        with child_run(a.mlflow, "data", {"stage": "data"}) as run:
+            run.log_param("source", a.source)
+            run.log_metrics(
                 {
                     k: float(v)
                     for k, v in flatten(report["splits"]).items()
                     if isinstance(v, int | float)
                 }
             )
-            mlflow.log_artifact(a.out)
+            run.log_artifact(a.out)
     print(json.dumps(report, indent=2))
 
 
@@ -338,6 +350,17 @@ def _build_parser() -> argparse.ArgumentParser:
     p["mlflow-init"].add_argument("--experiment", required=True)
     p["mlflow-init"].add_argument("--run", required=True, help="the workflow's run name")
     p["mlflow-init"].add_argument("--out", required=True, help="JSON file for the ids")
+    p["mlflow-init"].add_argument(
+        "--require",
+        action="store_true",
+        help="fail (this job and every job that logs) when the store does not answer, "
+        "instead of spooling runs for mlflow-sync",
+    )
+    p["mlflow-sync"].add_argument("--ids", required=True, help="the run's mlflow/ids.json")
+    p["mlflow-sync"].add_argument("--uri", help="the store to replay into (default: the ids')")
+    p["mlflow-sync"].add_argument(
+        "--include-open", action="store_true", help="replay runs that never ended too"
+    )
 
     for name in ("corpus-embedded", "check-split"):
         p[name].add_argument("--settings", required=True, help="the config section, as JSON")

@@ -212,7 +212,8 @@ def evaluate_model(
         batch_frames: decoding batch budget, padded size in 10 ms frames.
         threads: torch intra-op threads (None: leave torch's default).
         mlflow_ids: ids file from ``asrprune mlflow-init``; metrics go to a child run named
-            ``evaluate-<name>`` tagged stage=evaluate, model=<name> (plus ``tags``).
+            ``evaluate-<name>`` tagged stage=evaluate, model=<name> (plus ``tags``), or
+            to a spool file if the store does not answer (asrprune.tracking).
         device: None picks CUDA when available.
         lm: shallow fusion of a token n-gram in the full decoding's beam search (order 0:
             none), counted on the transcripts of the manifest ``lm_text`` (the training
@@ -277,7 +278,7 @@ def _log_evaluation(ids_file, name: str, tags, result: dict, out_json) -> None:
     from asrprune.tracking import child_run, flatten
 
     run_tags = {"stage": "evaluate", "model": name, **dict(tags or {})}
-    with child_run(ids_file, f"evaluate-{name}", run_tags) as mlflow:
+    with child_run(ids_file, f"evaluate-{name}", run_tags) as run:
         params = {"model_path": result["model"], **flatten(result["decoding"], "decode.")}
         full = result.get("full")
         if full:
@@ -285,12 +286,12 @@ def _log_evaluation(ids_file, name: str, tags, result: dict, out_json) -> None:
             metrics = {f"wer_full.{split}": wer for split, wer in full["wer"].items()}
         else:
             metrics = {}
-        mlflow.log_params(params)
+        run.log_params(params)
         metrics |= {f"wer.{split}": wer for split, wer in result["wer"].items()}
         for split, errors in result["errors"].items():
             for key in ("substitutions", "deletions", "insertions", "ref_words", "utterances"):
                 metrics[f"{key}.{split}"] = float(errors[key])
         for key in ("encoder_params", "prunable_params", "total_params", "size_mb"):
             metrics[key] = float(result[key])
-        mlflow.log_metrics(metrics)
-        mlflow.log_artifact(str(out_json))
+        run.log_metrics(metrics)
+        run.log_artifact(out_json)

@@ -1,5 +1,6 @@
 # MLflow: one job creates the store, the experiment and the parent run, so parallel jobs
-# never race to create them; every job that logs takes the ids file as input.
+# never race to create them; every job that logs takes the ids file as input. The ids
+# file carries config mlflow.require, so jobs know whether a tracking failure is fatal.
 MLFLOW_IDS = f"{R}/mlflow/ids.json"
 
 
@@ -20,6 +21,7 @@ rule mlflow_init:
         store=f"{R}/mlflow.db",
         experiment=config["mlflow"]["experiment"] or f"asrprune-{RUN}",
         run=RUN,
+        require="--require" if config["mlflow"]["require"] else "",
     shell:
         "asrprune mlflow-init --store {params.store} --experiment {params.experiment:q}"
-        " --run {params.run} --out {output} > {log} 2>&1"
+        " --run {params.run} {params.require} --out {output} > {log} 2>&1"

@@ -541,7 +541,7 @@ class Trainer:
         ids = mlflow_ids if main else None  # rank 0 logs for all
         with tracked_run(ids, run_name, tags, self.mlflow_run_id, all_params) as tracker:
             if tracker is not None:
-                self.mlflow_run_id = tracker.active_run().info.run_id
+                self.mlflow_run_id = tracker.run_id
             if self.world.distributed:  # every rank's checkpoint state and result alike
                 self.mlflow_run_id = distributed.broadcast_object(self.mlflow_run_id)
             self._loop(tracker, progress and main, run_name)
