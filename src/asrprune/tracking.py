@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,16 @@ def init_tracking(store: str | Path, experiment: str, run_name: str, ids_out: st
 def child_run(ids_file: str | Path, name: str, tags: dict[str, str]) -> Iterator[Any]:
     """Start a run nested under the workflow's parent run; yield the ``mlflow`` module.
 
-    ``parent_run_id`` (not ``nested=True``) is what nests runs across processes.
+    ``parent_run_id`` (not ``nested=True``) is what nests runs across processes. Unfinished
+    runs of the same name under the same parent are what a killed or failed attempt of
+    this job left: they are deleted (MLflow keeps them restorable), so the store holds one
+    run per job, the one of the outputs on disk.
     """
     import mlflow
 
     ids = read_json(ids_file)
     mlflow.set_tracking_uri(ids["tracking_uri"])
+    _delete_unfinished(mlflow.MlflowClient(), ids, name)
     with mlflow.start_run(
         experiment_id=ids["experiment_id"],
         run_name=name,
@@ -70,6 +75,24 @@ def child_run(ids_file: str | Path, name: str, tags: dict[str, str]) -> Iterator
         tags=tags,
     ):
         yield mlflow
+
+
+def _delete_unfinished(client: Any, ids: dict, name: str) -> None:
+    quoted = name.replace("'", "\\'")
+    stale = client.search_runs(
+        [ids["experiment_id"]],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{ids['parent_run_id']}'"
+            f" and attributes.run_name = '{quoted}' and attributes.status != 'FINISHED'"
+        ),
+    )
+    for run in stale:
+        print(
+            f"MLflow: deleting run {run.info.run_id} ({name}, {run.info.status}), left by an "
+            "earlier attempt of this job",
+            file=sys.stderr,
+        )
+        client.delete_run(run.info.run_id)
 
 
 def log_artifact(ids_file: str | Path, run_id: str, path: str | Path) -> None:
