@@ -49,6 +49,41 @@ def test_init_then_children_in_separate_calls(tmp_path):
     assert again["experiment_id"] == ids["experiment_id"]
 
 
+def test_a_killed_attempts_run_is_replaced_not_duplicated(tmp_path):
+    """A job killed inside its run leaves it RUNNING (a failed one, FAILED); the next
+    attempt deletes it, and leaves finished runs and other jobs' runs alone."""
+    import mlflow
+
+    ids_file = tmp_path / "ids.json"
+    ids = init_tracking(tmp_path / "mlflow.db", "asrprune-test", "test", ids_file)
+    mlflow.set_tracking_uri(ids["tracking_uri"])  # jobs leave the global URI alone
+    client = mlflow.MlflowClient(ids["tracking_uri"])
+    parent = {"mlflow.parentRunId": ids["parent_run_id"]}
+    killed = client.create_run(ids["experiment_id"], run_name="evaluate-x", tags=parent)
+    failed = client.create_run(ids["experiment_id"], run_name="evaluate-x", tags=parent)
+    client.set_terminated(failed.info.run_id, "FAILED")
+    with child_run(ids_file, "teacher", {"stage": "teacher"}):
+        pass
+    with child_run(ids_file, "evaluate-y", {"stage": "evaluate"}):
+        pass
+    other = client.create_run(ids["experiment_id"], run_name="evaluate-y", tags=parent)
+    with child_run(ids_file, "evaluate-x", {"stage": "evaluate"}) as run:
+        new = run.live_id
+    runs = mlflow.search_runs(
+        [ids["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{ids['parent_run_id']}'"
+    )
+    names = sorted(zip(runs["tags.mlflow.runName"], runs["status"], strict=True))
+    assert names == [
+        ("evaluate-x", "FINISHED"),
+        ("evaluate-y", "FINISHED"),
+        ("evaluate-y", "RUNNING"),  # another job's runs are not this job's to delete
+        ("teacher", "FINISHED"),
+    ]
+    assert new in set(runs["run_id"]) and other.info.run_id in set(runs["run_id"])
+    for run in (killed, failed):
+        assert client.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
+
+
 def test_tracking_uri_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'server.db'}")
     ids = init_tracking(tmp_path / "unused.db", "e", "r", tmp_path / "ids.json")

@@ -2,9 +2,12 @@
 
 import csv
 import os
+import random
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -18,8 +21,9 @@ from tests.builders import REPO
 pytestmark = pytest.mark.workflow
 
 
-def _snakemake(workdir, *args, check=True, path=None):
-    """Run Snakemake on the repo's Snakefile in ``workdir``; ``path`` replaces $PATH."""
+def _snakemake_command(workdir, *args, path=None):
+    """The command line and environment that run Snakemake on the repo's Snakefile in
+    ``workdir``; ``path`` replaces $PATH."""
     path = path or os.environ.get("PATH", "")
     env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{path}"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -33,6 +37,12 @@ def _snakemake(workdir, *args, check=True, path=None):
         str(workdir),
         *args,
     ]
+    return cmd, env
+
+
+def _snakemake(workdir, *args, check=True, path=None):
+    """Run Snakemake on the repo's Snakefile in ``workdir``; ``path`` replaces $PATH."""
+    cmd, env = _snakemake_command(workdir, *args, path=path)
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if check:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -390,3 +400,145 @@ def test_corpus_breakdown_decodes_every_condition(smoke_run, tmp_path):
     new_voices = set(breakdown["by_voice"]["new-variants"])
     assert new_voices and new_voices <= train_accents
     assert "| test-other-clean | 3 |" in result.stdout
+
+
+# -----------------------------------------------------------------------------
+# chaos: SIGKILL at random moments, resume, and the same results as without kills
+
+# the asrprune commands of each stage's jobs
+STAGE_COMMANDS = {
+    "data": {
+        *("corpus-embedded", "check-split", "extract-features", "train-bpe", "cmvn"),
+        "data-report",
+    },
+    "teacher": {"train-teacher"},
+    "prune": {"prune"},
+    "evaluate": {"evaluate"},
+}
+# a kill lands this many seconds at most after a job of its stage is seen starting (the
+# smoke jobs' lengths on 2 cores, so that kills fall inside training loops too)
+KILL_WITHIN = {"data": 3.0, "teacher": 40.0, "prune": 25.0, "evaluate": 8.0}
+KILLS = ["data", "teacher", "teacher", "prune", "prune", "evaluate"]
+
+
+def _running_jobs(snakemake):
+    """``(stage, process)`` of each asrprune job Snakemake runs now."""
+    import psutil
+
+    jobs = []
+    try:
+        children = snakemake.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return jobs
+    for child in children:
+        try:
+            args = child.cmdline()
+        except psutil.Error:
+            continue
+        for i, arg in enumerate(args[:-1]):
+            if arg.endswith("/asrprune"):
+                jobs += [(s, child) for s, cmds in STAGE_COMMANDS.items() if args[i + 1] in cmds]
+    return jobs
+
+
+def _kill_during(workdir, stage, mode, rng, log):
+    """Start Snakemake; once a job of ``stage`` runs, wait a random moment and SIGKILL
+    either that job (``mode`` "job": Snakemake sees it fail) or Snakemake's whole process
+    group with every job (``mode`` "all": a crash). What was killed, or None if the
+    workflow finished first."""
+    import psutil
+
+    cmd, env = _snakemake_command(
+        workdir,
+        *("--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2"),
+        # --nolock: a SIGKILLed Snakemake leaves its lock behind
+        *("--rerun-incomplete", "--nolock"),
+    )
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, start_new_session=True)
+    snakemake = psutil.Process(proc.pid)
+    killed = None
+    deadline = None
+    while proc.poll() is None:
+        jobs = _running_jobs(snakemake)
+        if deadline is None and any(s == stage for s, _ in jobs):
+            deadline = time.monotonic() + rng.uniform(0.5, KILL_WITHIN[stage])
+        if deadline is not None and time.monotonic() >= deadline:
+            names = [" ".join(p.cmdline()[2:4]) for _, p in jobs if p.is_running()]
+            targets = [p for s, p in jobs if s == stage] or [p for _, p in jobs]
+            if mode == "job" and targets:
+                killed = f"job {' '.join(targets[0].cmdline()[2:4])}"
+                targets[0].kill()
+            else:
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = f"all, running {sorted(names)}"
+            break
+        time.sleep(0.2)
+    proc.wait()
+    return killed
+
+
+def _tables(run, ignore=("rtf", "rtf_change_pct")):
+    """Every results table, without the columns that time decoding."""
+    import pandas as pd
+
+    return {
+        p.name: pd.read_csv(p).drop(columns=list(ignore), errors="ignore")
+        for p in sorted((run / "tables").glob("*.csv"))
+    }
+
+
+def _child_runs(run):
+    """Run name to status of every live MLflow run under the workflow's parent run."""
+    import mlflow
+
+    ids = read_json(run / "mlflow/ids.json")
+    mlflow.set_tracking_uri(f"sqlite:///{run / 'mlflow.db'}")
+    runs = mlflow.search_runs(
+        [ids["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{ids['parent_run_id']}'"
+    )
+    return list(zip(runs["tags.mlflow.runName"], runs["status"], strict=True))
+
+
+def test_kills_at_random_moments_then_resume_give_the_same_results(smoke_run, tmp_path):
+    """SIGKILL during each stage, --rerun-incomplete after each: the tables equal those
+    of the uninterrupted run (timings aside), no file is partial, and MLflow holds each
+    job's run once."""
+    import pandas as pd
+    import torch
+
+    from asrprune.io import read_jsonl
+
+    rng = random.Random(1205)
+    # as many job kills (Snakemake sees the job fail) as crashes, in a seeded order
+    modes = rng.sample(["job", "all"] * (len(KILLS) // 2), len(KILLS))
+    workdir = tmp_path / "chaos"
+    kills = []
+    for n, (stage, mode) in enumerate(zip(KILLS, modes, strict=True)):
+        killed = _kill_during(workdir, stage, mode, rng, tmp_path / f"attempt{n}.log")
+        kills.append((stage, killed))
+    print("\n".join(f"kill during {stage}: {killed}" for stage, killed in kills))
+    assert sum(killed is not None for _, killed in kills) >= 5, kills
+    _snakemake(
+        workdir,
+        *("--configfile", str(REPO / "config/smoke.yaml"), "--cores", "2"),
+        *("--rerun-incomplete", "--nolock"),
+    )
+    run = workdir / "results" / "smoke"
+
+    expected, got = _tables(smoke_run), _tables(run)
+    assert list(got) == list(expected)
+    for name, table in expected.items():
+        pd.testing.assert_frame_equal(got[name], table, obj=name)
+
+    for path in run.rglob("*.json"):
+        read_json(path)  # raises on a partial file
+    for path in run.rglob("*.jsonl"):
+        read_jsonl(path)
+    for path in run.rglob("*.pt"):
+        torch.load(path, map_location="cpu", weights_only=True)
+
+    runs = _child_runs(run)
+    assert sorted(runs) == sorted(_child_runs(smoke_run))
+    assert len({name for name, _ in runs}) == len(runs)
+    assert {status for _, status in runs} == {"FINISHED"}

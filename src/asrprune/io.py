@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -19,18 +19,47 @@ from asrprune.distributed import is_main_process
 from asrprune.errors import AsrpruneError
 
 
+def _create_temp(path: Path) -> Path:
+    """Create an empty, unique temporary file beside ``path``, with the umask's mode.
+
+    Not ``mkstemp``, whose 0600 would make results unreadable to collaborators on a shared
+    filesystem: ``os.open`` with 0666 gives what a plain ``open`` gives (0644 under umask
+    022), without reading the process-wide umask.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise AsrpruneError(f"cannot create a temporary file beside {path}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only
-    (and only on rank 0 of a distributed job; see the module)."""
+    """Yield a temporary path beside ``path``; on success only, sync it to disk and rename
+    it onto ``path`` (and only on rank 0 of a distributed job; see the module).
+
+    The sync comes first so that a crash of the machine after the rename cannot leave an
+    empty or partial ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temp(path)
     try:
         yield tmp_path
         if is_main_process():
+            _fsync(tmp_path)
             os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -41,8 +70,6 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file for writing that replaces ``path`` when the block succeeds."""
     with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
         yield f
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -219,6 +219,7 @@ class TrackedRun:
 
     def _create(self, client) -> None:
         h = self.header
+        _delete_unfinished(client, h["experiment_id"], h["parent_run_id"], h["run_name"])
         tags = {**h["tags"], "mlflow.parentRunId": h["parent_run_id"]}
         run = client.create_run(h["experiment_id"], run_name=h["run_name"], tags=tags)
         self.live_id = run.info.run_id
@@ -300,6 +301,27 @@ class TrackedRun:
             lambda c: c.set_terminated(self.live_id, status),
             "ending the run",
         )
+
+
+def _delete_unfinished(client, experiment_id: str, parent_run_id: str, name: str) -> None:
+    """Unfinished runs of the same name under the same parent are what a killed or failed
+    attempt of this job left: delete them (MLflow keeps them restorable), so the store
+    holds one run per job, the one of the outputs on disk."""
+    quoted = name.replace("'", "\\'")
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.mlflow.parentRunId = '{parent_run_id}'"
+            f" and attributes.run_name = '{quoted}' and attributes.status != 'FINISHED'"
+        ),
+    )
+    for run in stale:
+        print(
+            f"MLflow: deleting run {run.info.run_id} ({name}, {run.info.status}), left by an "
+            "earlier attempt of this job",
+            file=sys.stderr,
+        )
+        client.delete_run(run.info.run_id)
 
 
 def _now_ms() -> int:

@@ -1,10 +1,13 @@
 """LibriSpeech manifests from a folder laid out like the real corpus (tiny, generated)."""
 
+import hashlib
 import io
+import re
 import tarfile
 
 import pytest
 
+from asrprune.data import librispeech
 from asrprune.data.librispeech import check_root, download_subset, split_utterances
 from asrprune.errors import AsrpruneError
 from tests.builders import write_tone
@@ -49,14 +52,34 @@ def test_missing_root_or_subset_is_a_clear_error(tmp_path):
         check_root(tmp_path, ["test-clean", "test-other"])
 
 
-def test_download_unpacks_an_archive(tmp_path):
+def _archive(mirror, subset, src):
+    """``mirror/<subset>.tar.gz`` holding ``src`` as LibriSpeech/; its MD5 (hex)."""
+    mirror.mkdir(exist_ok=True)
+    path = mirror / f"{subset}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(src, arcname="LibriSpeech")
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """The table of published MD5s, for the test to fill with its own archives'."""
+    table = dict(librispeech.ARCHIVE_MD5)
+    monkeypatch.setattr(librispeech, "ARCHIVE_MD5", table)
+    return table
+
+
+def test_published_checksums_cover_every_subset():
+    assert sorted(librispeech.ARCHIVE_MD5) == sorted(librispeech.SUBSETS)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", md5) for md5 in librispeech.ARCHIVE_MD5.values())
+
+
+def test_download_unpacks_an_archive(tmp_path, published):
     """The download path on a local archive (file:// URL): no network in tests."""
     src = tmp_path / "src"
     _fake_subset(src / "LibriSpeech", "test-clean", speakers=("1",), per_chapter=1)
     mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    with tarfile.open(mirror / "test-clean.tar.gz", "w:gz") as tar:
-        tar.add(src / "LibriSpeech", arcname="LibriSpeech")
+    published["test-clean"] = _archive(mirror, "test-clean", src / "LibriSpeech")
     dest = tmp_path / "LibriSpeech"
     out = download_subset(mirror.as_uri(), "test-clean", dest)
     assert out == dest / "test-clean"
@@ -64,7 +87,40 @@ def test_download_unpacks_an_archive(tmp_path):
     assert sorted(p.name for p in dest.iterdir()) == ["test-clean"]  # no leftovers
 
 
-def test_download_errors_name_the_url(tmp_path):
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_corrupted_archive_is_refused_and_nothing_unpacked(tmp_path, published, damage):
+    src = tmp_path / "src"
+    _fake_subset(src / "LibriSpeech", "dev-other", speakers=("1",), per_chapter=1)
+    mirror = tmp_path / "mirror"
+    published["dev-other"] = good = _archive(mirror, "dev-other", src / "LibriSpeech")
+    archive = mirror / "dev-other.tar.gz"
+    data = bytearray(archive.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[len(data) // 2 :]
+    archive.write_bytes(bytes(data))
+    bad = hashlib.md5(bytes(data)).hexdigest()
+    dest = tmp_path / "LibriSpeech"
+    with pytest.raises(AsrpruneError) as err:
+        download_subset(mirror.as_uri(), "dev-other", dest)
+    message = str(err.value)
+    assert "dev-other.tar.gz" in message and "nothing was unpacked" in message
+    assert f"is {bad}, expected {good}" in message
+    assert list(dest.iterdir()) == []
+
+
+def test_the_published_table_is_what_is_checked(tmp_path):
+    """A real subset name with a home-made archive: its MD5 is not the published one."""
+    src = tmp_path / "src"
+    _fake_subset(src / "LibriSpeech", "test-clean", speakers=("1",), per_chapter=1)
+    _archive(tmp_path / "mirror", "test-clean", src / "LibriSpeech")
+    published = librispeech.ARCHIVE_MD5["test-clean"]
+    with pytest.raises(AsrpruneError, match=f"expected {published} .published on openslr"):
+        download_subset((tmp_path / "mirror").as_uri(), "test-clean", tmp_path / "d")
+
+
+def test_download_errors_name_the_url(tmp_path, published):
     with pytest.raises(AsrpruneError, match="unknown LibriSpeech subset"):
         download_subset(tmp_path.as_uri(), "train-clean-999", tmp_path)
     with pytest.raises(AsrpruneError, match="download of .*test-clean.tar.gz failed"):
@@ -75,5 +131,6 @@ def test_download_errors_name_the_url(tmp_path):
         info = tarfile.TarInfo("other/readme.txt")
         info.size = 2
         tar.addfile(info, io.BytesIO(b"hi"))
+    published["dev-clean"] = hashlib.md5((bad / "dev-clean.tar.gz").read_bytes()).hexdigest()
     with pytest.raises(AsrpruneError, match="no LibriSpeech/dev-clean/ folder"):
         download_subset(bad.as_uri(), "dev-clean", tmp_path / "d")

@@ -46,7 +46,8 @@ else:
             " --out {params.out} > {log} 2>&1"
 
 
-# Never part of `all`: run it by name, with internet, e.g.
+# Never part of `all`: run it by name, with internet (the archive is checked against
+# the MD5 OpenSLR publishes before anything is unpacked), e.g.
 #   snakemake --cores 1 download/LibriSpeech/test-clean --config ...
 rule download_librispeech:
     output:

@@ -7,6 +7,7 @@ unpack to.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 import tarfile
@@ -27,6 +28,17 @@ SUBSETS = (
     "test-clean",
     "test-other",
 )
+
+# The MD5s OpenSLR publishes for resource 12 (openslr.org/12, its md5sum.txt).
+ARCHIVE_MD5 = {
+    "train-clean-100": "2a93770f6d5c6c964bc36631d331a522",
+    "train-clean-360": "c0e676e450a7ff2f54aeade5171606fa",
+    "train-other-500": "d1a0fd59409feb2c614ce4d30c387708",
+    "dev-clean": "42e2234ba48799c1f50f24a7926300a1",
+    "dev-other": "c8d0bcc9cca99d4f8b62fcc847357931",
+    "test-clean": "32fa31d27d2e1cad72775fee3f4849a9",
+    "test-other": "fb5a50374b501bb3bac4815ee91d3135",
+}
 
 
 def check_root(root: str | Path | None, subsets: list[str]) -> Path:
@@ -87,7 +99,10 @@ def download_subset(mirror: str, subset: str, dest: str | Path) -> Path:
     """Download ``<mirror>/<subset>.tar.gz`` and unpack it so ``dest/<subset>`` exists.
 
     The archive unpacks as ``LibriSpeech/<subset>/...``; ``dest`` is that LibriSpeech/
-    folder. Only regular files and folders inside it are extracted.
+    folder. Its MD5, computed as it downloads, must equal the published one
+    (``ARCHIVE_MD5``) before anything is unpacked, so a truncated or corrupted download
+    is refused, naming the archive and both digests. Only regular files and folders
+    inside it are extracted.
     """
     if subset not in SUBSETS:
         raise AsrpruneError(f"unknown LibriSpeech subset {subset!r} (one of {', '.join(SUBSETS)})")
@@ -100,9 +115,17 @@ def download_subset(mirror: str, subset: str, dest: str | Path) -> Path:
         print(f"downloading {url}", file=sys.stderr)
         try:
             with urllib.request.urlopen(url) as response, open(archive, "wb") as f:
-                shutil.copyfileobj(response, f, length=1 << 20)
+                actual = _copy_with_md5(response, f)
         except OSError as e:
             raise AsrpruneError(f"download of {url} failed: {e}") from None
+        expected = ARCHIVE_MD5[subset]
+        if actual != expected:
+            raise AsrpruneError(
+                f"{url}: MD5 of {subset}.tar.gz is {actual}, expected {expected} (published "
+                "on openslr.org/12); the download is corrupt or incomplete, nothing was "
+                "unpacked: run the rule again"
+            )
+        print(f"{subset}.tar.gz: MD5 {actual} as published", file=sys.stderr)
         shutil.rmtree(staging, ignore_errors=True)
         with tarfile.open(archive) as tar:
             tar.extractall(staging, filter="data")
@@ -116,3 +139,12 @@ def download_subset(mirror: str, subset: str, dest: str | Path) -> Path:
         archive.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
     return dest / subset
+
+
+def _copy_with_md5(src, dst) -> str:
+    """Copy one file object to another; return the MD5 of what was copied (hex)."""
+    md5 = hashlib.md5()
+    while chunk := src.read(1 << 20):
+        md5.update(chunk)
+        dst.write(chunk)
+    return md5.hexdigest()
