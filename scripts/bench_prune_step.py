@@ -22,10 +22,35 @@ import torch
 
 from asrprune.cli import positive_int
 from asrprune.config import settings_from_dict
-from asrprune.distill import LayerwiseDistill
+from asrprune.data.batching import UtteranceDataset
+from asrprune.model import Transducer
 from asrprune.pruning.job import JobData, run_splits
-from asrprune.pruning.l0 import METHODS, L0Loss, L0Settings, Lagrangian, gated_student, param_groups
+from asrprune.pruning.l0 import L0Settings, l0_setup
 from asrprune.train import Trainer, TrainSettings
+
+SPARSITY = 0.5  # the pruning target of the timed steps (their cost does not depend on it)
+
+
+def prune_trainer(
+    teacher: Transducer,
+    method_name: str,
+    l0: L0Settings,
+    settings: TrainSettings,
+    train_data: UtteranceDataset,
+    tmp: str | Path,
+) -> Trainer:
+    """The pruning job's trainer (pruning.l0.l0_setup) in ``tmp``/b; freezes ``teacher``."""
+    setup = l0_setup(teacher, method_name, SPARSITY, l0, settings)
+    return Trainer(
+        setup.student,
+        train_data,
+        None,
+        settings,
+        Path(tmp) / "b",
+        loss_fn=setup.loss,
+        extra_modules=setup.extra_modules,
+        param_groups=setup.param_groups,
+    )
 
 
 def main() -> None:
@@ -45,27 +70,10 @@ def main() -> None:
         {"max_steps": 10**6, "max_frames": a.max_frames, "eval_every": 0, "specaug_start_step": 0},
         "bench",
     )
-    m = METHODS[a.method]
-    l0 = L0Settings()
     trained = copy.deepcopy(data.teacher).train()  # what the teacher's trainer updates
-    student = gated_student(data.teacher, m.gates)
-    teacher = data.teacher.eval()  # frozen: what the student distils from
-    for param in teacher.parameters():
-        param.requires_grad_(False)
-    distill = LayerwiseDistill(len(teacher.encoder.blocks), teacher.config.d_model, l0.distill_map)
-    lagrangian = Lagrangian(l0.lambda_ascent, l0.lambda_lr)
     with tempfile.TemporaryDirectory() as tmp:
         plain = Trainer(trained, data.train, None, settings, Path(tmp) / "a")
-        prune = Trainer(
-            student,
-            data.train,
-            None,
-            settings,
-            Path(tmp) / "b",
-            loss_fn=L0Loss(teacher, distill, lagrangian, settings, l0, m.budget, 0.5),
-            extra_modules={"distill": distill, "lagrangian": lagrangian},
-            param_groups=param_groups(student, lagrangian, l0),
-        )
+        prune = prune_trainer(data.teacher, a.method, L0Settings(), settings, data.train, tmp)
         batches = plain._batches()
         times: dict[str, list[float]] = {"teacher": [], "prune": []}
         for i in range(a.steps + 3):

@@ -32,9 +32,8 @@ import torch
 from asrprune.cli import positive_int
 from asrprune.config import load_config, settings_from_dict
 from asrprune.data.batching import Batch
-from asrprune.distill import LayerwiseDistill
 from asrprune.model import ModelConfig, Transducer
-from asrprune.pruning.l0 import METHODS, L0Loss, L0Settings, Lagrangian, gated_student, param_groups
+from asrprune.pruning.l0 import METHODS, L0Settings, l0_setup
 from asrprune.train import Trainer, TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +52,7 @@ TINY_MODEL = dict(
     subsampling_channels=8,
 )
 TINY_VOCAB, TINY_FRAMES = 64, 800
+SPARSITY = 0.5  # the pruning target of the timed steps (their cost does not depend on it)
 
 
 class SyntheticData:
@@ -134,6 +134,30 @@ def measure(trainer: Trainer, batches: Batches, warmup: int, steps: int) -> dict
         out["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         out["peak_gpu_reserved_gib"] = round(torch.cuda.max_memory_reserved(device) / 2**30, 2)
     return out
+
+
+def prune_trainer(
+    teacher: Transducer,
+    method_name: str,
+    l0: L0Settings,
+    settings: TrainSettings,
+    out_dir: Path,
+    device: str | None = None,
+) -> Trainer:
+    """The pruning job's trainer (pruning.l0.l0_setup) on synthetic data of
+    ``settings.max_frames`` frames; freezes ``teacher``."""
+    setup = l0_setup(teacher, method_name, SPARSITY, l0, settings, device)
+    return Trainer(
+        setup.student,
+        SyntheticData(settings.max_frames),
+        None,
+        settings,
+        out_dir,
+        loss_fn=setup.loss,
+        extra_modules=setup.extra_modules,
+        param_groups=setup.param_groups,
+        device=device,
+    )
 
 
 def _settings(section: dict, frames: int, where: str) -> TrainSettings:
@@ -239,7 +263,6 @@ def main(argv: list[str] | None = None) -> dict:
         teacher_frames = prune_frames = a.frames
     model_config = ModelConfig.from_dict(model_values, "model")
     l0 = settings_from_dict(L0Settings, config["prune"]["l0"], "prune.l0")
-    method = METHODS[a.method]
 
     torch.manual_seed(0)
     teacher = Transducer(model_config)
@@ -274,26 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # the teacher's optimiser state is gone
 
-        for param in frozen.parameters():
-            param.requires_grad_(False)
-        torch.manual_seed(0)
-        student = gated_student(frozen, method.gates)
-        distill = LayerwiseDistill(len(frozen.encoder.blocks), model_config.d_model, l0.distill_map)
-        lagrangian = Lagrangian(l0.lambda_ascent, l0.lambda_lr, l0.lambda2_init)
         p_settings = _settings(config["prune"]["train"], prune_frames, "prune.train")
-        loss = L0Loss(frozen, distill, lagrangian, p_settings, l0, method.budget, 0.5)
-        extras = {"lagrangian": lagrangian} | ({"distill": distill} if method.distill else {})
-        pruner = Trainer(
-            student,
-            SyntheticData(prune_frames),
-            None,
-            p_settings,
-            Path(tmp) / "p",
-            loss_fn=loss,
-            extra_modules=extras,
-            param_groups=param_groups(student, lagrangian, l0),
-            device=a.device,
-        )
+        pruner = prune_trainer(frozen, a.method, l0, p_settings, Path(tmp) / "p", a.device)
         batches = Batches(prune_frames, lengths, model_config.vocab_size)
         report["prune"] = {
             "method": a.method,

@@ -101,7 +101,7 @@ def l0_trainer(out_dir, data):
         None,
         s,
         out_dir,
-        loss_fn=L0Loss(teacher, distill, lagrangian, s, l0, "params", 0.5),
+        loss_fn=L0Loss(teacher, distill, lagrangian, s, l0, "params", 0.5, student=student),
         extra_modules={"distill": distill, "lagrangian": lagrangian},
         param_groups=param_groups(student, lagrangian, l0),
     )

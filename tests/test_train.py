@@ -12,9 +12,11 @@ from torch import nn
 from asrprune.config import settings_from_dict
 from asrprune.data.batching import Batch
 from asrprune.device import has_native_bf16
+from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
 from asrprune.model import ModelConfig, Transducer, load_model
+from asrprune.pruning.l0 import GateKinds, L0Settings, Lagrangian, gated_student, param_groups
 from asrprune.train import (
     CHECKPOINT,
     HISTORY,
@@ -265,6 +267,40 @@ def test_extra_modules_and_param_groups_are_optimised_and_checkpointed(corpus, d
             new_model(corpus), data[0], None, settings, tmp_path / "x",
             param_groups=[{"params": [nn.Parameter(torch.zeros(1))]}],
         )  # fmt: skip
+
+
+def test_clipping_covers_the_model_weights_only(corpus, data, tmp_path):
+    """A huge gate gradient neither enters the clipped norm nor is clipped itself."""
+    settings = tiny_settings(grad_clip=1.0, eval_every=0)
+    l0 = L0Settings()
+    batch = next(iter(Trainer(new_model(corpus), data[0], None, settings, tmp_path)._batches()))
+    steps = {}
+    for scale in (0.0, 1e6):
+        student = gated_student(new_model(corpus), GateKinds())
+        lagrangian, distill = Lagrangian(), LayerwiseDistill(2, student.config.d_model)
+        base = TransducerLoss(settings)
+
+        def loss_fn(model, batch, step, scale=scale, base=base):
+            loss, metrics = base(model, batch, step)
+            gates = torch.cat([g.log_alpha for g in model.encoder.gates()])
+            return loss + scale * gates.sum(), metrics
+
+        trainer = Trainer(
+            student, data[0], None, settings, tmp_path / str(scale), loss_fn=loss_fn,
+            extra_modules={"lagrangian": lagrangian, "distill": distill},
+            param_groups=param_groups(student, lagrangian, l0),
+        )  # fmt: skip
+        gates = {id(g.log_alpha) for g in student.encoder.gates()}
+        weights = [p for p in student.parameters() if id(p) not in gates]
+        assert {id(p) for p in trainer.clipped} == {id(p) for p in weights}
+        metrics = trainer.train_step(batch)
+        gate_grad = torch.cat([g.log_alpha.grad for g in student.encoder.gates()])
+        steps[scale] = metrics["grad_norm"], [p.grad.clone() for p in weights], gate_grad
+    (norm, grads, gate_grad), (big_norm, big_grads, big_gate_grad) = steps[0.0], steps[1e6]
+    assert big_norm == pytest.approx(norm) and norm > settings.grad_clip  # weights clipped
+    for a, b in zip(grads, big_grads, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(big_gate_grad, gate_grad + 1e6)  # the gates' own: unclipped
 
 
 # -----------------------------------------------------------------------------

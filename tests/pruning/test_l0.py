@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from asrprune.data.batching import Batch
 from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
 from asrprune.model import EncoderStructure, Transducer, load_model
 from asrprune.model.hardconcrete import LEFT, RIGHT, TEMPERATURE
-from asrprune.pruning.job import PRUNED, run_prune
+from asrprune.pruning.job import PRUNED, _prune_l0, run_prune
 from asrprune.pruning.l0 import (
     METHODS,
     L0Settings,
     Lagrangian,
     gated_student,
+    l0_setup,
     method,
     target_kept,
 )
 from asrprune.pruning.settings import method_settings
-from asrprune.train import TrainSettings
+from asrprune.train import Trainer, TrainSettings
+from tests.builders import REPO
 from tests.builders_model import overfit_model, tiny_settings
-from tests.model.tiny import tiny_model
+from tests.model.tiny import tiny_batch, tiny_model
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / f"scripts/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_target_warms_up_linearly_then_holds():
@@ -34,6 +46,77 @@ def test_target_warms_up_linearly_then_holds():
     assert target_kept(10, 0.4, 10) == pytest.approx(0.6)
     assert target_kept(500, 0.4, 10) == pytest.approx(0.6)
     assert target_kept(1, 0.4, 0) == pytest.approx(0.6)
+
+
+def test_target_starts_at_the_initial_gates_expected_kept_fraction():
+    l0, settings = L0Settings(target_warmup_steps=10), tiny_settings()
+    setup = l0_setup(tiny_model(0), "l0-params", 0.4, l0, settings, "cpu")
+    full = setup.teacher.encoder.expected_params()["prunable"]
+    start = float(setup.student.encoder.expected_params()["prunable"].detach()) / full
+    assert setup.loss.start_kept == pytest.approx(start) and 0.9 < start < 0.97
+    feats, feat_lens, tokens, token_lens = tiny_batch()
+    batch = Batch(["a", "b", "c"], feats, feat_lens, tokens, token_lens)
+    targets = [setup.loss(setup.student, batch, step)[1]["target_kept"] for step in (0, 5, 10)]
+    assert targets == pytest.approx([start, (start + 0.6) / 2, 0.6])
+    # a resumed job builds its student again before loading the checkpoint: same start
+    with torch.no_grad():
+        for g in setup.student.encoder.gates():
+            g.log_alpha.fill_(-3.0)
+    again = l0_setup(tiny_model(0), "l0-params", 0.4, l0, settings, "cpu")
+    assert again.loss.start_kept == setup.loss.start_kept
+
+
+class _Built(Exception):
+    """Stops the pruning job once its trainer is built."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+
+@pytest.mark.parametrize("method_name", ["l0-params", "l0-nokd"])
+def test_the_job_and_the_timing_scripts_build_one_l0_setup(method_name, tmp_path):
+    l0 = L0Settings(lambda2_init=3.0, lambda_ascent="sgd", gate_lr=0.2)
+    settings = tiny_settings(eval_every=0)
+    gpu_check, bench = _script("gpu_check"), _script("bench_prune_step")
+    data = gpu_check.SyntheticData(settings.max_frames)
+
+    def train(model, settings, stage, *, loss_fn, extra_modules, param_groups, params):
+        options = dict(loss_fn=loss_fn, extra_modules=extra_modules, param_groups=param_groups)
+        raise _Built(Trainer(model, data, None, settings, tmp_path / "job", **options))
+
+    job = SimpleNamespace(data=SimpleNamespace(teacher=tiny_model(0)), train=train)
+    with pytest.raises(_Built) as built:
+        _prune_l0(job, method_name, 0.5, l0, settings)
+    trainers = {
+        "job": built.value.trainer,
+        "gpu_check": gpu_check.prune_trainer(
+            tiny_model(0), method_name, l0, settings, tmp_path / "g", "cpu"
+        ),
+        "bench": bench.prune_trainer(tiny_model(0), method_name, l0, settings, data, tmp_path),
+    }
+
+    def described(trainer: Trainer) -> dict:
+        loss = trainer.loss_fn
+        groups = [
+            (g["lr"], g["weight_decay"], g.get("maximize", False), [p.shape for p in g["params"]])
+            for g in trainer.optimizer.param_groups
+        ]
+        return {
+            "groups": groups,
+            "extra": sorted(trainer.extra_modules),
+            "lambdas": [float(loss.lagrangian.lambda1), float(loss.lagrangian.lambda2)],
+            "start_kept": loss.start_kept,
+            "target": (loss.budget, loss.sparsity, loss.l0),
+            "distill": loss.distill is not None,
+            "log_alphas": [g.log_alpha.tolist() for g in trainer.model.encoder.gates()],
+            "frozen_teacher": not any(p.requires_grad for p in loss.teacher.parameters()),
+        }
+
+    job_setup = described(trainers.pop("job"))
+    assert job_setup["lambdas"] == [0.0, 3.0] and job_setup["frozen_teacher"]
+    assert job_setup["distill"] == (method_name != "l0-nokd")
+    for name, trainer in trainers.items():
+        assert described(trainer) == job_setup, name
 
 
 def test_multipliers_ascend_while_the_model_is_too_big():

@@ -21,8 +21,6 @@ from asrprune.config import settings_from_dict
 from asrprune.data.batching import UtteranceDataset
 from asrprune.data.features import Cmvn
 from asrprune.data.tokenizer import Tokenizer
-from asrprune.device import resolve_device
-from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
 from asrprune.io import write_json
 from asrprune.model import Transducer, load_model, save_model
@@ -31,12 +29,10 @@ from asrprune.pruning.l0 import (
     FRAMES_PER_SECOND,
     METHODS,
     GateKinds,
-    L0Loss,
     L0Settings,
-    Lagrangian,
     gated_student,
+    l0_setup,
     method,
-    param_groups,
 )
 from asrprune.pruning.magnitude import ParpLoss, ParpSettings, prune_by_magnitude
 from asrprune.pruning.settings import check_method_settings, settings_read
@@ -139,32 +135,21 @@ def _prune_l0(
 ) -> tuple[Transducer, dict]:
     """Our method's pruning phase: learn the gates, then compact. Returns the compact
     model and what the summary records of this phase."""
-    m = method(method_name)
-    torch.manual_seed(settings.seed)  # the gates' initial log-alphas
-    student = gated_student(job.data.teacher, m.gates)
-    teacher = job.data.teacher.eval().to(resolve_device(None))  # where the trainer runs
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    distill = (
-        LayerwiseDistill(len(teacher.encoder.blocks), teacher.config.d_model, l0.distill_map)
-        if m.distill and l0.distill_weight > 0
-        else None
-    )
-    lagrangian = Lagrangian(l0.lambda_ascent, l0.lambda_lr, l0.lambda2_init)
+    setup = l0_setup(job.data.teacher, method_name, sparsity, l0, settings)
     result = job.train(
-        student,
+        setup.student,
         settings,
         "prune",
-        loss_fn=L0Loss(teacher, distill, lagrangian, settings, l0, m.budget, sparsity),
-        extra_modules={"lagrangian": lagrangian} | ({"distill": distill} if distill else {}),
-        param_groups=param_groups(student, lagrangian, l0),
+        loss_fn=setup.loss,
+        extra_modules=setup.extra_modules,
+        param_groups=setup.param_groups,
         params={
             "l0": settings_read(method_name)["l0"].select(asdict(l0)),
-            "method": asdict(m),
+            "method": asdict(method(method_name)),
             "target_sparsity": sparsity,
         },
     )
-    student = student.cpu().eval()
+    student = setup.student.cpu().eval()
     return Transducer.compacted(student), _trained(student, result)
 
 

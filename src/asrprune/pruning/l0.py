@@ -4,9 +4,11 @@ A copy of the teacher gets hard-concrete gates on the unit kinds a method names.
 minimises the transducer loss, the distillation loss and the Lagrangian
 lambda1 (s - t) + lambda2 (s - t)^2, where s is the expected kept fraction of the blocks'
 parameters (or FLOPs at a reference length) and t the target kept fraction, warmed up
-linearly from 1. The lambdas are maximised by their own optimiser group, the log-alphas
-have their own learning rate. At the end the final masks are cut out (compaction) and the
-compact model is fine-tuned with the same trainer.
+linearly from the initial gates' expected kept fraction (about 0.94, not 1: a target of 1
+would push the gates open and wind lambda1 the wrong way). The lambdas are maximised by
+their own optimiser group, the log-alphas have their own learning rate. At the end the
+final masks are cut out (compaction) and the compact model is fine-tuned with the same
+trainer.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from asrprune.data.batching import Batch
+from asrprune.device import resolve_device
 from asrprune.distill import MAP_SIDES, LayerwiseDistill, valid_frames
 from asrprune.errors import AsrpruneError
 from asrprune.model import Transducer
@@ -46,7 +49,7 @@ class GateKinds:
 class L0Settings:
     """Hyperparameters of L0 pruning (the method; the trainer's are TrainSettings)."""
 
-    target_warmup_steps: int = 400  # steps over which the target falls from 1 to its value
+    target_warmup_steps: int = 400  # steps over which the target falls to its value
     reference_seconds: float = 10.0  # utterance length the FLOPs budget is counted for
     gate_lr: float = 0.1  # AdamW learning rate of the log-alphas (constant)
     lambda_lr: float = 0.05  # learning rate of the Lagrange multipliers (gradient ascent)
@@ -157,10 +160,11 @@ class Lagrangian(nn.Module):
         return value
 
 
-def target_kept(step: int, sparsity: float, warmup_steps: int) -> float:
-    """Target kept fraction at (1-based) ``step``: 1 down to 1 - sparsity, linearly, then held."""
+def target_kept(step: int, sparsity: float, warmup_steps: int, start: float = 1.0) -> float:
+    """Target kept fraction at (1-based) ``step``: ``start`` at step 0 down to 1 - sparsity,
+    linearly, then held."""
     progress = 1.0 if warmup_steps == 0 else min(step / warmup_steps, 1.0)
-    return 1.0 - sparsity * progress
+    return start + (1.0 - sparsity - start) * progress
 
 
 def budget_size(model: Transducer, budget: str, reference_frames: int) -> torch.Tensor | int:
@@ -181,6 +185,9 @@ class L0Loss:
         lagrangian: the multipliers.
         train: trainer settings (CTC weight schedule). l0: method settings.
         budget: "params" or "flops". sparsity: target fraction removed.
+        student: the gated student as built, before any training: the target starts at
+            its expected kept fraction. A resumed job builds its student from the same
+            seed before the checkpoint is loaded, so the start is the same after a resume.
     """
 
     def __init__(
@@ -192,6 +199,8 @@ class L0Loss:
         l0: L0Settings,
         budget: str,
         sparsity: float,
+        *,
+        student: Transducer,
     ):
         self.teacher, self.distill, self.lagrangian = teacher, distill, lagrangian
         self.task = TransducerLoss(train)
@@ -199,6 +208,9 @@ class L0Loss:
         self.reference_frames = round(l0.reference_seconds * FRAMES_PER_SECOND)
         # the teacher has no gates, so its "expected" size is its exact size
         self.full_size = int(budget_size(teacher, budget, self.reference_frames))
+        with torch.no_grad():
+            start = budget_size(student, budget, self.reference_frames) / self.full_size
+        self.start_kept = float(start)
 
     def __call__(self, model: Transducer, batch: Batch, step: int):
         kd = self.distill is not None
@@ -219,7 +231,7 @@ class L0Loss:
             loss = loss + self.l0.distill_weight * distill
             metrics["distill_loss"] = float(distill.detach())
         kept = budget_size(model, self.budget, self.reference_frames) / self.full_size
-        t = target_kept(step, self.sparsity, self.l0.target_warmup_steps)
+        t = target_kept(step, self.sparsity, self.l0.target_warmup_steps, self.start_kept)
         constraint = self.lagrangian(kept, t)
         metrics.update(
             expected_kept=float(kept.detach()),
@@ -261,3 +273,55 @@ def param_groups(
         },
     ]
     return [g for g in groups if g["params"]]
+
+
+@dataclass
+class L0Setup:
+    """Everything a trainer needs to prune one teacher with an L0 method."""
+
+    student: Transducer  # the gated copy of the teacher, in training mode
+    teacher: Transducer  # frozen, in eval mode, on the device
+    distill: LayerwiseDistill | None  # None: no distillation
+    lagrangian: Lagrangian
+    loss: L0Loss
+    extra_modules: dict[str, nn.Module]  # the trainer's extra_modules
+    param_groups: list[dict[str, Any]]  # the trainer's param_groups
+
+
+def l0_setup(
+    teacher: Transducer,
+    method_name: str,
+    sparsity: float,
+    l0: L0Settings,
+    train: TrainSettings,
+    device: str | torch.device | None = None,
+) -> L0Setup:
+    """The L0 set-up of the pruning job and of the scripts that time it, built one way.
+
+    Seeds torch with ``train.seed`` for the gates' initial log-alphas (so a resumed job
+    builds the same student and target start), copies the teacher into the student, then
+    freezes the teacher (in place) on ``device`` (None: CUDA when available, as the
+    trainer picks).
+    """
+    m = method(method_name)
+    torch.manual_seed(train.seed)
+    student = gated_student(teacher, m.gates)  # before freezing: the copy stays trainable
+    teacher = teacher.eval().to(resolve_device(device))
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    distill = (
+        LayerwiseDistill(len(teacher.encoder.blocks), teacher.config.d_model, l0.distill_map)
+        if m.distill and l0.distill_weight > 0
+        else None
+    )
+    lagrangian = Lagrangian(l0.lambda_ascent, l0.lambda_lr, l0.lambda2_init)
+    loss = L0Loss(teacher, distill, lagrangian, train, l0, m.budget, sparsity, student=student)
+    return L0Setup(
+        student=student,
+        teacher=teacher,
+        distill=distill,
+        lagrangian=lagrangian,
+        loss=loss,
+        extra_modules={"lagrangian": lagrangian} | ({"distill": distill} if distill else {}),
+        param_groups=param_groups(student, lagrangian, l0),
+    )

@@ -129,8 +129,12 @@ class Trainer:
             goes to the default groups (weight decay on matrices only).
         device: None picks CUDA when available (under torchrun: this rank's GPU).
         threads: torch intra-op threads (per process).
-    Gradient clipping covers every group that is not maximised. Under torchrun (WORLD_SIZE
-    > 1) the trainer joins the process group and trains data parallel; see the module.
+    Gradient clipping covers the model's weights only: the parameters of ``model`` outside
+    ``param_groups``. The custom groups (gates, Lagrange multipliers) and the extra modules
+    (distillation maps) are neither clipped nor counted in the clipped norm, so a strong
+    constraint gradient on the gates cannot shrink the weights' update (as CoFiPruning
+    clips). Under torchrun (WORLD_SIZE > 1) the trainer joins the process group and trains
+    data parallel; see the module.
     """
 
     def __init__(
@@ -194,7 +198,8 @@ class Trainer:
         )
         self.specaug_generator = torch.Generator().manual_seed(s.seed + 1)
 
-        groups = self._param_groups(param_groups or [])
+        custom = [{**g, "params": list(g["params"])} for g in param_groups or []]
+        groups = self._param_groups(custom)
         self.optimizer = torch.optim.AdamW(
             groups, lr=s.peak_lr, betas=ADAM_BETAS, eps=ADAM_EPS, weight_decay=s.weight_decay
         )
@@ -202,7 +207,10 @@ class Trainer:
             self.optimizer,
             [s.lr_factor if g.get("scheduled", True) else (lambda _: 1.0) for g in groups],
         )
-        self.clipped = [p for g in groups if not g.get("maximize", False) for p in g["params"]]
+        grouped = {id(p) for g in custom for p in g["params"]}
+        self.clipped = [
+            p for p in self.model.parameters() if p.requires_grad and id(p) not in grouped
+        ]
         # what the forward runs through: the model, or its DDP wrapper under torchrun
         self.net: nn.Module = self.model
         if self.world.distributed:
