@@ -116,7 +116,7 @@ def _dead_channel(model):
 def test_in_parp_a_pruned_unit_gets_gradients_and_can_come_back():
     model = gated()
     parp = ParpLoss(TransducerLoss(tiny_settings()), 0.4, every=1)
-    parp.reprune(model)
+    parp.start(model)
     ffn, c = _dead_channel(model)
     # zeroed but still updated: its output column gets a gradient
     feats, lens, tokens, token_lens = tiny_batch()
@@ -130,6 +130,40 @@ def test_in_parp_a_pruned_unit_gets_gradients_and_can_come_back():
     assert float(ffn.down.weight[:, c].detach().abs().sum()) > 0
 
 
+def test_a_unit_scores_its_output_side_alone_when_asked():
+    model = gated()
+    block = model.encoder.blocks[0]
+    scores = dict((id(g), s) for g, s in model.encoder.gate_magnitudes(output_side=True))
+    ffn, c = block.ffn1, 5
+    assert scores[id(ffn.gate)][c] == pytest.approx(
+        float(ffn.down.weight[:, c].detach().abs().mean()), rel=1e-6
+    )
+    dk = block.mhsa.head_dim
+    head = block.mhsa.out.weight[:, dk : 2 * dk].detach().abs().mean()
+    assert scores[id(block.mhsa.gate)][1] == pytest.approx(float(head), rel=1e-6)
+    out = block.conv.pointwise2
+    conv = torch.cat((out.weight.flatten(), out.bias)).detach().abs().mean()
+    assert scores[id(block.conv.gate)][0] == pytest.approx(float(conv), rel=1e-6)
+
+
+def test_in_parp_a_unit_that_writes_nothing_stays_pruned_however_large_its_input():
+    model = gated()
+    parp = ParpLoss(TransducerLoss(tiny_settings()), 0.4, every=1)
+    parp.start(model)
+    ffn, c = _dead_channel(model)
+    with torch.no_grad():  # its input side grows far above every other unit's weights
+        ffn.up.weight[c] = 10.0
+        ffn.up.bias[c] = 10.0
+    # scored by all its weights it would rank strongest of its gate ...
+    whole = dict((id(g), s) for g, s in model.encoder.gate_magnitudes())[id(ffn.gate)]
+    assert int(whole.argmax()) == c
+    # ... by the weights through which it writes, it ranks weakest, and stays pruned
+    out = dict((id(g), s) for g, s in model.encoder.gate_magnitudes(output_side=True))
+    assert float(out[id(ffn.gate)][c]) == 0.0
+    parp.prune(model)
+    assert float(ffn.gate.final_mask()[c]) == 0.0
+
+
 def test_omp_keeps_a_global_hidden_dimension_whatever_the_scores(monkeypatch):
     model = gated()
     scored = model.encoder.gate_magnitudes()
@@ -137,7 +171,7 @@ def test_omp_keeps_a_global_hidden_dimension_whatever_the_scores(monkeypatch):
     fake = [
         (g, torch.full_like(s, 1e-9) if g is model.encoder.hidden_gate else s) for g, s in scored
     ]
-    monkeypatch.setattr(model.encoder, "gate_magnitudes", lambda: fake)
+    monkeypatch.setattr(model.encoder, "gate_magnitudes", lambda **_: fake)
     choice = prune_by_magnitude(model, 0.99)  # more than every global dimension is worth
     assert model.encoder.final_structure().d_model == 1
     assert choice.sparsity >= 0.99

@@ -184,7 +184,7 @@ def _prune_parp(
     last time and compact."""
     student = gated_student(job.data.teacher, GateKinds())
     loss_fn = ParpLoss(TransducerLoss(settings), sparsity, parp.reprune_every)
-    loss_fn.reprune(student)  # the OMP mask (a resumed job then loads its own state)
+    loss_fn.start(student)  # the OMP mask (a resumed job then loads its own state)
     result = job.train(
         student,
         settings,
@@ -193,7 +193,7 @@ def _prune_parp(
         params={"parp": asdict(parp), "target_sparsity": sparsity},
     )
     student = student.cpu().eval()
-    choice = prune_by_magnitude(student, sparsity)
+    choice = loss_fn.prune(student)
     return Transducer.compacted(student), {
         **_trained(student, result),
         "removed_units": choice.removed,

@@ -6,7 +6,8 @@ owns (``ConformerEncoder.gate_magnitudes``), so units of different sizes compare
 units are ranked together, weakest first, and the fewest are removed such that the
 encoder blocks lose at least the target fraction of their parameters. The choice is
 applied by pinning the gates of a gated copy of the model, so compaction is the one our
-method uses.
+method uses. PARP's re-prunes score heads, FFN channels and convolution modules by their
+output side alone (see ``ParpLoss``).
 """
 
 from __future__ import annotations
@@ -51,11 +52,12 @@ class MagnitudeRanking:
 
     ``pin(removed)`` pins every gate so that the ``removed`` weakest units go and returns
     the parameters the blocks keep; the ranking is taken once, at construction.
+    ``output_side``: see ``ConformerEncoder.gate_magnitudes``.
     """
 
-    def __init__(self, model: Transducer):
+    def __init__(self, model: Transducer, output_side: bool = False):
         self.model = model
-        self.scored = model.encoder.gate_magnitudes()
+        self.scored = model.encoder.gate_magnitudes(output_side=output_side)
         if not self.scored:
             raise AsrpruneError("magnitude pruning needs a model with gates")
         # An encoder keeps at least one global hidden dimension: rank its strongest last.
@@ -96,15 +98,19 @@ class MagnitudeRanking:
         return lo
 
 
-def prune_by_magnitude(model: Transducer, sparsity: float) -> MagnitudeChoice:
+def prune_by_magnitude(
+    model: Transducer, sparsity: float, *, output_side: bool = False
+) -> MagnitudeChoice:
     """Pin every gate of ``model`` (a gated full model) to keep its strongest units.
 
     Removes the weakest units, all kinds ranked together, until the blocks have lost at
     least ``sparsity`` of their parameters; one unit fewer would miss the target.
+    ``output_side``: score heads, FFN channels and convolution modules by the weights
+    through which they write alone (PARP's re-prunes).
     """
     if not 0 <= sparsity < 1:
         raise AsrpruneError(f"sparsity: expected a number in [0, 1), got {sparsity!r}")
-    ranking = MagnitudeRanking(model)
+    ranking = MagnitudeRanking(model, output_side)
     removed = ranking.fewest_removed(sparsity)
     kept = ranking.pin(removed)
     full = ranking.full_params
@@ -141,17 +147,33 @@ def release_pruned_units(model: Transducer) -> None:
 class ParpLoss:
     """The transducer loss, re-pruning by magnitude every ``every`` steps first (PARP).
 
-    Before step 1 + k * every (k >= 1) the units are ranked again by magnitude, pruned
-    units' output weights zeroed and their gates opened (``release_pruned_units``); a unit
-    whose weights regrew since the last re-prune can come back. The model carries its
-    state (zeroed weights, hidden masks), so a resumed job continues where it was.
+    ``start`` prunes as OMP does and releases the pruned units. Before step 1 + k * every
+    (k >= 1) the units are ranked again by magnitude, pruned units' output weights zeroed
+    and their gates opened (``release_pruned_units``); a unit whose weights regrew since
+    the last re-prune can come back. The model carries its state (zeroed weights, hidden
+    masks), so a resumed job continues where it was.
+
+    A re-prune scores heads, FFN channels and convolution modules by their output side
+    alone: those are the weights a release zeroes, so a pruned unit scores what it regrew.
+    Scored by all their weights, its input side, which stays as it was, would keep it
+    alive, and the re-prune would bring back units that still write nothing.
     """
 
     def __init__(self, task, sparsity: float, every: int):
         self.task, self.sparsity, self.every = task, sparsity, every
 
-    def reprune(self, model: Transducer) -> MagnitudeChoice:
+    def start(self, model: Transducer) -> MagnitudeChoice:
+        """The OMP mask (all weights of every unit scored), its pruned units released."""
         choice = prune_by_magnitude(model, self.sparsity)
+        release_pruned_units(model)
+        return choice
+
+    def prune(self, model: Transducer) -> MagnitudeChoice:
+        """Pin the gates by output-side magnitude: a re-prune, or the last one."""
+        return prune_by_magnitude(model, self.sparsity, output_side=True)
+
+    def reprune(self, model: Transducer) -> MagnitudeChoice:
+        choice = self.prune(model)
         release_pruned_units(model)
         return choice
 
