@@ -92,6 +92,7 @@ def test_an_unchanged_config_reruns_nothing(made):
 # A setting of config prune, a new value for it, and the methods whose jobs read it.
 CHANGES = [
     ("parp.reprune_every", 5, {"parp"}),
+    ("omp.ranking", "global", {"omp", "parp"}),  # parp starts from the OMP mask
     ("l0.gate_lr", 0.2, L0),
     ("l0.distill_weight", 2.0, L0 - {"l0-nokd"}),  # it distils nothing
     ("l0.reference_seconds", 5.0, EVERY),  # every summary's FLOPs

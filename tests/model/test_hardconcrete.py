@@ -10,6 +10,7 @@ import torch
 
 from asrprune.model.hardconcrete import (
     INIT_KEEP,
+    KEPT_FLOOR,
     LEFT,
     RIGHT,
     TEMPERATURE,
@@ -86,3 +87,21 @@ def test_a_rounding_group_keeps_the_rounded_total():
         gates[0].log_alpha.copy_(_gate_expecting(4, 2.45).log_alpha)
     assert [g.kept_units() for g in gates] == [3, 1, 1, 2]
     assert [int((g.final_mask() > 0).sum()) for g in gates] == [3, 1, 1, 2]
+
+
+def test_a_unit_the_rounding_keeps_against_its_value_is_kept_usable():
+    # two convolution modules, each 0.3 expected: the group keeps round(0.6) = 1, whose
+    # noise-free value (sigmoid(log-alpha) * 1.2 - 0.1) is below 0
+    gates = [_gate_expecting(1, 0.3) for _ in range(2)]
+    assert torch.sigmoid(gates[0].log_alpha) * 1.2 - 0.1 < 0
+    RoundingGroup(gates)
+    masks = [float(g.final_mask()[0]) for g in gates]
+    assert masks == pytest.approx([KEPT_FLOOR, 0.0])  # the tie goes to the earlier gate
+    # a unit above the floor keeps its own value
+    g = _gate_expecting(4, 2.4)  # P(non-zero) 0.6
+    value = float(torch.sigmoid(g.log_alpha[0].detach()) * 1.2 - 0.1)
+    assert KEPT_FLOOR < value < 1
+    assert sorted(g.final_mask().tolist()) == pytest.approx([0.0, 0.0, value, value])
+    # the floor is the value of a unit as likely kept as dropped
+    assert float(_gate_expecting(2, 1.0).eval()().max()) == pytest.approx(KEPT_FLOOR)
+    assert 0.1 < KEPT_FLOOR < 0.11

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from asrprune.model import ConformerEncoder, EncoderStructure, Transducer
 from asrprune.model.flops import flop_counter
+from asrprune.model.hardconcrete import KEPT_FLOOR, TEMPERATURE
 from asrprune.model.structure import BlockStructure
 from asrprune.pruning.l0 import GateKinds, gated_student
 from tests.model.tiny import pruned_structure, tiny_batch, tiny_config, tiny_model
@@ -49,6 +51,28 @@ def test_compact_model_computes_what_the_masked_model_computes(seed):
             assert diff <= 1e-4
         assert torch.allclose(a.rnnt_loss, b.rnnt_loss, atol=1e-4)
         assert torch.allclose(a.ctc_loss, b.ctc_loss, atol=1e-4)
+
+
+def test_a_module_the_rounding_keeps_near_zero_compacts_to_the_masked_model():
+    student = gated_student(tiny_model(0), ALL)
+    set_gates(student, 0)
+    # both convolution modules 0.3 expected: the group keeps one, whose noise-free value
+    # is below 0, so the final mask floors it
+    p = 0.3
+    la = math.log(p / (1 - p)) + TEMPERATURE * math.log(0.1 / 1.1)
+    with torch.no_grad():
+        for block in student.encoder.blocks:
+            block.conv.gate.log_alpha.fill_(la)
+    student.eval()
+    masks = [float(b.conv.gate.final_mask()[0]) for b in student.encoder.blocks]
+    assert masks == pytest.approx([KEPT_FLOOR, 0.0])
+    compact = Transducer.compacted(student).eval()
+    assert [b.conv for b in compact.structure.blocks] == [True, False]
+    feats, lens, tokens, token_lens = tiny_batch()
+    with torch.no_grad():
+        a = student(feats, lens, tokens, token_lens)
+        b = compact(feats, lens, tokens, token_lens)
+    assert torch.allclose(a.rnnt_loss, b.rnnt_loss, atol=1e-4)
 
 
 def test_pruned_dims_of_the_masked_model_stay_zero():

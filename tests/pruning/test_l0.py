@@ -238,7 +238,9 @@ def job_settings(
 ) -> dict:
     """What ``method_name``'s job is given of a config prune with these sections."""
     prune = {"l0": asdict(l0), "train": asdict(train), "finetune": asdict(finetune)}
-    return method_settings(method_name, {**prune, "parp": {"reprune_every": 2}})
+    return method_settings(
+        method_name, {**prune, "omp": {"ranking": "per_kind"}, "parp": {"reprune_every": 2}}
+    )
 
 
 @pytest.fixture(scope="module")

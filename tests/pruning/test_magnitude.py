@@ -56,14 +56,85 @@ def test_omp_meets_the_target_with_the_fewest_units(sparsity):
     assert ranking.pin(choice.removed - 1) > (1 - sparsity) * choice.full_params
 
 
-def test_omp_keeps_the_highest_magnitude_units():
+def _kinds(scored):
+    """Scored gates grouped by kind (the gates rounded together; a gate alone)."""
+    kinds = {}
+    for gate, score in scored:
+        kinds.setdefault(id(gate.peers or gate), []).append((gate, score))
+    return list(kinds.values())
+
+
+@pytest.mark.parametrize("ranking", ["global", "per_kind"])
+def test_omp_keeps_the_highest_magnitude_units(ranking):
     model = gated(seed=3)
     scored = [(g, s.clone()) for g, s in model.encoder.gate_magnitudes()]
-    prune_by_magnitude(model, 0.4)
-    kept = torch.cat([s[g.final_mask() > 0] for g, s in scored])
-    removed = torch.cat([s[g.final_mask() == 0] for g, s in scored])
-    assert len(removed) > 0 and len(kept) > 0
-    assert float(removed.max()) <= float(kept.min())
+    prune_by_magnitude(model, 0.4, ranking=ranking)
+    # ranked globally, over all units; per kind, at least within each kind
+    for group in [scored] if ranking == "global" else _kinds(scored):
+        kept = torch.cat([s[g.final_mask() > 0] for g, s in group])
+        removed = torch.cat([s[g.final_mask() == 0] for g, s in group])
+        if len(removed) and len(kept):
+            assert float(removed.max()) <= float(kept.min())
+    assert any(bool((g.final_mask() == 0).any()) for g, _ in scored)
+
+
+def _removed_by_kind(model: Transducer) -> dict[str, float]:
+    """The fraction of each kind's units the final masks remove."""
+    enc = model.encoder
+    kinds = {
+        "heads": [b.mhsa.gate for b in enc.blocks],
+        "ffn": [f.gate for b in enc.blocks for f in (b.ffn1, b.ffn2)],
+        "conv": [b.conv.gate for b in enc.blocks],
+        "hidden": [enc.hidden_gate, *(b.hidden_gate for b in enc.blocks)],
+    }
+    return {
+        kind: float((torch.cat([g.final_mask() for g in gates]) == 0).float().mean())
+        for kind, gates in kinds.items()
+    }
+
+
+def _heads_scaled_down(factor: float) -> Transducer:
+    """A gated model with every weight of its attention heads (not the norms) scaled."""
+    model = gated()
+    with torch.no_grad():
+        for block in model.encoder.blocks:
+            mhsa = block.mhsa
+            for p in (mhsa.q, mhsa.k, mhsa.v, mhsa.out, mhsa.linear_pos):
+                for t in p.parameters():
+                    t.mul_(factor)
+            mhsa.pos_bias_u.mul_(factor)
+            mhsa.pos_bias_v.mul_(factor)
+    return model
+
+
+@pytest.mark.parametrize("sparsity", [0.2, 0.4])
+def test_per_kind_ranking_prunes_a_kind_scaled_down_as_if_it_were_not(sparsity):
+    base = gated()
+    prune_by_magnitude(base, sparsity, ranking="per_kind")
+    scaled = _heads_scaled_down(0.1)
+    prune_by_magnitude(scaled, sparsity, ranking="per_kind")
+    before, after = _removed_by_kind(base), _removed_by_kind(scaled)
+    assert after["heads"] == before["heads"]
+    assert all(abs(after[k] - before[k]) <= 0.05 for k in before)
+    # ranked globally, the scaled kind goes first: every head before any other unit
+    globally = _heads_scaled_down(0.1)
+    prune_by_magnitude(globally, sparsity, ranking="global")
+    removed = _removed_by_kind(globally)
+    assert removed["heads"] >= 0.75 > after["heads"]
+    assert removed["heads"] == 1.0 or removed == {**dict.fromkeys(removed, 0.0), "heads": 0.75}
+
+
+def test_per_kind_ranking_divides_each_score_by_its_kinds_mean(monkeypatch):
+    model = gated()
+    scored = model.encoder.gate_magnitudes()
+    # FFN channels 128x stronger than they are (a power of 2: exact): per kind, the
+    # ranking stays as it was
+    ffn_gates = {id(f.gate) for b in model.encoder.blocks for f in (b.ffn1, b.ffn2)}
+    boosted = [(g, s * 128 if id(g) in ffn_gates else s) for g, s in scored]
+    per_kind, globally = MagnitudeRanking(model).rank, MagnitudeRanking(model, "global").rank
+    monkeypatch.setattr(model.encoder, "gate_magnitudes", lambda **_: boosted)
+    assert torch.equal(MagnitudeRanking(model).rank, per_kind)
+    assert not torch.equal(MagnitudeRanking(model, "global").rank, globally)
 
 
 def test_pinned_gates_are_exact_masks_in_training_and_eval():
@@ -116,7 +187,7 @@ def _dead_channel(model):
 def test_in_parp_a_pruned_unit_gets_gradients_and_can_come_back():
     model = gated()
     parp = ParpLoss(TransducerLoss(tiny_settings()), 0.4, every=1)
-    parp.reprune(model)
+    parp.start(model)
     ffn, c = _dead_channel(model)
     # zeroed but still updated: its output column gets a gradient
     feats, lens, tokens, token_lens = tiny_batch()
@@ -130,6 +201,40 @@ def test_in_parp_a_pruned_unit_gets_gradients_and_can_come_back():
     assert float(ffn.down.weight[:, c].detach().abs().sum()) > 0
 
 
+def test_a_unit_scores_its_output_side_alone_when_asked():
+    model = gated()
+    block = model.encoder.blocks[0]
+    scores = dict((id(g), s) for g, s in model.encoder.gate_magnitudes(output_side=True))
+    ffn, c = block.ffn1, 5
+    assert scores[id(ffn.gate)][c] == pytest.approx(
+        float(ffn.down.weight[:, c].detach().abs().mean()), rel=1e-6
+    )
+    dk = block.mhsa.head_dim
+    head = block.mhsa.out.weight[:, dk : 2 * dk].detach().abs().mean()
+    assert scores[id(block.mhsa.gate)][1] == pytest.approx(float(head), rel=1e-6)
+    out = block.conv.pointwise2
+    conv = torch.cat((out.weight.flatten(), out.bias)).detach().abs().mean()
+    assert scores[id(block.conv.gate)][0] == pytest.approx(float(conv), rel=1e-6)
+
+
+def test_in_parp_a_unit_that_writes_nothing_stays_pruned_however_large_its_input():
+    model = gated()
+    parp = ParpLoss(TransducerLoss(tiny_settings()), 0.4, every=1)
+    parp.start(model)
+    ffn, c = _dead_channel(model)
+    with torch.no_grad():  # its input side grows far above every other unit's weights
+        ffn.up.weight[c] = 10.0
+        ffn.up.bias[c] = 10.0
+    # scored by all its weights it would rank strongest of its gate ...
+    whole = dict((id(g), s) for g, s in model.encoder.gate_magnitudes())[id(ffn.gate)]
+    assert int(whole.argmax()) == c
+    # ... by the weights through which it writes, it ranks weakest, and stays pruned
+    out = dict((id(g), s) for g, s in model.encoder.gate_magnitudes(output_side=True))
+    assert float(out[id(ffn.gate)][c]) == 0.0
+    parp.prune(model)
+    assert float(ffn.gate.final_mask()[c]) == 0.0
+
+
 def test_omp_keeps_a_global_hidden_dimension_whatever_the_scores(monkeypatch):
     model = gated()
     scored = model.encoder.gate_magnitudes()
@@ -137,7 +242,7 @@ def test_omp_keeps_a_global_hidden_dimension_whatever_the_scores(monkeypatch):
     fake = [
         (g, torch.full_like(s, 1e-9) if g is model.encoder.hidden_gate else s) for g, s in scored
     ]
-    monkeypatch.setattr(model.encoder, "gate_magnitudes", lambda: fake)
+    monkeypatch.setattr(model.encoder, "gate_magnitudes", lambda **_: fake)
     choice = prune_by_magnitude(model, 0.99)  # more than every global dimension is worth
     assert model.encoder.final_structure().d_model == 1
     assert choice.sparsity >= 0.99

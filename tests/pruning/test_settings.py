@@ -52,6 +52,7 @@ def test_each_method_is_given_what_it_reads(prune):
     assert method_settings("l0-nokd", prune)["l0"] == nokd
     assert method_settings("parp", prune) == {
         "l0": {"reference_seconds": prune["l0"]["reference_seconds"]},
+        "omp": prune["omp"],
         "parp": prune["parp"],
         "train": prune["train"],
         "finetune": prune["finetune"],
@@ -61,7 +62,7 @@ def test_each_method_is_given_what_it_reads(prune):
             "l0": {"reference_seconds": prune["l0"]["reference_seconds"]},
             "train": {"max_steps": prune["train"]["max_steps"]},
             "finetune": prune["finetune"],
-        }
+        } | ({"omp": prune["omp"]} if method == "omp" else {})
 
 
 @pytest.mark.parametrize("method", PRUNE_METHODS)
@@ -76,6 +77,7 @@ REFUSED = [
     ("omp", lambda s, p: {**s, "parp": p["parp"]}, "prune.parp: not read by omp"),
     ("omp", lambda s, p: {**s, "train": p["train"]}, "prune.train.peak_lr: not read by omp"),
     ("svd", lambda s, p: {**s, "train": {}}, "prune.train.max_steps: missing"),
+    ("svd", lambda s, p: {**s, "omp": p["omp"]}, "prune.omp: not read by svd"),
     ("parp", lambda s, p: {**s, "l0": p["l0"]}, "prune.l0.gate_lr: not read by parp"),
     ("parp", lambda s, p: {k: v for k, v in s.items() if k != "parp"}, "prune.parp: missing"),
     ("l0-params", lambda s, p: {**s, "parp": p["parp"]}, "prune.parp: not read by l0-params"),

@@ -186,6 +186,10 @@ class RelPositionMultiHeadAttention(nn.Module):
             _owned(self.pos_bias_v, 0),
         )
 
+    def output_magnitudes(self) -> Magnitude:
+        """Per head: the output columns through which it writes (what PARP zeroes)."""
+        return _owned(self.out.weight, 1, self.head_dim)
+
     def hidden_magnitudes(self) -> Magnitude:
         """Per hidden dim: its norm entries, q, k, v input columns, output row and bias."""
         return _add(
@@ -301,6 +305,10 @@ class FeedForward(nn.Module):
         """Per channel: its input row and bias, its output column."""
         return _add(_owned(self.up.weight, 0), _owned(self.up.bias, 0), _owned(self.down.weight, 1))
 
+    def output_magnitudes(self) -> Magnitude:
+        """Per channel: its output column (what PARP zeroes)."""
+        return _owned(self.down.weight, 1)
+
     def hidden_magnitudes(self) -> Magnitude:
         """Per hidden dim: its norm entries, input column, output row and bias."""
         return _add(
@@ -401,6 +409,12 @@ class ConvModule(nn.Module):
         weights = [p for n, p in self.named_parameters() if not n.startswith("gate.")]
         total = sum(p.detach().abs().sum() for p in weights).reshape(1)
         return total, torch.full_like(total, float(sum(p.numel() for p in weights)))
+
+    def output_magnitudes(self) -> Magnitude:
+        """The module is one unit: its output projection, weight and bias (what PARP
+        zeroes)."""
+        out = self.pointwise2
+        return _add(*(_owned(p.reshape(1, -1), 0) for p in (out.weight, out.bias)))
 
     def hidden_magnitudes(self) -> Magnitude:
         """Per hidden dim: its norm entries, pointwise input column, output row and bias."""
@@ -862,10 +876,12 @@ class ConformerEncoder(nn.Module):
         return [m for m in self.modules() if isinstance(m, HardConcrete)]
 
     @torch.no_grad()
-    def gate_magnitudes(self) -> list[tuple[HardConcrete, torch.Tensor]]:
+    def gate_magnitudes(self, output_side: bool = False) -> list[tuple[HardConcrete, torch.Tensor]]:
         """Every gate (a full encoder's) with its units' scores for magnitude pruning: mean
         |w| over the weights each unit owns. A global hidden dimension owns its row of the
-        subsampling projection and its weights in every block."""
+        subsampling projection and its weights in every block. ``output_side``: a head,
+        FFN channel or convolution module is scored by the weights through which it writes
+        alone (``output_magnitudes``), hidden dimensions as before."""
         blocks = [b.hidden_magnitudes() for b in self.blocks]
         scored = []
         if self.hidden_gate is not None:
@@ -878,7 +894,8 @@ class ConformerEncoder(nn.Module):
                 scored.append((block.hidden_gate, hidden))
             for module in block.modules_present():
                 if module.gate is not None:
-                    scored.append((module.gate, module.unit_magnitudes()))
+                    unit = module.output_magnitudes if output_side else module.unit_magnitudes
+                    scored.append((module.gate, unit()))
         return [(gate, sums / counts) for gate, (sums, counts) in scored]
 
     def _global_probs(self) -> torch.Tensor | None:

@@ -21,6 +21,16 @@ TEMPERATURE = 2.0 / 3.0
 INIT_KEEP = 0.9  # initial P(keep): the student starts near the teacher, gates not saturated
 # |log-alpha| of a pinned gate: every sample is then exactly 0 or 1 in float32
 PINNED_LOGIT = 30.0
+# The least value a kept unit of a non-binary gate takes: the noise-free value of a unit
+# as likely kept as dropped (P(non-zero) = 1/2), about 0.1. Rounding (above all a
+# RoundingGroup's) can keep a unit whose noise-free value is near 0; the unit is then
+# counted in size and FLOPs yet, its value folded into its output weights, contributes
+# almost nothing, and fine-tuning can hardly revive it. A floor rather than 1 for every
+# kept unit: a unit kept on its own expectation (P > 1/2) is above it and keeps the scale
+# the L0 training tuned, and a unit kept against its expectation enters like the least
+# sure of those, not at full strength into a model trained mostly without it.
+_HALF_LOGIT = TEMPERATURE * math.log(-LEFT / RIGHT)  # the log-alpha at which P(non-zero) = 1/2
+KEPT_FLOOR = (RIGHT - LEFT) / (1 + math.exp(-_HALF_LOGIT)) + LEFT
 
 
 class HardConcrete(nn.Module):
@@ -29,8 +39,8 @@ class HardConcrete(nn.Module):
     Args:
         n: number of units. binary: the final mask is 0/1 (for units whose mask cannot be
             folded into a weight, such as hidden dimensions that LayerNorms read); otherwise
-            kept units keep their deterministic value in (0, 1], which compaction folds
-            into the weights.
+            kept units keep their deterministic value, at least ``KEPT_FLOOR``, which
+            compaction folds into the weights.
     forward: () -> mask (n,): a sample in training, :meth:`final_mask` in eval.
     """
 
@@ -66,10 +76,13 @@ class HardConcrete(nn.Module):
         return int(torch.round(self.l0_norm().detach()).item())
 
     def final_mask(self) -> torch.Tensor:
-        """The deterministic mask: keep :meth:`kept_units` units, highest log-alpha first.
+        """The deterministic mask: keep :meth:`kept_units` units, highest value first.
 
-        Kept units take the gate's noise-free value (1 if ``binary``), the others 0. This is
-        the one rule by which masks become final: in eval, at compaction, in the saved masks.
+        Kept units take the gate's noise-free value, floored at ``KEPT_FLOOR`` (1 if
+        ``binary``), the others 0. The value rises with log-alpha, so the units of highest
+        log-alpha are those of highest value (and among those the clamp makes 1, the most
+        confident). This is the one rule by which masks become final: in eval, at
+        compaction, in the saved masks.
         """
         k = self.kept_units()
         mask = torch.zeros_like(self.log_alpha)
@@ -79,8 +92,7 @@ class HardConcrete(nn.Module):
                 mask[kept] = 1.0
             else:
                 value = torch.sigmoid(self.log_alpha.detach()) * (RIGHT - LEFT) + LEFT
-                # a kept unit never gets 0: it was kept because its expectation says so
-                mask[kept] = value[kept].clamp(min=1e-3, max=1.0)
+                mask[kept] = value[kept].clamp(min=KEPT_FLOOR, max=1.0)
         return mask
 
     @torch.no_grad()

@@ -34,7 +34,7 @@ from asrprune.pruning.l0 import (
     l0_setup,
     method,
 )
-from asrprune.pruning.magnitude import ParpLoss, ParpSettings, prune_by_magnitude
+from asrprune.pruning.magnitude import OmpSettings, ParpLoss, ParpSettings, prune_by_magnitude
 from asrprune.pruning.settings import check_method_settings, settings_read
 from asrprune.pruning.svd import prune_svd
 from asrprune.results.layout import model_name
@@ -50,6 +50,7 @@ Split = tuple[str | os.PathLike, str | os.PathLike]  # (manifest, feature store 
 # The settings class of each section of config prune that a job may read.
 SECTIONS = {
     "l0": L0Settings,
+    "omp": OmpSettings,
     "parp": ParpSettings,
     "train": TrainSettings,
     "finetune": TrainSettings,
@@ -153,32 +154,32 @@ def _prune_l0(
     return Transducer.compacted(student), _trained(student, result)
 
 
-def _prune_omp(job: _Job, sparsity: float) -> tuple[Transducer, dict]:
+def _prune_omp(job: _Job, sparsity: float, omp: OmpSettings) -> tuple[Transducer, dict]:
     """One-shot magnitude pruning of the teacher to the parameter target, then compact."""
     student = gated_student(job.data.teacher, GateKinds()).eval()
-    choice = prune_by_magnitude(student, sparsity)
+    choice = prune_by_magnitude(student, sparsity, ranking=omp.ranking)
     record = {"masks": final_masks(student), "removed_units": choice.removed, "prune_steps": 0}
     return Transducer.compacted(student), record
 
 
 def _prune_parp(
-    job: _Job, sparsity: float, parp: ParpSettings, settings: TrainSettings
+    job: _Job, sparsity: float, omp: OmpSettings, parp: ParpSettings, settings: TrainSettings
 ) -> tuple[Transducer, dict]:
     """PARP on our units: start from the OMP mask, train with pruned units zeroed but
     regrowing and re-pruned by magnitude every ``parp.reprune_every`` steps, re-prune a
     last time and compact."""
     student = gated_student(job.data.teacher, GateKinds())
-    loss_fn = ParpLoss(TransducerLoss(settings), sparsity, parp.reprune_every)
-    loss_fn.reprune(student)  # the OMP mask (a resumed job then loads its own state)
+    loss_fn = ParpLoss(TransducerLoss(settings), sparsity, parp.reprune_every, omp.ranking)
+    loss_fn.start(student)  # the OMP mask (a resumed job then loads its own state)
     result = job.train(
         student,
         settings,
         "prune",
         loss_fn=loss_fn,
-        params={"parp": asdict(parp), "target_sparsity": sparsity},
+        params={"omp": asdict(omp), "parp": asdict(parp), "target_sparsity": sparsity},
     )
     student = student.cpu().eval()
-    choice = prune_by_magnitude(student, sparsity)
+    choice = loss_fn.prune(student)
     return Transducer.compacted(student), {
         **_trained(student, result),
         "removed_units": choice.removed,
@@ -229,7 +230,7 @@ def run_prune(
         for name, values in check_method_settings(method_name, settings).items()
     }
     l0, prune_settings, finetune_settings = typed["l0"], typed["train"], typed["finetune"]
-    parp = typed.get("parp")
+    omp, parp = typed.get("omp"), typed.get("parp")
     read = {
         name: keys.select(asdict(typed[name])) for name, keys in settings_read(method_name).items()
     }
@@ -261,11 +262,11 @@ def run_prune(
         if method_name in METHODS:
             compact, phase = _prune_l0(job, method_name, sparsity, l0, prune_settings)
         elif method_name == "parp":
-            compact, phase = _prune_parp(job, sparsity, parp, prune_settings)
+            compact, phase = _prune_parp(job, sparsity, omp, parp, prune_settings)
         elif method_name == "svd":
             compact, phase = _prune_svd(job, sparsity)
         else:
-            compact, phase = _prune_omp(job, sparsity)
+            compact, phase = _prune_omp(job, sparsity, omp)
         record = {
             "name": name,
             "method": method_name,

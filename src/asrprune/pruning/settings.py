@@ -55,9 +55,10 @@ READS: dict[str, dict[str, Keys]] = {
     "l0-coarse": _L0,
     # no distillation: neither its weight nor the side of its maps is read
     "l0-nokd": {**_L0, "l0": Keys(but=("distill_weight", "distill_map"))},
-    "omp": _ONE_SHOT,
-    # trains while it prunes (prune.train), re-pruning every prune.parp.reprune_every steps
-    "parp": {"l0": _FLOPS_REFERENCE, "parp": ALL, "train": ALL, "finetune": ALL},
+    "omp": {**_ONE_SHOT, "omp": ALL},
+    # trains while it prunes (prune.train), re-pruning every prune.parp.reprune_every steps;
+    # starts from the OMP mask and ranks as OMP does (prune.omp)
+    "parp": {"l0": _FLOPS_REFERENCE, "omp": ALL, "parp": ALL, "train": ALL, "finetune": ALL},
     "svd": _ONE_SHOT,
 }
 
