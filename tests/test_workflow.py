@@ -417,8 +417,11 @@ STAGE_COMMANDS = {
 }
 # a kill lands this many seconds at most after a job of its stage is seen starting (the
 # smoke jobs' lengths on 2 cores, so that kills fall inside training loops too)
-KILL_WITHIN = {"data": 3.0, "teacher": 40.0, "prune": 25.0, "evaluate": 8.0}
+# Seconds after the stage is seen within which the kill comes: short enough that it lands
+# inside the stage on a fast machine too (the smoke teacher trains for about 30 s).
+KILL_WITHIN = {"data": 2.0, "teacher": 15.0, "prune": 8.0, "evaluate": 3.0}
 KILLS = ["data", "teacher", "teacher", "prune", "prune", "evaluate"]
+ORDER = {stage: n for n, stage in enumerate(("data", "teacher", "prune", "evaluate"))}
 
 
 def _running_jobs(snakemake):
@@ -461,13 +464,22 @@ def _kill_during(workdir, stage, mode, rng, log):
     deadline = None
     while proc.poll() is None:
         jobs = _running_jobs(snakemake)
-        if deadline is None and any(s == stage for s, _ in jobs):
+        # the stage, or a later one when a fast machine went past it (so a kill lands
+        # whenever work remains, however fast the stages run)
+        if deadline is None and any(ORDER[s] >= ORDER[stage] for s, _ in jobs):
             deadline = time.monotonic() + rng.uniform(0.5, KILL_WITHIN[stage])
         if deadline is not None and time.monotonic() >= deadline:
-            names = [" ".join(p.cmdline()[2:4]) for _, p in jobs if p.is_running()]
             targets = [p for s, p in jobs if s == stage] or [p for _, p in jobs]
-            if mode == "job" and targets:
-                killed = f"job {' '.join(targets[0].cmdline()[2:4])}"
+            try:
+                names = [" ".join(p.cmdline()[2:4]) for _, p in jobs]
+                target = " ".join(targets[0].cmdline()[2:4]) if targets else None
+            except psutil.NoSuchProcess:
+                target = None
+            if target is None:  # between two jobs: wait for the next
+                time.sleep(0.2)
+                continue
+            if mode == "job":
+                killed = f"job {target}"
                 targets[0].kill()
             else:
                 os.killpg(proc.pid, signal.SIGKILL)
