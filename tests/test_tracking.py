@@ -50,8 +50,9 @@ def test_init_then_children_in_separate_calls(tmp_path):
 
 
 def test_a_killed_attempts_run_is_replaced_not_duplicated(tmp_path):
-    """A job killed inside its run leaves it RUNNING (a failed one, FAILED); the next
-    attempt deletes it, and leaves finished runs and other jobs' runs alone."""
+    """A job killed inside its run leaves it RUNNING (a failed one, FAILED; one killed just
+    after its run ended, FINISHED); the next attempt deletes them all, and leaves other
+    jobs' runs alone."""
     import mlflow
 
     ids_file = tmp_path / "ids.json"
@@ -62,6 +63,9 @@ def test_a_killed_attempts_run_is_replaced_not_duplicated(tmp_path):
     killed = client.create_run(ids["experiment_id"], run_name="evaluate-x", tags=parent)
     failed = client.create_run(ids["experiment_id"], run_name="evaluate-x", tags=parent)
     client.set_terminated(failed.info.run_id, "FAILED")
+    # killed after its run ended, before the process exited: Snakemake reruns the job
+    ended = client.create_run(ids["experiment_id"], run_name="evaluate-x", tags=parent)
+    client.set_terminated(ended.info.run_id, "FINISHED")
     with child_run(ids_file, "teacher", {"stage": "teacher"}):
         pass
     with child_run(ids_file, "evaluate-y", {"stage": "evaluate"}):
@@ -80,7 +84,7 @@ def test_a_killed_attempts_run_is_replaced_not_duplicated(tmp_path):
         ("teacher", "FINISHED"),
     ]
     assert new in set(runs["run_id"]) and other.info.run_id in set(runs["run_id"])
-    for run in (killed, failed):
+    for run in (killed, failed, ended):
         assert client.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
 
 

@@ -219,7 +219,7 @@ class TrackedRun:
 
     def _create(self, client) -> None:
         h = self.header
-        _delete_unfinished(client, h["experiment_id"], h["parent_run_id"], h["run_name"])
+        _delete_earlier_attempts(client, h["experiment_id"], h["parent_run_id"], h["run_name"])
         tags = {**h["tags"], "mlflow.parentRunId": h["parent_run_id"]}
         run = client.create_run(h["experiment_id"], run_name=h["run_name"], tags=tags)
         self.live_id = run.info.run_id
@@ -303,16 +303,18 @@ class TrackedRun:
         )
 
 
-def _delete_unfinished(client, experiment_id: str, parent_run_id: str, name: str) -> None:
-    """Unfinished runs of the same name under the same parent are what a killed or failed
-    attempt of this job left: delete them (MLflow keeps them restorable), so the store
-    holds one run per job, the one of the outputs on disk."""
+def _delete_earlier_attempts(client, experiment_id: str, parent_run_id: str, name: str) -> None:
+    """Runs of the same name under the same parent are what earlier attempts of this job
+    left: unfinished when killed or failed, and even finished when the job was killed
+    after its run ended but before it exited (Snakemake then deletes its outputs and runs
+    it again). Delete them (MLflow keeps them restorable), so the store holds one run per
+    job, the one of the outputs on disk."""
     quoted = name.replace("'", "\\'")
     stale = client.search_runs(
         [experiment_id],
         filter_string=(
             f"tags.mlflow.parentRunId = '{parent_run_id}'"
-            f" and attributes.run_name = '{quoted}' and attributes.status != 'FINISHED'"
+            f" and attributes.run_name = '{quoted}'"
         ),
     )
     for run in stale:
