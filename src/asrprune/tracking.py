@@ -313,8 +313,7 @@ def _delete_earlier_attempts(client, experiment_id: str, parent_run_id: str, nam
     stale = client.search_runs(
         [experiment_id],
         filter_string=(
-            f"tags.mlflow.parentRunId = '{parent_run_id}'"
-            f" and attributes.run_name = '{quoted}'"
+            f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.run_name = '{quoted}'"
         ),
     )
     for run in stale:
