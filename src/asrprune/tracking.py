@@ -272,7 +272,8 @@ class TrackedRun:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         params = {k: str(v) for k, v in params.items()}
-        self._record({"type": "params", "params": params}, _log_params(self, params), "params")
+        record = {"type": "params", "params": params}
+        self._record(record, lambda c: _log_params(c, self.live_id, params), "params")
 
     def log_param(self, key: str, value: Any) -> None:
         self.log_params({key: value})
@@ -280,7 +281,7 @@ class TrackedRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         metrics = {k: float(v) for k, v in metrics.items()}
         record = {"type": "metrics", "metrics": metrics, "step": step or 0, "time": _now_ms()}
-        self._record(record, _log_metrics(self, record), "metrics")
+        self._record(record, lambda c: _log_metrics(c, self.live_id, record), "metrics")
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         self.log_metrics({key: value}, step)
@@ -329,26 +330,22 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _log_params(run: TrackedRun, params: dict[str, str]) -> Callable[[Any], None]:
-    def call(client) -> None:
-        from mlflow.entities import Param
+def _log_params(client, run_id: str, params: Mapping[str, str]) -> None:
+    """One params record, in batches of MLflow's size (a job's, or replayed from a spool)."""
+    from mlflow.entities import Param
 
-        items = [Param(k, v) for k, v in params.items()]
-        for i in range(0, len(items), _MAX_PARAMS):
-            client.log_batch(run.live_id, params=items[i : i + _MAX_PARAMS])
-
-    return call
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), _MAX_PARAMS):
+        client.log_batch(run_id, params=items[i : i + _MAX_PARAMS])
 
 
-def _log_metrics(run: TrackedRun, record: dict) -> Callable[[Any], None]:
-    def call(client) -> None:
-        from mlflow.entities import Metric
+def _log_metrics(client, run_id: str, record: dict) -> None:
+    """One metrics record (metrics, step, time), in batches of MLflow's size."""
+    from mlflow.entities import Metric
 
-        items = [Metric(k, v, record["time"], record["step"]) for k, v in record["metrics"].items()]
-        for i in range(0, len(items), _MAX_METRICS):
-            client.log_batch(run.live_id, metrics=items[i : i + _MAX_METRICS])
-
-    return call
+    items = [Metric(k, v, record["time"], record["step"]) for k, v in record["metrics"].items()]
+    for i in range(0, len(items), _MAX_METRICS):
+        client.log_batch(run_id, metrics=items[i : i + _MAX_METRICS])
 
 
 @contextlib.contextmanager
@@ -445,8 +442,6 @@ def _find_run(client, run_id: str | None):
 
 
 def _replay(client, uri: str, header: dict, records: list[dict]) -> str:
-    from mlflow.entities import Metric, Param
-
     existing = _find_run(client, header["run_id"])
     if existing is not None and not header["complete"]:
         run_id = existing.info.run_id  # the spool continues a run the store has
@@ -464,13 +459,9 @@ def _replay(client, uri: str, header: dict, records: list[dict]) -> str:
             client.delete_run(existing.info.run_id)
     for r in records:
         if r["type"] == "params":
-            items = [Param(k, v) for k, v in r["params"].items()]
-            for i in range(0, len(items), _MAX_PARAMS):
-                client.log_batch(run_id, params=items[i : i + _MAX_PARAMS])
+            _log_params(client, run_id, r["params"])
         elif r["type"] == "metrics":
-            items = [Metric(k, v, r["time"], r["step"]) for k, v in r["metrics"].items()]
-            for i in range(0, len(items), _MAX_METRICS):
-                client.log_batch(run_id, metrics=items[i : i + _MAX_METRICS])
+            _log_metrics(client, run_id, r)
         elif r["type"] == "artifact":
             if Path(r["path"]).is_file():
                 client.log_artifact(run_id, r["path"])
