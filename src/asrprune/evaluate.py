@@ -130,14 +130,15 @@ def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _decoding_settings(beam: int, batch_frames: int, lm: LmSettings, lm_text, fused: bool) -> dict:
+def _decoding_settings(beam: int, batch_frames: int, lm: dict | None = None) -> dict:
+    """How a split was decoded, as metrics JSON records it; ``lm`` the fused n-gram's."""
     return {
         "method": "greedy" if beam <= 1 else "beam",
         "beam": max(beam, 1),
         "max_symbols_per_frame": MAX_SYMBOLS_PER_FRAME if beam <= 1 else 1,
         "batch_frames": batch_frames,
         "cmvn": "model",
-        "lm": {**asdict(lm), "text": str(lm_text)} if fused else None,
+        "lm": lm,
     }
 
 
@@ -240,7 +241,7 @@ def evaluate_model(
         "total_params": counts.total,
         "size_mb": counts.encoder * BYTES_PER_PARAM / MB,
         "size_definition": "encoder parameters * 4 bytes (fp32) / 1e6",
-        "decoding": _decoding_settings(0, batch_frames, NO_LM, None, False),
+        "decoding": _decoding_settings(0, batch_frames),
         # sparsity / flops_sparsity: fractions of the blocks' parameters / FLOPs removed;
         # FLOPs counted for a 10 s utterance
         **model.size_report(FLOPS_FRAMES),
@@ -266,7 +267,8 @@ def evaluate_model(
             fusion=fusion,
             **options,
         )
-        decoding = _decoding_settings(beam, batch_frames, lm, lm_text, fusion is not None)
+        fused = {**asdict(lm), "text": str(lm_text)} if fusion else None
+        decoding = _decoding_settings(beam, batch_frames, fused)
         result["full"] = {"decoding": decoding, **scored}
     write_json(out_json, result)
     if mlflow_ids:
