@@ -95,3 +95,22 @@ def read_jsonl(path: str | os.PathLike) -> list[Any]:
                 except ValueError as e:
                     raise AsrpruneError(f"{path}, line {number}: not JSON ({e})") from None
     return rows
+
+
+def json_field(data: Any, path: str | os.PathLike, *keys: str) -> Any:
+    """``data[k1][k2]...`` of the JSON file ``path``; a missing field is an error naming
+    the file and the dotted field."""
+    value = data
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is missing")
+        value = value[key]
+    return value
+
+
+def json_number(data: Any, path: str | os.PathLike, *keys: str) -> int | float:
+    """:func:`json_field`, which must be a number (not a bool)."""
+    value = json_field(data, path, *keys)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is not a number: {value!r}")
+    return value

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from asrprune.errors import AsrpruneError
-from asrprune.io import atomic_open, read_json
+from asrprune.io import atomic_open, json_field, json_number, read_json
 from asrprune.results.stage_times import read_jobs, stages_markdown, wall_span
 from asrprune.results.tables import read_speed
 
@@ -40,21 +40,6 @@ def _read_json(path: str | os.PathLike, what: str) -> dict:
     if not isinstance(data, dict):
         raise AsrpruneError(f"{path}: expected a JSON object at the top level")
     return data
-
-
-def _get(data: dict, path: str | os.PathLike, *keys: str):
-    value = data
-    for key in keys:
-        if not isinstance(value, dict) or key not in value:
-            raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is missing")
-        value = value[key]
-    return value
-
-
-def _number(value, path: str | os.PathLike, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AsrpruneError(f"{path}: field {field!r} is not a number: {value!r}")
-    return value
 
 
 def code_version(repo: str | os.PathLike) -> str:
@@ -87,14 +72,13 @@ def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[
 
 def data_section(path: str | os.PathLike) -> str:
     report = _read_json(path, "data report")
-    splits = _get(report, path, "splits")
+    splits = json_field(report, path, "splits")
     rows = []
     for split, s in splits.items():
         reasons = s.get("excluded_by_reason", {})
         fields = ("utterances", "hours", "speakers", "excluded")
         n, hours, speakers, excluded = (
-            _number(_get(report, path, "splits", split, f), path, f"splits.{split}.{f}")
-            for f in fields
+            json_number(report, path, "splits", split, f) for f in fields
         )
         rows.append(
             (
@@ -106,20 +90,19 @@ def data_section(path: str | os.PathLike) -> str:
                 ", ".join(f"{k} {v}" for k, v in reasons.items()) or NONE,
             )
         )
-    total = _get(report, path, "total")
     rows.append(
         (
             "total",
-            str(_number(_get(total, path, "utterances"), path, "total.utterances")),
-            f"{_number(_get(total, path, 'hours'), path, 'total.hours'):.3f}",
+            str(json_number(report, path, "total", "utterances")),
+            f"{json_number(report, path, 'total', 'hours'):.3f}",
             NONE,
-            str(_number(_get(total, path, "excluded"), path, "total.excluded")),
+            str(json_number(report, path, "total", "excluded")),
             NONE,
         )
     )
     header = ("split", "utterances", "hours", "speakers", "excluded", "exclusions by reason")
     align = ("---", "---:", "---:", "---:", "---:", "---")
-    source = _get(report, path, "source")
+    source = json_field(report, path, "source")
     return (
         f"Source: {source}. Utterances kept per split, their hours and speakers, and the "
         "utterances excluded by the data checks (`data/report.json`).\n\n"
@@ -146,20 +129,20 @@ def teacher_section(path: str | os.PathLike) -> str:
     metrics = _read_json(path, "teacher metrics")
     decodings = {"wer": metrics}
     if "full" in metrics:
-        decodings["full"] = _get(metrics, path, "full")
+        decodings["full"] = json_field(metrics, path, "full")
     described = {
-        key: describe_decoding(_get(d, path, "decoding")) for key, d in decodings.items()
+        key: describe_decoding(json_field(d, path, "decoding")) for key, d in decodings.items()
     }
     header = ["split", "reference words"]
     header += [f"WER % (`{key}`)" for key in decodings]
     rows = []
-    for split in _get(metrics, path, "wer"):
+    for split in json_field(metrics, path, "wer"):
         words = metrics.get("errors", {}).get(split, {}).get("ref_words")
         cells = [split, NONE if words is None else str(words)]
         for key, d in decodings.items():
-            wer = d.get("wer", {}).get(split)
-            field = "wer" if key == "wer" else "full.wer"
-            cells.append(NONE if wer is None else f"{_number(wer, path, field):.2f}")
+            at = ("wer", split) if key == "wer" else ("full", "wer", split)
+            has = split in d.get("wer", {})
+            cells.append(f"{json_number(metrics, path, *at):.2f}" if has else NONE)
         rows.append(cells)
     lines = [f"- `wer`: {described['wer']}, the decoding of every model in the tables."]
     if "full" in decodings:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from asrprune.errors import AsrpruneError
-from asrprune.io import atomic_open, read_json
+from asrprune.io import atomic_open, json_number, read_json
 from asrprune.results.layout import TEACHER, model_name, significance_tables, table_methods
 from asrprune.results.significance import comparisons_markdown, reference_comparisons
 
@@ -49,17 +49,6 @@ SPEED_COLUMNS = ("model", "rtf_median")
 # reading result files
 
 
-def _field(data: dict, path: str, keys: tuple[str, ...]) -> float:
-    value = data
-    for key in keys:
-        if not isinstance(value, dict) or key not in value:
-            raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is missing")
-        value = value[key]
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is not a number: {value!r}")
-    return float(value)
-
-
 def read_metrics(path: str | os.PathLike) -> dict[str, float]:
     """What the tables take from one metrics JSON (rule evaluate), checked."""
     path = Path(path)
@@ -73,10 +62,10 @@ def read_metrics(path: str | os.PathLike) -> dict[str, float]:
         "achieved_sparsity": ("sparsity",),
         "achieved_flops_sparsity": ("flops_sparsity",),
     }
-    values = {name: _field(data, str(path), keys) for name, keys in fields.items()}
+    values = {name: float(json_number(data, path, *keys)) for name, keys in fields.items()}
     full = "full" in data
     for name, split in (("wer_full_test_clean", "test-clean"), ("wer_full_test_other", "test-other")):
-        values[name] = _field(data, str(path), ("full", "wer", split)) if full else float("nan")
+        values[name] = float(json_number(data, path, "full", "wer", split)) if full else float("nan")
     return values
 
 
