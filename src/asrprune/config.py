@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from asrprune.errors import AsrpruneError
+from asrprune.io import require_file
 
 T = TypeVar("T")
 
@@ -133,11 +134,7 @@ def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
 def read_config_file(path: str | Path) -> dict:
     """The mapping a YAML config file holds; a missing, empty or malformed file is an error
     naming it (and the line of a syntax error)."""
-    path = Path(path)
-    if not path.exists():
-        raise AsrpruneError(f"config file not found: {path}")
-    if path.is_dir():
-        raise AsrpruneError(f"{path} is a directory, not a config file")
+    path = require_file(path, "config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as e:

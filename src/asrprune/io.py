@@ -114,3 +114,17 @@ def json_number(data: Any, path: str | os.PathLike, *keys: str) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AsrpruneError(f"{path}: field {'.'.join(keys)!r} is not a number: {value!r}")
     return value
+
+
+def require_file(path: str | os.PathLike, what: str, expected: str = "") -> Path:
+    """``path`` as a Path, if it is a file; else an error naming it as ``what`` (e.g.
+    "audio file"): not found, or a directory given where a file was expected. ``expected``
+    adds what the file should be, for a directory mistaken for one."""
+    path = Path(path)
+    if not path.exists():
+        raise AsrpruneError(f"{what} not found: {path}")
+    if path.is_dir():
+        article = "an" if what[:1] in "aeiou" else "a"
+        hint = f" ({expected})" if expected else ""
+        raise AsrpruneError(f"{path} is a directory, not {article} {what}{hint}")
+    return path

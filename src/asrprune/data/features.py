@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from asrprune.data.manifest import Utterance, read_manifest
 from asrprune.errors import AsrpruneError
-from asrprune.io import atomic_path, read_json, write_json
+from asrprune.io import atomic_path, read_json, require_file, write_json
 
 SAMPLE_RATE = 16000
 NUM_MEL_BINS = 80
@@ -49,10 +49,7 @@ def load_audio(
     wrong rate is noticed rather than silently converted. NaN or infinite samples are an
     error too: they would turn every feature and every hypothesis into garbage silently.
     """
-    if not Path(path).exists():
-        raise AsrpruneError(f"audio file not found: {path}")
-    if Path(path).is_dir():
-        raise AsrpruneError(f"{path} is a directory, not an audio file")
+    require_file(path, "audio file")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from asrprune.errors import AsrpruneError
-from asrprune.io import atomic_path
+from asrprune.io import atomic_path, require_file
 from asrprune.model.lowrank import factorize, low_rank_ranks
 from asrprune.model.structure import EncoderStructure, ModelConfig
 from asrprune.model.transducer import Transducer
@@ -97,10 +96,7 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> SavedModel:
     The model goes to ``map_location``; the CMVN tensors stay on the CPU (see
     :class:`SavedModel`).
     """
-    if not Path(path).exists():
-        raise AsrpruneError(f"model file not found: {path}")
-    if Path(path).is_dir():
-        raise AsrpruneError(f"{path} is a directory, not a model file ({_EXPECTED})")
+    require_file(path, "model file", _EXPECTED)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt, truncated or foreign files raise many types
