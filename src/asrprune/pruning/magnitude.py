@@ -40,10 +40,12 @@ class OmpSettings:
     ranking: str = "per_kind"
 
     def __post_init__(self):
-        if self.ranking not in RANKINGS:
-            raise AsrpruneError(
-                f"omp.ranking: expected one of {', '.join(RANKINGS)}, got {self.ranking!r}"
-            )
+        check_ranking(self.ranking, "omp.ranking")
+
+
+def check_ranking(ranking: str, where: str = "ranking") -> None:
+    if ranking not in RANKINGS:
+        raise AsrpruneError(f"{where}: expected one of {', '.join(RANKINGS)}, got {ranking!r}")
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,7 @@ class MagnitudeRanking:
         self.scored = model.encoder.gate_magnitudes(output_side=output_side)
         if not self.scored:
             raise AsrpruneError("magnitude pruning needs a model with gates")
-        if ranking not in RANKINGS:
-            raise AsrpruneError(f"ranking: expected one of {', '.join(RANKINGS)}, got {ranking!r}")
+        check_ranking(ranking)
         scored = _relative_to_kind(self.scored) if ranking == "per_kind" else self.scored
         # An encoder keeps at least one global hidden dimension: rank its strongest last.
         # (Global dimensions score alike, each averaging over every block, so at high
