@@ -20,6 +20,7 @@ include: "workflow/rules/teacher.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/speed.smk"
+include: "workflow/rules/deploy.smk"
 include: "workflow/rules/results.smk"
 
 

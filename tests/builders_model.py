@@ -16,13 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from asrprune.data.batching import UtteranceDataset
 from asrprune.data.features import Cmvn, FeatureStore, compute_cmvn, extract_features
 from asrprune.data.manifest import Utterance, write_manifest
 from asrprune.data.tokenizer import Tokenizer, train_bpe
+from asrprune.model import save_model
+from asrprune.model.lowrank import factorize
 from asrprune.train import TrainSettings, TransducerLoss
-from tests.model.tiny import TINY
+from tests.model.tiny import TINY, pruned_structure, tiny_model
 
 PITCHES = {
     "ONE": 330.0,
@@ -205,3 +208,24 @@ def dying_at(step_to_die: int, settings: TrainSettings):
         return base(model, batch, step)
 
     return loss_fn
+
+
+def random_model_file(path, variant: str = "stateless"):
+    """A random tiny model file, ``variant``: "stateless" (full); "pruned" (stateless);
+    "lstm-pruned" (with per-utterance CMVN); or "svd" (full, some layers low-rank).
+    The tokenizer (trained on the toy language) is written beside it."""
+    tokenizer = train_bpe(TRAIN_TEXTS + DEV_TEXTS, VOCAB, path.parent / "bpe.model")
+    g = torch.Generator().manual_seed(1)
+    mean, std = torch.randn(80, generator=g) + 8.0, torch.rand(80, generator=g) + 0.5
+    if variant == "stateless":
+        model, cmvn = tiny_model(vocab_size=VOCAB), Cmvn(mean, std)
+    elif variant == "pruned":
+        model, cmvn = tiny_model(1, pruned_structure(), vocab_size=VOCAB), Cmvn(mean, std)
+    elif variant == "lstm-pruned":
+        model = tiny_model(vocab_size=VOCAB, structure=pruned_structure(), predictor="lstm")
+        cmvn = Cmvn(mean, std, per_utterance=True)
+    else:
+        model, cmvn = tiny_model(vocab_size=VOCAB), Cmvn(mean, std)
+        factorize(model, {"encoder.blocks.0.ffn1.up": 4, "encoder.blocks.1.mhsa.q": 3})
+    save_model(path, model.eval(), tokenizer.to_bytes(), cmvn.to_dict())
+    return path

@@ -287,7 +287,7 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
         assert table.loc[0, "rtf_change_pct"] == 0.0 and table.loc[0, "size_change_pct"] == 0.0
         assert (smoke_run / f"tables/{name}.md").read_text().startswith("| Sparsity | Method |")
     assert sorted(p.stem for p in (smoke_run / "tables").glob("*.csv")) == sorted(
-        table_stems(SMOKE_METHODS)
+        [*table_stems(SMOKE_METHODS), "deploy", "speed_deploy"]
     )
     for name, rivals in significance_tables(SMOKE_METHODS).items():
         tested = pd.read_csv(smoke_run / f"tables/{name}_significance.csv")
@@ -301,6 +301,32 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
             assert (smoke_run / f"figures/{stem}.{ext}").stat().st_size > 1000
 
 
+def test_deployed_models_are_exported_checked_evaluated_and_timed(smoke_run):
+    import pandas as pd
+
+    deployed = ["teacher", "l0-params-s0.5", "svd-s0.5"]  # config/smoke.yaml deploy
+    for model in deployed:
+        for precision in ("fp32", "int8"):
+            manifest = read_json(smoke_run / f"exports/{model}/{precision}/export.json")
+            assert manifest["precision"] == precision
+            metrics = read_json(smoke_run / f"metrics/exports/{model}.{precision}.json")
+            assert metrics["export"]["onnx_mb"] > 0
+            assert (
+                metrics["encoder_params"]
+                == read_json(smoke_run / f"metrics/{model}.json")["encoder_params"]
+            )
+        check = read_json(smoke_run / f"exports/{model}/fp32/export.json")["check"]
+        assert check["encoder_max_abs_diff"] < 1e-3
+    table = pd.read_csv(smoke_run / "tables/deploy.csv")
+    assert list(table["model"]) == deployed
+    # fp32 on ONNX Runtime decodes as PyTorch does, utterance by utterance
+    assert (table["same_fp32_pct"] >= 90).all()
+    speed = pd.read_csv(smoke_run / "speed_deploy.csv")
+    assert len(speed) == len(deployed) * 3  # PyTorch, ORT fp32, ORT int8 on one thread
+    assert list(speed["model"][:3]) == deployed and (speed["rtf_encoder"] > 0).all()
+    assert speed["rtf_full"].notna().all()  # the smoke config decodes with beam and LM
+
+
 def test_results_doc_is_written_from_the_runs_files(smoke_run):
     from asrprune.results.layout import figure_names
     from tests.results.trace import file_numbers, stage_numbers, untraced
@@ -311,7 +337,8 @@ def test_results_doc_is_written_from_the_runs_files(smoke_run):
     own = smoke_run / "benchmarks/results/results_doc.tsv"
     sources = file_numbers(inputs) | stage_numbers(smoke_run / "benchmarks", exclude=[own])
     assert untraced(text, sources) == []
-    sections = ["Data", "Teacher", "Tables", "Speed", "Figures", "Stage times", "Code"]
+    sections = ["Data", "Teacher", "Tables", "Speed", "Deployment", "Figures", "Stage times"]
+    sections.append("Code")
     assert re.findall(r"^## (.+)$", text, flags=re.M) == sections
     assert (smoke_run / "tables/table1.md").read_text() in text
     links = re.findall(r"\]\((figures/[^)]+)\)", text)
@@ -490,7 +517,11 @@ def _kill_during(workdir, stage, mode, rng, log):
     return killed
 
 
-def _tables(run, ignore=("rtf", "rtf_change_pct")):
+TIMINGS = ("rtf", "rtf_change_pct")  # table 1 and 2's timed columns
+DEPLOY_TIMINGS = ("rtf_encoder", "rtf_greedy", "rtf_full", "encoder_ratio", "full_ratio")
+
+
+def _tables(run, ignore=(*TIMINGS, *DEPLOY_TIMINGS, "vs_torch")):
     """Every results table, without the columns that time decoding."""
     import pandas as pd
 

@@ -218,6 +218,28 @@ def _speed(a):
         print(f"{row['model']}: RTF {row['rtf_median']:.4f} ({row['rtf_ratio']:.2f} x teacher)")
 
 
+@command("speed-deploy", "RTF per backend (PyTorch, ONNX Runtime fp32 and int8) and thread count")
+def _speed_deploy(a):
+    from asrprune.config import settings_from_dict
+    from asrprune.deploy.speed import DeploySpeedSettings, exports_by_model, measure_deploy_speed
+    from asrprune.evaluate import LmSettings, transcript_lm
+    from asrprune.model_file import open_model_file
+
+    settings = settings_from_dict(DeploySpeedSettings, a.settings, "deploy")
+    lm = settings_from_dict(LmSettings, a.lm, "--lm")
+    tokenizer = open_model_file(a.models[0]).tokenizer
+    fusion = transcript_lm(Path(a.data) / "manifests/train.jsonl", tokenizer, lm, a.beam)
+    rows = measure_deploy_speed(
+        a.models, exports_by_model(a.exports), a.data, a.out, settings, a.cores, a.beam, fusion
+    )
+    for r in rows:
+        print(
+            f"{r['model']} {r['backend']} {r['precision']} {r['threads']} thread(s): "
+            f"encoder RTF {r['rtf_encoder']:.4f} ({r['encoder_ratio']:.2f} x teacher, "
+            f"{r['vs_torch']:.2f} x faster than torch)"
+        )
+
+
 @command("transcribe", "print <path><TAB><transcript> for each audio file (any rate, wav/flac)")
 def _transcribe(a):
     from asrprune.config import settings_from_dict
@@ -245,6 +267,14 @@ def _transcribe(a):
     return 0
 
 
+@command("export", "an ONNX folder (encoder, decoder, joiner, tokens), checked against PyTorch")
+def _export(a):
+    from asrprune.deploy.export import export_model
+
+    manifest = export_model(a.model, a.out, int8=a.int8)
+    print(json.dumps({"out": a.out, "precision": manifest["precision"], **manifest["check"]}))
+
+
 @command("tables", "Table 1 and Table 2 (ablations) as CSV and Markdown, from metrics and speed")
 def _tables(a):
     from asrprune.results.tables import write_tables
@@ -270,6 +300,14 @@ def _figures(a):
         print(path)
 
 
+@command("deploy-tables", "exports against PyTorch (WER, agreement, size) and speed per backend")
+def _deploy_tables(a):
+    from asrprune.results.deploy import write_deploy_tables
+
+    for path in write_deploy_tables(a.metrics_dir, a.speed, a.models, a.out_dir):
+        print(path)
+
+
 @command("results-doc", "RESULTS.md: the run's data, teacher, tables, speed, figures, times, code")
 def _results_doc(a):
     from asrprune.results.document import write_document
@@ -281,6 +319,7 @@ def _results_doc(a):
         teacher=a.teacher,
         tables=a.tables,
         speed=a.speed,
+        deploy_tables=a.deploy_tables,
         figures=a.figures,
         benchmarks=a.benchmarks,
         exclude_benchmarks=a.exclude_benchmarks,
@@ -423,7 +462,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p["prune"].add_argument("--work-dir", required=True, help="checkpoints of both phases")
     p["prune"].add_argument("--mlflow", help="ids file from mlflow-init")
 
-    p["evaluate"].add_argument("--model", required=True, help="model file")
+    p["evaluate"].add_argument(
+        "--model", required=True, help="model file, or a folder of asrprune export"
+    )
     p["evaluate"].add_argument("--data", required=True, help="the run's data/ folder")
     p["evaluate"].add_argument("--name", required=True, help="model name (e.g. teacher)")
     p["evaluate"].add_argument("--out", required=True, help="metrics JSON")
@@ -445,7 +486,38 @@ def _build_parser() -> argparse.ArgumentParser:
     p["speed"].add_argument("--warmup-rounds", type=int, default=2, help="untimed rounds first")
     p["speed"].add_argument("--rounds", type=int, default=10, help="timed rounds")
 
-    p["transcribe"].add_argument("--model", required=True, help="a model file of the workflow")
+    p["speed-deploy"].add_argument(
+        "--models", nargs="+", required=True, help="model files, the teacher's first"
+    )
+    p["speed-deploy"].add_argument(
+        "--exports", nargs="+", required=True, help="export folders .../<model>/<precision>"
+    )
+    p["speed-deploy"].add_argument("--data", required=True, help="the run's data/ folder")
+    p["speed-deploy"].add_argument("--out", required=True, help="the CSV file to write")
+    p["speed-deploy"].add_argument(
+        "--settings", default="{}", help="config deploy's timing keys, as JSON"
+    )
+    p["speed-deploy"].add_argument(
+        "--cores", type=positive_int, required=True, help="what thread count 0 means"
+    )
+    p["speed-deploy"].add_argument(
+        "--beam", type=int, default=0, help="the full decoding's beam (0: greedy only)"
+    )
+    p["speed-deploy"].add_argument(
+        "--lm", default="{}", help='config evaluate.lm as JSON, e.g. {"order": 6} (no LM)'
+    )
+
+    p["export"].add_argument("--model", required=True, help="a model file of the workflow")
+    p["export"].add_argument("--out", required=True, help="the folder to write (replaced)")
+    p["export"].add_argument(
+        "--int8", action="store_true", help="dynamic int8 weights of MatMul and Gemm"
+    )
+
+    p["transcribe"].add_argument(
+        "--model",
+        required=True,
+        help="a model file of the workflow, or a folder of asrprune export",
+    )
     p["transcribe"].add_argument("audio", nargs="+", help="wav or flac files, any sample rate")
     p["transcribe"].add_argument(
         "--lm-text", help="with --lm: the manifest to count it on (the run's train.jsonl)"
@@ -479,6 +551,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p["figures"].add_argument("--summaries", nargs="*", default=[], help="L0 jobs' summaries")
     p["figures"].add_argument("--teacher", required=True, help="the teacher's model file")
 
+    p["deploy-tables"].add_argument("--metrics-dir", required=True, help="the run's metrics/")
+    p["deploy-tables"].add_argument("--speed", required=True, help="speed_deploy.csv")
+    p["deploy-tables"].add_argument("--models", nargs="+", required=True, help="teacher first")
+    p["deploy-tables"].add_argument("--out-dir", required=True)
+    p["results-doc"].add_argument(
+        "--deploy-tables", nargs="*", default=[], help="tables/deploy.md, speed_deploy.md"
+    )
     p["results-doc"].add_argument("--run", required=True, help="the run's name")
     p["results-doc"].add_argument("--data-report", required=True, help="data/report.json")
     p["results-doc"].add_argument("--teacher", required=True, help="metrics/teacher.json")

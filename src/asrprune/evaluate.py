@@ -248,6 +248,12 @@ def evaluate_model(
         "structure": model.structure.to_dict(),
         "model_extra": loaded.extra,
     }
+    if not isinstance(model, Transducer):  # an exported folder on ONNX Runtime
+        result["export"] = {
+            "precision": loaded.extra["precision"],
+            "source": loaded.extra["source"],
+            "onnx_mb": model.onnx_bytes() / MB,
+        }
     datasets = {
         split: UtteranceDataset(manifest, store, tokenizer, cmvn)
         for split, (manifest, store) in splits.items()

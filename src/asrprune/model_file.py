@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -21,14 +22,25 @@ from asrprune.model import Transducer, load_model
 class ModelFile:
     """What a model file holds, rebuilt: model (eval mode), tokenizer, CMVN, metadata."""
 
-    model: Transducer
+    model: Transducer  # or an OnnxTransducer, which decodes alike (asrprune.deploy.runtime)
     tokenizer: Tokenizer
     cmvn: Cmvn  # on the CPU, where the data pipeline normalises features
     extra: dict
 
 
 def open_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ModelFile:
-    """Load ``path`` (errors name it); the model goes to ``map_location``."""
+    """Load ``path`` (errors name it); the model goes to ``map_location``.
+
+    A folder ``asrprune export`` wrote opens as an :class:`OnnxTransducer` on ONNX
+    Runtime's CPU provider, with torch's intra-op thread count; its CMVN is inside the
+    encoder graph, so features go in raw (``cmvn`` is the identity).
+    """
+    if Path(path).is_dir():
+        from asrprune.deploy.runtime import OnnxTransducer
+
+        onnx = OnnxTransducer(path, threads=torch.get_num_threads())
+        dim = onnx.manifest["features"]["feature_dim"]
+        return ModelFile(onnx, onnx.tokenizer, Cmvn.identity(dim), onnx.manifest)
     saved = load_model(path, map_location=map_location)
     return ModelFile(
         saved.model,

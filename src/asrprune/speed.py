@@ -48,7 +48,7 @@ from asrprune.errors import AsrpruneError
 from asrprune.evaluate import BYTES_PER_PARAM, FLOPS_FRAMES, MB
 from asrprune.io import atomic_open
 from asrprune.model import Transducer, load_model
-from asrprune.model.decoding import search
+from asrprune.model.decoding import Fusion, search
 
 SPLIT = "test-clean"  # the utterances are drawn from this split
 COLUMNS = (
@@ -86,7 +86,7 @@ class SpeedModel:
     """A loaded model file; ``name`` is the file's stem."""
 
     name: str
-    model: Transducer
+    model: Transducer  # or an OnnxTransducer (asrprune.deploy), with the identity cmvn
     cmvn: Cmvn
 
 
@@ -158,13 +158,16 @@ def load_speed_models(paths: Sequence[str | os.PathLike]) -> list[SpeedModel]:
 
 
 @torch.inference_mode()
-def time_decode(model: Transducer, feats: torch.Tensor) -> tuple[float, float]:
-    """Seconds of the encoder, and of the encoder plus greedy search, on feats (1, T, 80)."""
+def time_decode(
+    model: Transducer, feats: torch.Tensor, beam: int = 0, fusion: Fusion | None = None
+) -> tuple[float, float]:
+    """Seconds of the encoder, and of the encoder plus search (greedy for ``beam`` 0, else
+    beam search with ``fusion``), on feats (1, T, 80)."""
     lens = torch.tensor([feats.size(1)])
     start = time.perf_counter()
     enc, enc_lens, _ = model.encoder(feats, lens)  # (1, T', d)
     encoded = time.perf_counter()
-    search(model, enc, enc_lens, beam=0)
+    search(model, enc, enc_lens, beam, fusion)
     return encoded - start, time.perf_counter() - start
 
 
@@ -173,8 +176,11 @@ def measure_rtf(
     utts: Sequence[SpeedUtterance],
     warmup_rounds: int,
     rounds: int,
+    beam: int = 0,
+    fusion: Fusion | None = None,
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """Per model, the RTF of the encoder and of encoder + greedy search, per timed round."""
+    """Per model, the RTF of the encoder and of encoder + search (``time_decode``'s), per
+    timed round."""
     audio = sum(u.seconds for u in utts)
     by_name = {m.name: m for m in models}
     with torch.inference_mode():  # each model's normalised inputs, once, outside the timing
@@ -183,13 +189,13 @@ def measure_rtf(
     for r, name in schedule(list(by_name), warmup_rounds, rounds):
         enc = dec = 0.0
         for feats in inputs[name]:
-            e, d = time_decode(by_name[name].model, feats)
+            e, d = time_decode(by_name[name].model, feats, beam, fusion)
             enc, dec = enc + e, dec + d
         if r >= 0:
             rtf[name][0].append(enc / audio)
             rtf[name][1].append(dec / audio)
         if name == models[0].name:
-            print(f"round {r}: teacher RTF {enc / audio:.4f}", file=sys.stderr)
+            print(f"round {r}: {name} RTF {enc / audio:.4f}", file=sys.stderr)
     return rtf
 
 

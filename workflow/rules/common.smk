@@ -11,6 +11,7 @@ from asrprune.errors import AsrpruneError
 from asrprune.pruning.settings import method_settings
 from asrprune.results.layout import (
     L0_METHODS,
+    deploy_models as _deploy_models,
     figure_kinds,
     full_decoding,
     model_name,
@@ -165,6 +166,42 @@ def figure_files():
     return [f"{R}/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
 
 
+DEPLOY = config["deploy"]
+
+
+def deploy_models():
+    """The teacher and the pruned models config deploy exports ([] when it is off)."""
+    if not DEPLOY["enabled"]:
+        return []
+    prune = config["prune"]
+    try:
+        return _deploy_models(
+            prune["methods"],
+            prune["sparsities"],
+            DEPLOY["sparsities"],
+            DEPLOY["methods"],
+        )
+    except AsrpruneError as e:
+        raise WorkflowError(str(e)) from None
+
+
+def deploy_timing_json():
+    """What rule speed_deploy reads of config deploy, as JSON."""
+    keys = ("threads", "utterances", "warmup_rounds", "rounds")
+    return json.dumps({k: DEPLOY[k] for k in keys}, sort_keys=True)
+
+
+def deploy_table_files():
+    """The deployment tables, Markdown first per table ([] when deploy is off)."""
+    if not DEPLOY["enabled"]:
+        return []
+    return [
+        f"{R}/tables/{t}.{ext}"
+        for t in ("deploy", "speed_deploy")
+        for ext in ("md", "csv")
+    ]
+
+
 def run_targets():
     """Every result of the run but RESULTS.md, which is written from them last."""
     models = ["teacher", *pruned_models()]
@@ -174,6 +211,7 @@ def run_targets():
         f"{R}/speed.csv",
         *table_files(),
         *figure_files(),
+        *deploy_table_files(),
     ]
 
 

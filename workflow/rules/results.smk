@@ -87,6 +87,7 @@ rule results_doc:
         teacher=f"{R}/metrics/teacher.json",
         tables=[path for path in table_files() if path.endswith(".md")],
         speed=f"{R}/speed.csv",
+        deploy=[path for path in deploy_table_files() if path.endswith(".md")],
         figures=[path for path in figure_files() if path.endswith(".png")],
         run=run_targets(),
     output:
@@ -109,6 +110,7 @@ rule results_doc:
     shell:
         "asrprune results-doc --run {params.run} --data-report {input.data_report}"
         " --teacher {input.teacher} --tables {input.tables} --speed {input.speed}"
+        " --deploy-tables {input.deploy}"
         " --figures {input.figures} --benchmarks {params.benchmarks}"
         " --exclude-benchmarks {params.own_benchmark} --repo {params.repo:q}"
         " --out {output} > {log} 2>&1"

@@ -971,9 +971,8 @@ class ConformerEncoder(nn.Module):
 
     # -- forward ----------------------------------------------------------------
 
-    def forward(
-        self, feats: torch.Tensor, feat_lens: torch.Tensor, return_hidden: bool = False
-    ) -> EncoderOutput:
+    def check_lengths(self, feat_lens: torch.Tensor) -> None:
+        """Refuse an utterance too short to leave one frame after subsampling."""
         shortest, factor = int(feat_lens.min()), self.config.subsampling
         need = Conv2dSubsampling.min_length(factor)
         if shortest < need:
@@ -981,6 +980,12 @@ class ConformerEncoder(nn.Module):
                 f"an utterance of {shortest} frames is too short for the x{factor} subsampling "
                 f"(at least {need} frames, {need * 10} ms, are needed)"
             )
+
+    def forward(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor, return_hidden: bool = False
+    ) -> EncoderOutput:
+        if not torch.compiler.is_exporting():  # a graph for ONNX checks its input elsewhere
+            self.check_lengths(feat_lens)
         x, lengths = self.subsampling(feats, feat_lens)  # (B, T', d), (B,)
         x = self.dropout(x * self.xscale)
         m = None

@@ -78,9 +78,7 @@ def save_model(
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "config": model.config.to_dict(),
-        "structure": model.structure.to_dict(),
-        "low_rank": low_rank_ranks(model),
+        **architecture(model),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "tokenizer": torch.tensor(list(tokenizer_bytes), dtype=torch.uint8),
         "cmvn": _cmvn_tensors(cmvn_state),
@@ -88,6 +86,30 @@ def save_model(
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def architecture(model: Transducer) -> dict:
+    """What rebuilds ``model``'s classes without its weights: config, encoder structure
+    and low-rank layers, JSON-safe (a model file's and an export's record)."""
+    return {
+        "config": model.config.to_dict(),
+        "structure": model.structure.to_dict(),
+        "low_rank": low_rank_ranks(model),
+    }
+
+
+def build_model(record: dict, where: str) -> Transducer:
+    """An untrained model of the architecture ``record`` (:func:`architecture`'s keys)
+    describes, on the default device (``torch.device("meta")`` for its shapes alone);
+    errors name ``where``."""
+    config = ModelConfig.from_dict(record["config"], f"{where}: config")
+    structure = EncoderStructure.from_dict(record["structure"], f"{where}: structure")
+    model = Transducer(config, structure)
+    try:
+        factorize(model, record.get("low_rank", {}), from_weights=False)
+    except (AttributeError, TypeError) as e:
+        raise AsrpruneError(f"{where}: its low-rank layers do not fit the model: {e}") from None
+    return model
 
 
 def load_model(path: str | os.PathLike, map_location="cpu") -> SavedModel:
@@ -110,13 +132,7 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> SavedModel:
         raise AsrpruneError(
             f"{path}: model file version {payload.get('version')!r}, expected {VERSION}"
         )
-    config = ModelConfig.from_dict(payload["config"], f"{path}: config")
-    structure = EncoderStructure.from_dict(payload["structure"], f"{path}: structure")
-    model = Transducer(config, structure)
-    try:
-        factorize(model, payload.get("low_rank", {}), from_weights=False)
-    except (AttributeError, TypeError) as e:
-        raise AsrpruneError(f"{path}: its low-rank layers do not fit the model: {e}") from None
+    model = build_model(payload, str(path))
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as e:

@@ -192,6 +192,24 @@ def speed_section(path: str | os.PathLike) -> str:
     )
 
 
+def deploy_section(tables: Sequence[str | os.PathLike]) -> str:
+    """The deployment tables (asrprune.results.deploy), each under its file name."""
+    return (
+        "Each exported model against its PyTorch self (greedy decoding), then encoder and "
+        "full-decode RTF per backend and thread count (asrprune.deploy.speed defines them)."
+        "\n\n"
+        + "\n".join(
+            f"`tables/{Path(p).name}`:\n\n{_read_text(p)}" for p in tables
+        )
+    )
+
+
+def _read_text(path: str | os.PathLike) -> str:
+    if not Path(path).is_file():
+        raise AsrpruneError(f"table not found: {path}")
+    return Path(path).read_text(encoding="utf-8").rstrip("\n") + "\n"
+
+
 def figures_section(figures: Sequence[str | os.PathLike], base: Path) -> str:
     links = [
         f"- [{Path(f).stem}]({Path(os.path.relpath(f, base)).as_posix()})" for f in figures
@@ -230,15 +248,18 @@ def build_document(
     out: str | os.PathLike,
     exclude_benchmarks: Sequence[str | os.PathLike] = (),
     repo: str | os.PathLike | None = None,
+    deploy_tables: Sequence[str | os.PathLike] = (),
 ) -> str:
     """RESULTS.md's text; figure links are relative to ``out``'s folder. ``repo``: the
-    workflow's repository, whose commit the document names (None: unknown)."""
+    workflow's repository, whose commit the document names (None: unknown).
+    ``deploy_tables``: the deployment tables (config deploy), a section of their own."""
     version = code_version(repo) if repo is not None else "unknown (no repository given)"
     sections = [
         ("Data", data_section(data_report)),
         ("Teacher", teacher_section(teacher)),
         ("Tables", tables_section(tables)),
         ("Speed", speed_section(speed)),
+        *([("Deployment", deploy_section(deploy_tables))] if deploy_tables else []),
         ("Figures", figures_section(figures, Path(out).parent)),
         ("Stage times", stages_section(benchmarks, exclude_benchmarks)),
         ("Code", f"Code version: {version}.\n"),

@@ -46,6 +46,30 @@ def full_decoding(model: str, full_sparsities: Sequence[float] | None) -> bool:
     return any(abs(value - s) < 1e-9 for s in full_sparsities)
 
 
+def deploy_models(
+    methods: Sequence[str],
+    sparsities: Sequence[float],
+    deploy_sparsities: Sequence[float],
+    deploy_methods: Sequence[str] | None = None,
+) -> list[str]:
+    """The models config ``deploy`` exports: the teacher, then each of ``deploy_methods``
+    (None: every method of the run) at each of ``deploy_sparsities``; both must be among
+    the run's ``methods`` and target ``sparsities``."""
+    missing = [s for s in deploy_sparsities if not any(abs(s - t) < 1e-9 for t in sparsities)]
+    if missing:
+        raise AsrpruneError(
+            f"deploy.sparsities: {missing[0]:g} is not among prune.sparsities "
+            f"({', '.join(f'{t:g}' for t in sparsities)})"
+        )
+    chosen = methods if deploy_methods is None else deploy_methods
+    unknown = [m for m in chosen if m not in methods]
+    if unknown:
+        raise AsrpruneError(
+            f"deploy.methods: {unknown[0]!r} is not among prune.methods ({', '.join(methods)})"
+        )
+    return [TEACHER, *(model_name(m, s) for s in deploy_sparsities for m in chosen)]
+
+
 def check_methods(methods: Sequence[str]) -> None:
     unknown = [m for m in methods if m not in (*TABLE1_METHODS, *ABLATIONS)]
     if unknown:

@@ -1,0 +1,1 @@
+"""Models where they are deployed: ONNX export and the ONNX Runtime backend."""
