@@ -53,8 +53,8 @@ def test_every_setting_times_every_model_teacher_first(deployed):
     assert settings_seen == [(b, p, t) for t in (1, 2) for b, p in BACKENDS]
     assert [r["model"] for r in rows] == ["teacher", "small"] * 6
     for r in rows:
-        assert r["rtf_encoder"] > 0 and r["rtf_greedy"] >= r["rtf_encoder"] > 0
-        assert r["rtf_full"] >= r["rtf_encoder"]
+        # greedy includes the encoder of the same calls; the full decode is timed apart
+        assert r["rtf_greedy"] >= r["rtf_encoder"] > 0 and r["rtf_full"] > 0
     for teacher, small in zip(rows[::2], rows[1::2], strict=True):
         assert teacher["encoder_ratio"] == 1 and teacher["full_ratio"] == 1
         assert small["encoder_ratio"] == pytest.approx(
