@@ -24,7 +24,8 @@ from asrprune.cli import positive_int
 from asrprune.data.batching import UtteranceDataset
 from asrprune.data.manifest import read_manifest
 from asrprune.decode import decode_dataset
-from asrprune.evaluate import LmSettings, transcript_lm, word_errors
+from asrprune.evaluate import word_errors
+from asrprune.lm import LmSettings, transcript_lm
 from asrprune.model.decoding import Fusion
 from asrprune.model.lexicon import Lexicon
 from asrprune.model_file import open_model_file

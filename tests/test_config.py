@@ -9,7 +9,7 @@ from asrprune.config import load_config, load_schema, settings_from_dict, valida
 from asrprune.data.checks import CheckSettings
 from asrprune.data.corpus import EmbeddedCorpusSettings
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import LmSettings
+from asrprune.lm import LmSettings
 from asrprune.model.structure import ModelConfig
 from asrprune.pruning.l0 import L0Settings
 from asrprune.pruning.magnitude import ParpSettings

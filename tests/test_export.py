@@ -14,6 +14,7 @@ from asrprune.deploy.sherpa import sherpa_recognizer
 from asrprune.errors import AsrpruneError
 from asrprune.evaluate import evaluate_model
 from asrprune.io import read_jsonl
+from asrprune.lm import NO_LM, LmSettings, lm_sequences
 from asrprune.model.decoding import search
 from asrprune.model_file import open_model_file
 from asrprune.transcribe import transcribe
@@ -141,3 +142,38 @@ def test_evaluate_an_exported_folder_as_therandom_model_file(exported, tmp_path)
         assert got[key] == ref[key], key
     assert got["export"]["precision"] == "fp32" and got["export"]["onnx_mb"] > 0
     assert "export" not in ref
+
+
+def test_an_export_carries_its_decoding_and_transcribe_uses_it(exported, tmp_path):
+    model_path, _ = exported
+    corpus = overfit_model()[1]
+    lm = LmSettings(order=3, weight=0.3, token_bonus=0.5)
+    folder = tmp_path / "decoding"
+    export_model(model_path, folder, beam=3, lm=lm, lm_text=corpus.train_manifest)
+    f = open_model_file(folder)
+    assert (f.decoding.beam, f.decoding.lm) == (3, lm)
+    assert f.decoding.lm_sequences == tuple(
+        map(tuple, lm_sequences(corpus.train_manifest, f.tokenizer))
+    )
+    wavs = _heard(tmp_path)
+    as_evaluated = transcribe(model_path, wavs, beam=3, lm=lm, lm_text=corpus.train_manifest)
+    assert transcribe(folder, wavs) == as_evaluated  # by default, as evaluation decodes
+    # a user still chooses otherwise: greedy, or the beam without the LM
+    assert transcribe(folder, wavs, beam=0) == transcribe(model_path, wavs, beam=0)
+    assert transcribe(folder, wavs, lm=NO_LM) == transcribe(model_path, wavs, beam=3)
+    # a model file carries none: greedy without an LM, as before
+    assert open_model_file(model_path).decoding is None
+
+
+def test_an_lm_without_beam_search_or_text_is_refused_before_exporting(exported, tmp_path):
+    model_path, _ = exported
+    corpus = overfit_model()[1]
+    with pytest.raises(AsrpruneError, match="needs beam search"):
+        export_model(
+            model_path, tmp_path / "a", lm=LmSettings(order=3), lm_text=corpus.train_manifest
+        )
+    with pytest.raises(AsrpruneError, match="needs the manifest"):
+        export_model(model_path, tmp_path / "b", beam=3, lm=LmSettings(order=3))
+    assert not list(tmp_path.iterdir())
+    wav = str(_heard(tmp_path)[0])
+    assert main(["transcribe", "--model", str(model_path), "--lm", "{}", "--no-lm", wav]) == 2

@@ -10,7 +10,7 @@ import torchaudio
 
 from asrprune.cli import main
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import LmSettings
+from asrprune.lm import LmSettings
 from asrprune.transcribe import transcribe, transcribe_each
 from tests.builders_model import TRAIN_TEXTS, overfit_model, tone_words, write_tone_words
 

@@ -185,7 +185,8 @@ def _prune(a):
 @command("evaluate", "WER per split, size and parameter counts of one model file")
 def _evaluate(a):
     from asrprune.config import settings_from_dict
-    from asrprune.evaluate import LmSettings, evaluate_model
+    from asrprune.evaluate import evaluate_model
+    from asrprune.lm import LmSettings
 
     data = Path(a.data)
     # Every split but train: decoding all of train costs more than the rest together.
@@ -222,7 +223,7 @@ def _speed(a):
 def _speed_deploy(a):
     from asrprune.config import settings_from_dict
     from asrprune.deploy.speed import DeploySpeedSettings, exports_by_model, measure_deploy_speed
-    from asrprune.evaluate import LmSettings, transcript_lm
+    from asrprune.lm import LmSettings, transcript_lm
     from asrprune.model_file import open_model_file
 
     settings = settings_from_dict(DeploySpeedSettings, a.settings, "deploy")
@@ -243,10 +244,14 @@ def _speed_deploy(a):
 @command("transcribe", "print <path><TAB><transcript> for each audio file (any rate, wav/flac)")
 def _transcribe(a):
     from asrprune.config import settings_from_dict
-    from asrprune.evaluate import LmSettings
+    from asrprune.lm import NO_LM, LmSettings
     from asrprune.transcribe import transcribe_each
 
-    lm = settings_from_dict(LmSettings, a.lm, "--lm")
+    if a.no_lm and a.lm is not None:
+        raise AsrpruneError("--lm and --no-lm: give one of them")
+    lm = (
+        NO_LM if a.no_lm else None if a.lm is None else settings_from_dict(LmSettings, a.lm, "--lm")
+    )
     results = transcribe_each(
         a.model, a.audio, beam=a.beam, threads=a.threads, lm=lm, lm_text=a.lm_text
     )
@@ -269,9 +274,12 @@ def _transcribe(a):
 
 @command("export", "an ONNX folder (encoder, decoder, joiner, tokens), checked against PyTorch")
 def _export(a):
+    from asrprune.config import settings_from_dict
     from asrprune.deploy.export import export_model
+    from asrprune.lm import LmSettings
 
-    manifest = export_model(a.model, a.out, int8=a.int8)
+    lm = settings_from_dict(LmSettings, a.lm, "--lm")
+    manifest = export_model(a.model, a.out, a.int8, a.beam, lm, a.lm_text)
     print(json.dumps({"out": a.out, "precision": manifest["precision"], **manifest["check"]}))
 
 
@@ -512,6 +520,13 @@ def _build_parser() -> argparse.ArgumentParser:
     p["export"].add_argument(
         "--int8", action="store_true", help="dynamic int8 weights of MatMul and Gemm"
     )
+    p["export"].add_argument(
+        "--beam", type=int, default=0, help="the beam it decodes with by default (0: greedy)"
+    )
+    p["export"].add_argument(
+        "--lm", default="{}", help="its LM, as config evaluate.lm in JSON (default: none)"
+    )
+    p["export"].add_argument("--lm-text", help="with --lm: the manifest to count it on")
 
     p["transcribe"].add_argument(
         "--model",
@@ -574,11 +589,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p["run-name"].add_argument("--default-config", default="config/config.yaml")
     p["run-name"].add_argument("snakemake_args", nargs="*", help="Snakemake's arguments")
 
-    for name in ("evaluate", "transcribe"):
-        p[name].add_argument(
-            "--lm", default="{}", help='config evaluate.lm as JSON, e.g. {"order": 6} (no LM)'
-        )
-        p[name].add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")
+    p["evaluate"].add_argument(
+        "--lm", default="{}", help='config evaluate.lm as JSON, e.g. {"order": 6} (no LM)'
+    )
+    p["evaluate"].add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")
+    p["transcribe"].add_argument(
+        "--lm", help="an LM as config evaluate.lm, JSON (default: the model's, if it has one)"
+    )
+    p["transcribe"].add_argument(
+        "--no-lm", action="store_true", help="no LM, whatever the model says"
+    )
+    p["transcribe"].add_argument(
+        "--beam", type=int, help="beam size; 0 is greedy (default: the model's, else 0)"
+    )
     for name in ("train-teacher", "prune", "evaluate", "transcribe"):
         p[name].add_argument("--threads", type=positive_int, default=1)
     return parser

@@ -20,15 +20,13 @@ import jiwer
 import torch
 
 from asrprune.data.batching import UtteranceDataset
-from asrprune.data.manifest import read_manifest
-from asrprune.data.tokenizer import Tokenizer
 from asrprune.decode import decode_dataset
 from asrprune.device import resolve_device
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, write_json
+from asrprune.lm import NO_LM, LmSettings, transcript_lm
 from asrprune.model import Transducer
 from asrprune.model.decoding import MAX_SYMBOLS_PER_FRAME, Fusion
-from asrprune.model.ngram import TokenNgram
 from asrprune.model_file import open_model_file
 
 BYTES_PER_PARAM = 4  # fp32
@@ -78,46 +76,6 @@ def word_errors(refs: Sequence[str], hyps: Sequence[str]) -> WordErrors:
         ref_words=n,
         utterances=len(refs),
     )
-
-
-# -----------------------------------------------------------------------------
-# language model
-
-
-@dataclass(frozen=True)
-class LmSettings:
-    """A token n-gram for shallow fusion (``order`` 0: none), counted on training text."""
-
-    order: int = 0
-    weight: float = 0.2
-    token_bonus: float = 0.9
-    discount: float = 0.7
-
-    def __post_init__(self):
-        if self.order < 0:
-            raise AsrpruneError(f"lm order must be 0 (no LM) or more, got {self.order}")
-        if self.weight < 0:
-            raise AsrpruneError(f"lm weight must be >= 0, got {self.weight}")
-
-
-NO_LM = LmSettings()
-
-
-def transcript_lm(
-    manifest: str | os.PathLike | None, tokenizer: Tokenizer, settings: LmSettings, beam: int
-) -> Fusion | None:
-    """Shallow fusion, for a search of width ``beam``, with a token n-gram counted on
-    ``manifest``'s transcripts (the training split's) in the model's own tokens; None when
-    ``settings.order`` is 0."""
-    if settings.order == 0:
-        return None
-    if beam <= 1:
-        raise AsrpruneError(f"a language model needs beam search (beam >= 2), got beam {beam}")
-    if manifest is None:
-        raise AsrpruneError(f"a {settings.order}-gram LM needs the manifest it is counted on")
-    sequences = (tokenizer.encode(u.text) for u in read_manifest(manifest))
-    lm = TokenNgram(sequences, tokenizer.vocab_size, settings.order, settings.discount)
-    return Fusion(lm, settings.weight, settings.token_bonus)
 
 
 # -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 
 from asrprune.data.features import Cmvn
 from asrprune.data.tokenizer import Tokenizer
+from asrprune.lm import Decoding
 from asrprune.model import Transducer, load_model
 
 
@@ -26,6 +27,7 @@ class ModelFile:
     tokenizer: Tokenizer
     cmvn: Cmvn  # on the CPU, where the data pipeline normalises features
     extra: dict
+    decoding: Decoding | None = None  # how it decodes by default, if it says (exports)
 
 
 def open_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ModelFile:
@@ -36,11 +38,13 @@ def open_model_file(path: str | os.PathLike, map_location: str | torch.device = 
     encoder graph, so features go in raw (``cmvn`` is the identity).
     """
     if Path(path).is_dir():
+        from asrprune.deploy.export import read_decoding
         from asrprune.deploy.runtime import OnnxTransducer
 
         onnx = OnnxTransducer(path, threads=torch.get_num_threads())
         dim = onnx.manifest["features"]["feature_dim"]
-        return ModelFile(onnx, onnx.tokenizer, Cmvn.identity(dim), onnx.manifest)
+        decoding = read_decoding(path, onnx.manifest)
+        return ModelFile(onnx, onnx.tokenizer, Cmvn.identity(dim), onnx.manifest, decoding)
     saved = load_model(path, map_location=map_location)
     return ModelFile(
         saved.model,

@@ -4,40 +4,48 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from asrprune.data.features import SAMPLE_RATE, compute_fbank, load_audio
 from asrprune.device import resolve_device
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import NO_LM, LmSettings, transcript_lm
+from asrprune.lm import LmSettings, transcript_lm
 from asrprune.model.decoding import search
 from asrprune.model_file import open_model_file
 
 
 class Recogniser:
-    """A model file ready to decode 16 kHz waveforms one at a time.
+    """A model file (or an export folder) ready to decode 16 kHz waveforms one at a time.
 
     Each waveform becomes fbank features normalised with the model file's CMVN, is
-    encoded and decoded (greedy for ``beam`` 0 or 1, else beam search, with shallow fusion
+    encoded and decoded: greedy for ``beam`` 0 or 1, else beam search, with shallow fusion
     of a token n-gram counted on the manifest ``lm_text`` when ``lm.order`` is set, as
-    rule evaluate decodes with config ``evaluate.lm``).
+    rule evaluate decodes with config ``evaluate.lm``. ``beam`` None and ``lm`` None
+    decode as the model says it is decoded (an export's ``decoding``: evaluation's beam
+    and n-gram), else greedily without an LM; ``lm=NO_LM`` turns its n-gram off.
     """
 
     def __init__(
         self,
         model_path: str | os.PathLike,
-        beam: int = 0,
+        beam: int | None = None,
         device: str | torch.device | None = None,
-        lm: LmSettings = NO_LM,
+        lm: LmSettings | None = None,
         lm_text: str | os.PathLike | None = None,
     ):
         self.device = resolve_device(device)
         f = open_model_file(model_path, map_location=self.device)
         self.model, self.tokenizer, self.cmvn = f.model, f.tokenizer, f.cmvn.to(self.device)
-        self.beam = beam
-        self.fusion = transcript_lm(lm_text, self.tokenizer, lm, beam)
+        carried = f.decoding
+        self.beam = beam if beam is not None else carried.beam if carried else 0
+        if lm is not None:
+            self.fusion = transcript_lm(lm_text, self.tokenizer, lm, self.beam)
+        elif carried is not None and carried.lm.order and self.beam > 1:
+            self.fusion = replace(carried, beam=self.beam).fusion(self.tokenizer.vocab_size)
+        else:
+            self.fusion = None
 
     @torch.no_grad()
     def __call__(self, wav: torch.Tensor) -> str:
@@ -61,11 +69,11 @@ class Transcript:
 def transcribe_each(
     model_path: str | os.PathLike,
     audio_paths: Sequence[str | os.PathLike],
-    beam: int = 0,
+    beam: int | None = None,
     *,
     device: str | torch.device | None = None,
     threads: int | None = None,
-    lm: LmSettings = NO_LM,
+    lm: LmSettings | None = None,
     lm_text: str | os.PathLike | None = None,
 ) -> Iterator[Transcript]:
     """A :class:`Transcript` per audio file, in order, each as soon as it is decoded.
@@ -75,6 +83,7 @@ def transcribe_each(
     stays flat for long lists and long files. A bad file (missing, unreadable, too short,
     NaN samples) yields its error and the next files are still decoded, so one bad file
     among many costs no good transcript; a bad model or setting raises at once.
+    ``beam`` and ``lm`` as :class:`Recogniser` takes them.
     """
     if threads is not None:
         if threads < 1:
@@ -93,7 +102,7 @@ def transcribe_each(
 def transcribe(
     model_path: str | os.PathLike,
     audio_paths: Sequence[str | os.PathLike],
-    beam: int = 0,
+    beam: int | None = None,
     **kwargs,
 ) -> list[tuple[str, str]]:
     """``(path, text)`` per audio file, in order; the first bad file raises, naming it.

@@ -2,9 +2,12 @@
 # deploy.sparsities, each evaluated beside its PyTorch model and timed per backend.
 
 
+# Each export carries the evaluation's full decoding (beam, and the n-gram counted on the
+# training transcripts), which transcription then uses by default.
 rule export:
     input:
-        f"{R}/models/{{model}}.pt",
+        model=f"{R}/models/{{model}}.pt",
+        lm_text=f"{R}/data/manifests/train.jsonl",
     output:
         directory(f"{R}/exports/{{model}}/{{precision}}"),
     log:
@@ -20,8 +23,11 @@ rule export:
         **rule_resources("export"),
     params:
         int8=lambda w: "--int8" if w.precision == "int8" else "",
+        beam=config["evaluate"]["beam"],
+        lm=shlex.quote(section_json("evaluate", "lm")),
     shell:
-        "asrprune export --model {input} --out {output} {params.int8} > {log} 2>&1"
+        "asrprune export --model {input.model} --out {output} {params.int8}"
+        " --beam {params.beam} --lm {params.lm} --lm-text {input.lm_text} > {log} 2>&1"
 
 
 # Greedy search only: the transcripts compared with the PyTorch model's, utterance by

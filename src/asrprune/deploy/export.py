@@ -18,11 +18,13 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from asrprune.config import settings_from_dict
 from asrprune.data.features import FRAME_LENGTH_MS, FRAME_SHIFT_MS, NUM_MEL_BINS, SAMPLE_RATE
 from asrprune.data.tokenizer import BLANK_ID, Tokenizer
 from asrprune.deploy.graphs import (
@@ -33,6 +35,7 @@ from asrprune.deploy.graphs import (
 )
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json, write_json
+from asrprune.lm import NO_LM, Decoding, LmSettings, lm_sequences
 from asrprune.model.conformer import Conv2dSubsampling
 from asrprune.model.io import architecture
 from asrprune.model_file import ModelFile, open_model_file
@@ -43,6 +46,7 @@ OPSET = 18
 GRAPHS = ("encoder", "decoder", "joiner")
 MANIFEST = "export.json"
 TOKENIZER = "tokenizer.model"
+LM_TOKENS = "lm_tokens.npz"  # the token sequences the decoding's n-gram is counted on
 MAX_FP32_DIFF = 1e-3  # largest |ONNX - PyTorch| the fp32 check accepts, encoder and joiner
 
 # The Kaldi fbank the training features are (data.features.compute_fbank), in the names
@@ -245,11 +249,55 @@ def _write_tokens(tokenizer: Tokenizer, folder: Path) -> None:
     (folder / "tokens.txt").write_text("".join(lines), encoding="utf-8")
 
 
-def export_model(model_path: str | os.PathLike, out: str | os.PathLike, int8: bool = False) -> dict:
+def _write_decoding(decoding: Decoding, folder: Path) -> dict:
+    """The LM's token sequences to ``LM_TOKENS``; returns export.json's ``decoding``."""
+    if decoding.lm.order:
+        lengths = np.array([len(s) for s in decoding.lm_sequences], dtype=np.int64)
+        tokens = np.fromiter(
+            (t for s in decoding.lm_sequences for t in s), dtype=np.int32, count=lengths.sum()
+        )
+        np.savez(folder / LM_TOKENS, tokens=tokens, lengths=lengths)
+    return {"beam": decoding.beam, "lm": asdict(decoding.lm)}
+
+
+def read_decoding(folder: str | os.PathLike, manifest: dict) -> Decoding | None:
+    """The decoding an export carries (``export.json``'s ``decoding`` and its LM's token
+    sequences), or None when it was exported without one."""
+    record = manifest.get("decoding")
+    if record is None:
+        return None
+    lm = settings_from_dict(LmSettings, record["lm"], f"{folder}/{MANIFEST}: decoding.lm")
+    sequences: tuple[tuple[int, ...], ...] = ()
+    if lm.order:
+        with np.load(Path(folder) / LM_TOKENS) as data:
+            tokens, lengths = data["tokens"].tolist(), data["lengths"]
+        ends = np.cumsum(lengths).tolist()
+        starts = [0, *ends[:-1]]
+        sequences = tuple(tuple(tokens[a:b]) for a, b in zip(starts, ends, strict=True))
+    return Decoding(int(record["beam"]), lm, sequences)
+
+
+def export_model(
+    model_path: str | os.PathLike,
+    out: str | os.PathLike,
+    int8: bool = False,
+    beam: int = 0,
+    lm: LmSettings = NO_LM,
+    lm_text: str | os.PathLike | None = None,
+) -> dict:
     """Export ``model_path`` to the folder ``out`` (replaced whole, never half written);
     returns export.json's content. The fp32 export is refused when it differs from
-    PyTorch by more than ``MAX_FP32_DIFF``."""
+    PyTorch by more than ``MAX_FP32_DIFF``.
+
+    ``beam``, ``lm`` and ``lm_text`` (the manifest the n-gram is counted on): how the
+    export decodes by default where it is used, as rule evaluate's full decoding; the
+    n-gram's token sequences travel in the folder."""
     f = open_model_file(model_path)
+    if lm.order and lm_text is None:
+        raise AsrpruneError(f"a {lm.order}-gram LM needs the manifest it is counted on")
+    sequences = () if lm.order == 0 else tuple(map(tuple, lm_sequences(lm_text, f.tokenizer)))
+    decoding = Decoding(beam, lm, sequences)
+    decoding.fusion(f.tokenizer.vocab_size)  # refuses an LM without beam search, early
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -265,6 +313,7 @@ def export_model(model_path: str | os.PathLike, out: str | os.PathLike, int8: bo
             **graphs,
             "features": FEATURES,
             "architecture": architecture(f.model),
+            "decoding": _write_decoding(decoding, tmp),
         }
         write_json(tmp / MANIFEST, manifest)  # the runtime the check uses reads it
         if not int8:

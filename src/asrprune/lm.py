@@ -1,0 +1,80 @@
+"""The token n-gram LM of the full decoding: its settings, what it is counted on, and the
+decoding record (beam and LM) an export carries."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from asrprune.data.manifest import read_manifest
+from asrprune.data.tokenizer import Tokenizer
+from asrprune.errors import AsrpruneError
+from asrprune.model.decoding import Fusion
+from asrprune.model.ngram import TokenNgram
+
+
+@dataclass(frozen=True)
+class LmSettings:
+    """A token n-gram for shallow fusion (``order`` 0: none), counted on training text."""
+
+    order: int = 0
+    weight: float = 0.2
+    token_bonus: float = 0.9
+    discount: float = 0.7
+
+    def __post_init__(self):
+        if self.order < 0:
+            raise AsrpruneError(f"lm order must be 0 (no LM) or more, got {self.order}")
+        if self.weight < 0:
+            raise AsrpruneError(f"lm weight must be >= 0, got {self.weight}")
+
+
+NO_LM = LmSettings()
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """The full decoding evaluation uses: beam width, LM settings and the token sequences
+    the n-gram is counted on (none without an LM). An export carries it, so that
+    transcription decodes as evaluation did unless told otherwise."""
+
+    beam: int
+    lm: LmSettings = NO_LM
+    lm_sequences: tuple[tuple[int, ...], ...] = ()
+
+    def fusion(self, vocab_size: int) -> Fusion | None:
+        return ngram_fusion(self.lm_sequences, vocab_size, self.lm, self.beam)
+
+
+def lm_sequences(manifest: str | os.PathLike, tokenizer: Tokenizer) -> list[list[int]]:
+    """The transcripts of ``manifest`` (the training split's) in the model's own tokens:
+    what the n-gram is counted on, and what an export keeps to rebuild it."""
+    return [tokenizer.encode(u.text) for u in read_manifest(manifest)]
+
+
+def ngram_fusion(
+    sequences: Iterable[Sequence[int]], vocab_size: int, settings: LmSettings, beam: int
+) -> Fusion | None:
+    """Shallow fusion of a token n-gram counted on ``sequences``, for a search of width
+    ``beam``; None when ``settings.order`` is 0."""
+    if settings.order == 0:
+        return None
+    if beam <= 1:
+        raise AsrpruneError(f"a language model needs beam search (beam >= 2), got beam {beam}")
+    lm = TokenNgram(sequences, vocab_size, settings.order, settings.discount)
+    return Fusion(lm, settings.weight, settings.token_bonus)
+
+
+def transcript_lm(
+    manifest: str | os.PathLike | None, tokenizer: Tokenizer, settings: LmSettings, beam: int
+) -> Fusion | None:
+    """:func:`ngram_fusion` counted on ``manifest``'s transcripts (the training split's) in
+    the model's own tokens; None when ``settings.order`` is 0."""
+    if settings.order == 0:
+        return None
+    if beam <= 1:  # before reading the manifest
+        raise AsrpruneError(f"a language model needs beam search (beam >= 2), got beam {beam}")
+    if manifest is None:
+        raise AsrpruneError(f"a {settings.order}-gram LM needs the manifest it is counted on")
+    return ngram_fusion(lm_sequences(manifest, tokenizer), tokenizer.vocab_size, settings, beam)
