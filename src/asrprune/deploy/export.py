@@ -47,7 +47,7 @@ GRAPHS = ("encoder", "decoder", "joiner")
 MANIFEST = "export.json"
 TOKENIZER = "tokenizer.model"
 LM_TOKENS = "lm_tokens.npz"  # the token sequences the decoding's n-gram is counted on
-MAX_FP32_DIFF = 1e-3  # largest |ONNX - PyTorch| the fp32 check accepts, encoder and joiner
+MAX_FP32_DIFF = 1e-3  # largest |ONNX - PyTorch| the fp32 check accepts, of any graph
 
 # The Kaldi fbank the training features are (data.features.compute_fbank), in the names
 # of sherpa-onnx's FeatureExtractorConfig: 16-bit sample scale, edges snipped, the mel
@@ -318,7 +318,7 @@ def export_model(
         write_json(tmp / MANIFEST, manifest)  # the runtime the check uses reads it
         if not int8:
             check = check_export(f, tmp)
-            worst = max(check["encoder_max_abs_diff"], check["joiner_max_abs_diff"])
+            worst = max(check[f"{name}_max_abs_diff"] for name in GRAPHS)
             if worst > MAX_FP32_DIFF:
                 raise AsrpruneError(
                     f"ONNX export of {model_path} differs from PyTorch by {worst:.2e} "
