@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from asrprune.config import load_config
-from asrprune.results.layout import L0_METHODS, model_name
+from asrprune.results.layout import L0_METHODS, model_name, parse_model_name
 from tests.builders import REPO
 
 SMOKE = REPO / "config/smoke.yaml"
@@ -78,10 +78,10 @@ def _reruns(workdir, targets, key: str = "", value=None) -> set[str]:
     out = _snakemake(workdir, *targets, "--dry-run", "--configfile", str(SMOKE), str(override))
     jobs = re.split(r"\n(?=(?:local)?rule \w+:)", out)
     return {
-        m.group(1)
+        parse_model_name(m.group(1))[0]
         for job in jobs
         if re.match(r"(?:local)?rule prune:", job)
-        for m in [re.search(r"^\s*wildcards: method=([a-z0-9-]+),", job, re.M)]
+        for m in [re.search(r"^\s*wildcards: model=(\S+)$", job, re.M)]
     }
 
 
@@ -105,3 +105,28 @@ CHANGES = [
 @pytest.mark.parametrize(("key", "value", "reruns"), [pytest.param(*c, id=c[0]) for c in CHANGES])
 def test_a_changed_setting_reruns_only_the_jobs_that_read_it(made, key, value, reruns):
     assert _reruns(*made, key, value) == reruns
+
+
+def test_replicates_are_jobs_of_their_own_with_their_seeds_moved(tmp_path):
+    """prune.seeds 2 at 50%: a second job per method there, its seeds one on, and the
+    tables told; nothing else changes."""
+    corpus = tmp_path / "results/smoke/corpus/train.jsonl"
+    corpus.parent.mkdir(parents=True)
+    corpus.touch()
+    override = tmp_path / "seeds.yaml"
+    override.write_text(yaml.safe_dump({"prune": {"seeds": 2, "seed_sparsities": [0.5]}}))
+    out = _snakemake(tmp_path, "--configfile", str(SMOKE), str(override), "--dry-run", "-p")
+    jobs = re.split(r"\n(?=(?:local)?rule \w+:)", out)
+    pruned = {
+        m.group(1): job
+        for job in jobs
+        if re.match(r"(?:local)?rule prune:", job)
+        for m in [re.search(r"^\s*wildcards: model=(\S+)$", job, re.M)]
+    }
+    assert set(pruned) == {n for m in EVERY for n in (model_name(m, 0.5), model_name(m, 0.5, 1))}
+    seeds = {name: re.findall(r'\\?"seed\\?": (\d+)', job) for name, job in pruned.items()}
+    for method in EVERY:
+        first, second = seeds[model_name(method, 0.5)], seeds[model_name(method, 0.5, 1)]
+        assert first and [int(s) + 1 for s in first] == [int(s) for s in second]
+    tables = next(job for job in jobs if re.match(r"(?:local)?rule tables:", job))
+    assert "--seeds 2 --seed-sparsities 0.5" in tables

@@ -285,9 +285,13 @@ def _export(a):
 
 @command("tables", "Table 1 and Table 2 (ablations) as CSV and Markdown, from metrics and speed")
 def _tables(a):
+    from asrprune.results.layout import Replicates
     from asrprune.results.tables import write_tables
 
-    for path in write_tables(a.metrics_dir, a.speed, a.methods, a.sparsities, a.out_dir):
+    seed_sparsities = None if a.seed_sparsities is None else tuple(a.seed_sparsities)
+    replicates = Replicates(a.seeds, seed_sparsities)
+    paths = write_tables(a.metrics_dir, a.speed, a.methods, a.sparsities, a.out_dir, replicates)
+    for path in paths:
         print(path)
 
 
@@ -563,6 +567,12 @@ def _build_parser() -> argparse.ArgumentParser:
         p[name].add_argument("--methods", nargs="+", required=True, help="in table order")
         p[name].add_argument("--sparsities", nargs="+", type=float, required=True)
         p[name].add_argument("--out-dir", required=True)
+    p["tables"].add_argument(
+        "--seeds", type=positive_int, default=1, help="replicates per job (config prune.seeds)"
+    )
+    p["tables"].add_argument(
+        "--seed-sparsities", nargs="*", type=float, help="where they run (default: every one)"
+    )
     p["figures"].add_argument("--summaries", nargs="*", default=[], help="L0 jobs' summaries")
     p["figures"].add_argument("--teacher", required=True, help="the teacher's model file")
 

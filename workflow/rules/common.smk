@@ -8,13 +8,16 @@ from snakemake.exceptions import WorkflowError
 from asrprune.config import load_schema, validate_config
 from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
-from asrprune.pruning.settings import method_settings
+from asrprune.pruning.settings import method_settings, replicate_settings
 from asrprune.results.layout import (
     L0_METHODS,
+    Replicates,
     deploy_models as _deploy_models,
     figure_kinds,
     full_decoding,
     model_name,
+    parse_model_name,
+    pruned_models as _pruned_models,
     table_stems,
 )
 
@@ -59,10 +62,12 @@ def decoding_args(model):
     return f"--full --beam {evaluate['beam']} --lm {lm}"
 
 
-def prune_settings_json(method):
-    """What ``method``'s pruning jobs read of config prune, as JSON: only that, so that
-    a changed setting reruns only the jobs that read it (asrprune.pruning.settings)."""
-    return json.dumps(method_settings(method, config["prune"]), sort_keys=True)
+def prune_settings_json(method, seed=0):
+    """What ``method``'s pruning job (replicate ``seed``) reads of config prune, as JSON:
+    only that, so that a changed setting reruns only the jobs that read it
+    (asrprune.pruning.settings)."""
+    settings = replicate_settings(method_settings(method, config["prune"]), seed)
+    return json.dumps(settings, sort_keys=True)
 
 
 def rule_resources(rule):
@@ -138,16 +143,36 @@ def data_inputs():
     ]
 
 
+REPLICATES = Replicates(
+    config["prune"]["seeds"],
+    (
+        None
+        if config["prune"]["seed_sparsities"] is None
+        else tuple(config["prune"]["seed_sparsities"])
+    ),
+)
+
+
+def replicates_args():
+    """Rule tables' replicate flags: none for one seed, so its command is as before."""
+    if REPLICATES.seeds == 1:
+        return ""
+    where = REPLICATES.sparsities
+    sparsities = (
+        "" if where is None else " --seed-sparsities " + " ".join(map(str, where))
+    )
+    return f"--seeds {REPLICATES.seeds}{sparsities}"
+
+
 def pruned_models(methods=None):
     """Names of every pruned model of this run (of ``methods`` only, if given):
-    <method>-s<sparsity>, e.g. l0-params-s0.5."""
+    <method>-s<sparsity>, e.g. l0-params-s0.5, and -seed<n> for replicates n > 0."""
     prune = config["prune"]
-    return [
-        model_name(m, s)
-        for m in prune["methods"]
-        if methods is None or m in methods
-        for s in prune["sparsities"]
-    ]
+    chosen = [m for m in prune["methods"] if methods is None or m in methods]
+    try:
+        return _pruned_models(chosen, prune["sparsities"], REPLICATES)
+    except AsrpruneError as e:
+        raise WorkflowError(str(e)) from None
 
 
 # The paper's tables and the figures (results.smk). Which exist follows the methods run,

@@ -34,9 +34,10 @@ rule tables:
         out_dir=lambda w, output: Path(output[0]).parent,
         methods=config["prune"]["methods"],
         sparsities=config["prune"]["sparsities"],
+        replicates=replicates_args(),
     shell:
         "asrprune tables --metrics-dir {params.metrics_dir} --speed {input.speed}"
-        " --methods {params.methods} --sparsities {params.sparsities}"
+        " --methods {params.methods} --sparsities {params.sparsities} {params.replicates}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -37,7 +37,6 @@ from asrprune.pruning.l0 import (
 from asrprune.pruning.magnitude import OmpSettings, ParpLoss, ParpSettings, prune_by_magnitude
 from asrprune.pruning.settings import check_method_settings, settings_read
 from asrprune.pruning.svd import prune_svd
-from asrprune.results.layout import model_name
 from asrprune.tracking import log_artifact
 from asrprune.train import TrainSettings, TransducerLoss, train
 from asrprune.workdir import claim_work_dir, file_digests, split_files
@@ -237,7 +236,7 @@ def run_prune(
     if threads:
         torch.set_num_threads(threads)
     budget = METHODS[method_name].budget if method_name in METHODS else "params"
-    name = model_name(method_name, sparsity)
+    name = Path(out_model).stem  # the workflow's model name, replicates told apart
     tags = {"method": method_name, "sparsity": f"{sparsity:g}", "budget": budget}
     claim_work_dir(
         work_dir,

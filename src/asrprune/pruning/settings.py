@@ -109,3 +109,15 @@ def check_method_settings(method: str, settings: Mapping[str, Any] | str) -> dic
             f"\n{lines}"
         )
     return sections
+
+
+def replicate_settings(settings: Mapping[str, Mapping[str, Any]], seed: int) -> dict:
+    """:func:`method_settings`' output for the job's replicate ``seed`` (config
+    prune.seeds): each seed it reads (``train.seed``, ``finetune.seed``) moved on by
+    ``seed``, so replicates differ in gate initialisation, data order and augmentation.
+    Replicate 0 is the settings unchanged."""
+    out = {name: dict(section) for name, section in settings.items()}
+    for name in ("train", "finetune"):
+        if "seed" in out.get(name, {}):
+            out[name]["seed"] += seed
+    return out

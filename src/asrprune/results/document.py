@@ -182,8 +182,7 @@ def speed_section(path: str | os.PathLike) -> str:
     if "rtf_ratio" not in speed.columns:
         raise AsrpruneError(f"{path}: column 'rtf_ratio' is missing")
     rows = [
-        (model, f"{row.rtf_median:.4g}", f"{row.rtf_ratio:.2f}")
-        for model, row in speed.iterrows()
+        (model, f"{row.rtf_median:.4g}", f"{row.rtf_ratio:.2f}") for model, row in speed.iterrows()
     ]
     return (
         "The encoder's real-time factor on one thread, the median over timed rounds, and its "
@@ -197,10 +196,7 @@ def deploy_section(tables: Sequence[str | os.PathLike]) -> str:
     return (
         "Each exported model against its PyTorch self (greedy decoding), then encoder and "
         "full-decode RTF per backend and thread count (asrprune.deploy.speed defines them)."
-        "\n\n"
-        + "\n".join(
-            f"`tables/{Path(p).name}`:\n\n{_read_text(p)}" for p in tables
-        )
+        "\n\n" + "\n".join(f"`tables/{Path(p).name}`:\n\n{_read_text(p)}" for p in tables)
     )
 
 
@@ -211,9 +207,7 @@ def _read_text(path: str | os.PathLike) -> str:
 
 
 def figures_section(figures: Sequence[str | os.PathLike], base: Path) -> str:
-    links = [
-        f"- [{Path(f).stem}]({Path(os.path.relpath(f, base)).as_posix()})" for f in figures
-    ]
+    links = [f"- [{Path(f).stem}]({Path(os.path.relpath(f, base)).as_posix()})" for f in figures]
     return "\n".join(links) + "\n"
 
 

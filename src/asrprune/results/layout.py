@@ -7,7 +7,9 @@ files a rule promises are exactly the files its command writes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from asrprune.errors import AsrpruneError
 
@@ -25,25 +27,73 @@ OURS = ("l0-params", "l0-flops")
 STRUCTURE_SPARSITY = 0.5
 
 
-def model_name(method: str, sparsity: float) -> str:
-    """The workflow's model name, as common.smk spells it: ``l0-params-s0.5``."""
-    return f"{method}-s{sparsity:g}"
+def model_name(method: str, sparsity: float, seed: int = 0) -> str:
+    """The workflow's model name, as common.smk spells it: ``l0-params-s0.5``, and for
+    the job's replicate ``seed`` > 0 (config prune.seeds) ``l0-params-s0.5-seed1``."""
+    return f"{method}-s{sparsity:g}" + (f"-seed{seed}" if seed else "")
+
+
+_PRUNED = re.compile(r"(?P<method>.+)-s(?P<sparsity>0\.\d+|0|1)(?:-seed(?P<seed>[1-9]\d*))?")
+
+
+def parse_model_name(model: str) -> tuple[str, float, int]:
+    """(method, sparsity, seed) of a pruned model's name (:func:`model_name`'s inverse)."""
+    m = _PRUNED.fullmatch(model)
+    if m is None:
+        raise AsrpruneError(
+            f"model {model!r} is neither {TEACHER!r} nor <method>-s<sparsity>[-seed<n>]"
+        )
+    return m["method"], float(m["sparsity"]), int(m["seed"] or 0)
+
+
+def _among(value: float, values: Sequence[float]) -> bool:
+    return any(abs(value - v) < 1e-9 for v in values)
+
+
+@dataclass(frozen=True)
+class Replicates:
+    """Config prune.seeds and prune.seed_sparsities: each method's job at a sparsity of
+    ``sparsities`` (None: every one) runs ``seeds`` times, as seeds 0 .. seeds-1; once
+    elsewhere."""
+
+    seeds: int = 1
+    sparsities: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        if self.seeds < 1:
+            raise AsrpruneError(f"prune.seeds: expected 1 or more, got {self.seeds}")
+
+    def count(self, sparsity: float) -> int:
+        return self.seeds if self.sparsities is None or _among(sparsity, self.sparsities) else 1
+
+    def names(self, method: str, sparsity: float) -> list[str]:
+        """The models of ``method`` at ``sparsity``, seed 0 (the unsuffixed name) first."""
+        return [model_name(method, sparsity, k) for k in range(self.count(sparsity))]
+
+
+ONE_SEED = Replicates()  # one job per method and sparsity, the default
+
+
+def pruned_models(
+    methods: Sequence[str], sparsities: Sequence[float], replicates: Replicates = ONE_SEED
+) -> list[str]:
+    """Every pruned model of a run: each method at each sparsity, with its replicates."""
+    stray = [s for s in replicates.sparsities or () if not _among(s, sparsities)]
+    if stray:
+        raise AsrpruneError(
+            f"prune.seed_sparsities: {stray[0]:g} is not among prune.sparsities "
+            f"({', '.join(f'{t:g}' for t in sparsities)})"
+        )
+    return [name for m in methods for s in sparsities for name in replicates.names(m, s)]
 
 
 def full_decoding(model: str, full_sparsities: Sequence[float] | None) -> bool:
     """Whether rule evaluate decodes ``model`` the full way (config evaluate.beam and .lm)
-    besides greedy search: the teacher always, a pruned model ``<method>-s<sparsity>`` when
-    its sparsity is in ``full_sparsities`` (None: every model)."""
+    besides greedy search: the teacher always, a pruned model (any replicate) when its
+    sparsity is in ``full_sparsities`` (None: every model)."""
     if model == TEACHER or full_sparsities is None:
         return True
-    method, sep, sparsity = model.rpartition("-s")
-    try:
-        value = float(sparsity)
-    except ValueError:
-        value = None
-    if not sep or not method or value is None:
-        raise AsrpruneError(f"model {model!r} is neither {TEACHER!r} nor <method>-s<sparsity>")
-    return any(abs(value - s) < 1e-9 for s in full_sparsities)
+    return _among(parse_model_name(model)[1], full_sparsities)
 
 
 def deploy_models(
@@ -102,8 +152,7 @@ def significance_tables(methods: Sequence[str]) -> dict[str, list[str]]:
     if REFERENCE not in methods:
         return {}
     tested = {
-        name: [m for m in shown if m not in OURS]
-        for name, shown in table_methods(methods).items()
+        name: [m for m in shown if m not in OURS] for name, shown in table_methods(methods).items()
     }
     return {name: others for name, others in tested.items() if others}
 

@@ -21,7 +21,7 @@ import pandas as pd
 from asrprune.errors import AsrpruneError
 from asrprune.evaluate import word_errors
 from asrprune.io import read_jsonl
-from asrprune.results.layout import REFERENCE, model_name
+from asrprune.results.layout import ONE_SEED, REFERENCE, Replicates
 
 # What the tables' significance files test: the splits of Table 1's WER columns.
 TEST_SPLITS = ("test-clean", "test-other")
@@ -41,6 +41,7 @@ class Comparison:
     ci_low: float  # 95% interval of the delta over resamples
     ci_high: float
     a_better: float  # fraction of resamples where a's WER is below b's
+    seeds: int = 1  # replicates pooled per side (config prune.seeds)
 
 
 def utterance_errors(rows: list[dict]) -> dict[str, tuple[str, int, int]]:
@@ -63,23 +64,54 @@ def paired_bootstrap(
     seed: int = 0,
 ) -> Comparison:
     """Compare two models' hypotheses of the same utterances (rows: id, ref, hyp)."""
-    a, b = utterance_errors(rows_a), utterance_errors(rows_b)
-    if a.keys() != b.keys():
-        only = sorted(a.keys() ^ b.keys())
+    return pooled_bootstrap(
+        [rows_a], [rows_b], split=split, names=names, resamples=resamples, seed=seed
+    )
+
+
+def _errors(runs: list[list[dict]], label: str, split: str):
+    """Per utterance (sorted ids): reference, word errors averaged over the replicates'
+    runs, reference words; every run must hold the same utterances and references."""
+    scored = [utterance_errors(rows) for rows in runs]
+    first = scored[0]
+    for other in scored[1:]:
+        if other.keys() != first.keys() or any(other[i][0] != first[i][0] for i in first):
+            raise AsrpruneError(
+                f"{split or 'split'}: the replicates of {label} differ in utterances"
+            )
+    ids = sorted(first)
+    errors = np.array([[run[i][1] for i in ids] for run in scored], dtype=np.float64).mean(0)
+    return ids, {i: first[i][0] for i in ids}, errors, np.array([first[i][2] for i in ids])
+
+
+def pooled_bootstrap(
+    runs_a: list[list[dict]],
+    runs_b: list[list[dict]],
+    *,
+    split: str = "",
+    names: tuple[str, str] = ("a", "b"),
+    resamples: int = 2000,
+    seed: int = 0,
+) -> Comparison:
+    """Compare two jobs, each decoded by one model per replicate (config prune.seeds), on
+    the same utterances: per utterance, each job's word errors are averaged over its
+    replicates, then the utterances are resampled. The WERs are the means over the
+    replicates, and the interval holds what the choice of sentences adds to their
+    difference. One run a side is the plain paired bootstrap."""
+    ids_a, refs_a, err_a, words = _errors(runs_a, names[0], split)
+    ids_b, refs_b, err_b, _ = _errors(runs_b, names[1], split)
+    if ids_a != ids_b:
+        only = sorted(set(ids_a) ^ set(ids_b))
         raise AsrpruneError(
             f"{split or 'split'}: {names[0]} and {names[1]} decoded different utterances "
             f"({len(only)} in one only, e.g. {only[0]!r})"
         )
-    ids = sorted(a)
-    if not ids:
+    if not ids_a:
         raise AsrpruneError(f"{split or 'split'}: no utterance to compare")
-    for i in ids:
-        if a[i][0] != b[i][0]:
+    for i in ids_a:
+        if refs_a[i] != refs_b[i]:
             raise AsrpruneError(f"{split or 'split'}: utterance {i!r} has two references")
-    err_a = np.array([a[i][1] for i in ids], dtype=np.int64)
-    err_b = np.array([b[i][1] for i in ids], dtype=np.int64)
-    words = np.array([a[i][2] for i in ids], dtype=np.int64)
-    draws = np.random.default_rng(seed).integers(0, len(ids), size=(resamples, len(ids)))
+    draws = np.random.default_rng(seed).integers(0, len(ids_a), size=(resamples, len(ids_a)))
     n = words[draws].sum(axis=1)
     diff = 100.0 * (err_a[draws].sum(axis=1) - err_b[draws].sum(axis=1)) / n
     wer_a = 100.0 * err_a.sum() / words.sum()
@@ -89,13 +121,14 @@ def paired_bootstrap(
         split=split,
         a=names[0],
         b=names[1],
-        utterances=len(ids),
+        utterances=len(ids_a),
         wer_a=float(wer_a),
         wer_b=float(wer_b),
         delta=float(wer_a - wer_b),
         ci_low=float(low),
         ci_high=float(high),
         a_better=float((diff < 0).mean()),
+        seeds=len(runs_a),
     )
 
 
@@ -111,10 +144,24 @@ def compare_models(
     metrics_dir: str | os.PathLike, a: str, b: str, splits: list[str], **options
 ) -> list[Comparison]:
     """Compare models ``a`` and ``b`` of a run on each split, from their saved hypotheses."""
+    return compare_jobs(metrics_dir, [a], [b], splits, **options)
+
+
+def compare_jobs(
+    metrics_dir: str | os.PathLike,
+    a: Sequence[str],
+    b: Sequence[str],
+    splits: Sequence[str],
+    **options,
+) -> list[Comparison]:
+    """Compare two jobs, given as their replicates' models (seed 0's first, which names
+    the job in the result), on each split: :func:`pooled_bootstrap`."""
+    if len(a) != len(b):
+        raise AsrpruneError(f"{a[0]} has {len(a)} replicates, {b[0]} {len(b)}: expected alike")
     out = []
     for split in splits:
-        rows = [read_hyps(metrics_dir, name, split) for name in (a, b)]
-        out.append(paired_bootstrap(*rows, split=split, names=(a, b), **options))
+        runs = [[read_hyps(metrics_dir, name, split) for name in job] for job in (a, b)]
+        out.append(pooled_bootstrap(*runs, split=split, names=(a[0], b[0]), **options))
     return out
 
 
@@ -123,9 +170,11 @@ def reference_comparisons(
     others: Sequence[str],
     sparsities: Sequence[float],
     splits: Sequence[str] = TEST_SPLITS,
+    replicates: Replicates = ONE_SEED,
     **options,
 ) -> pd.DataFrame:
-    """``l0-params`` against each of ``others`` at each sparsity, on each split.
+    """``l0-params`` against each of ``others`` at each sparsity, on each split, pooling
+    each job's replicates.
 
     One row per (sparsity, method, split), ascending sparsity then the given order, with
     the ``Comparison`` fields (``a`` is ours). Every pair draws the same resamples
@@ -135,8 +184,12 @@ def reference_comparisons(
         {"sparsity": s, "method": other, **asdict(c)}
         for s in sorted(sparsities)
         for other in others
-        for c in compare_models(
-            metrics_dir, model_name(REFERENCE, s), model_name(other, s), list(splits), **options
+        for c in compare_jobs(
+            metrics_dir,
+            replicates.names(REFERENCE, s),
+            replicates.names(other, s),
+            splits,
+            **options,
         )
     ]
     return pd.DataFrame(rows)
@@ -167,9 +220,11 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
             rows = group[group["method"] == method].set_index("split")
             cells.append(" / ".join(_cell(rows.loc[s]) for s in splits))
         lines.append("| " + " | ".join(cells) + " |")
+    seeds = int(table["seeds"].max()) if "seeds" in table else 1
+    pooled = f" (each side the mean over its {seeds} replicates)" if seeds > 1 else ""
     note = (
         f"\nWER difference in points ({REFERENCE} minus the other; {' / '.join(splits)}) "
-        "and its 95% paired-bootstrap interval. Bold: ours better, the interval excludes 0; "
-        "italic: ours worse, likewise.\n"
+        f"and its 95% paired-bootstrap interval{pooled}. Bold: ours better, the interval "
+        "excludes 0; italic: ours worse, likewise.\n"
     )
     return "\n".join(lines) + "\n" + note

@@ -19,7 +19,13 @@ import pandas as pd
 
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, json_number, read_json
-from asrprune.results.layout import TEACHER, model_name, significance_tables, table_methods
+from asrprune.results.layout import (
+    ONE_SEED,
+    TEACHER,
+    Replicates,
+    significance_tables,
+    table_methods,
+)
 from asrprune.results.significance import comparisons_markdown, reference_comparisons
 
 COLUMNS = (
@@ -41,6 +47,10 @@ EXTRA_COLUMNS = (
     "achieved_sparsity",
     "achieved_flops_sparsity",
     "model",
+    # replicates (config prune.seeds): how many, and the spread of their WER
+    "seeds",
+    "wer_test_clean_sd",
+    "wer_test_other_sd",
 )
 SPEED_COLUMNS = ("model", "rtf_median")
 
@@ -64,8 +74,13 @@ def read_metrics(path: str | os.PathLike) -> dict[str, float]:
     }
     values = {name: float(json_number(data, path, *keys)) for name, keys in fields.items()}
     full = "full" in data
-    for name, split in (("wer_full_test_clean", "test-clean"), ("wer_full_test_other", "test-other")):
-        values[name] = float(json_number(data, path, "full", "wer", split)) if full else float("nan")
+    for name, split in (
+        ("wer_full_test_clean", "test-clean"),
+        ("wer_full_test_other", "test-other"),
+    ):
+        values[name] = (
+            float(json_number(data, path, "full", "wer", split)) if full else float("nan")
+        )
     return values
 
 
@@ -96,26 +111,44 @@ def _rtf(speed: pd.DataFrame, model: str, where: str) -> float:
 # building
 
 
+def _replicate_row(metrics_dir: Path, speed: pd.DataFrame, names: list[str], where: str) -> dict:
+    """One table row from a job's replicates: the mean of every value over them, their
+    number and the spread (sample standard deviation; NaN for one) of the WER columns."""
+    per = pd.DataFrame(
+        [{**read_metrics(metrics_dir / f"{n}.json"), "rtf": _rtf(speed, n, where)} for n in names]
+    )
+    row = per.mean().to_dict()
+    for column in ("wer_test_clean", "wer_test_other"):
+        row[f"{column}_sd"] = float(per[column].std(ddof=1)) if len(names) > 1 else float("nan")
+    return {**row, "model": names[0], "seeds": len(names)}
+
+
 def build_table(
     metrics_dir: str | os.PathLike,
     speed_path: str | os.PathLike,
     methods: Sequence[str],
     sparsities: Sequence[float],
+    replicates: Replicates = ONE_SEED,
 ) -> pd.DataFrame:
-    """The teacher, then every (sparsity, method) model, with changes against the teacher.
+    """The teacher, then every (sparsity, method) job, with changes against the teacher.
 
-    Columns: ``COLUMNS`` (exactly as named) then ``EXTRA_COLUMNS``. The teacher's row has
-    sparsity 0.0, method ``teacher`` and changes 0.0.
+    A job with replicates (config prune.seeds) gives the mean over them of every column,
+    ``seeds`` and the WER spread; ``model`` names its seed-0 model. Columns: ``COLUMNS``
+    (exactly as named) then ``EXTRA_COLUMNS``. The teacher's row has sparsity 0.0, method
+    ``teacher`` and changes 0.0.
     """
     speed = read_speed(speed_path)
-    models = [(0.0, TEACHER, TEACHER)] + [
-        (s, m, model_name(m, s)) for s in sorted(sparsities) for m in methods
+    jobs = [(0.0, TEACHER, [TEACHER])] + [
+        (s, m, replicates.names(m, s)) for s in sorted(sparsities) for m in methods
     ]
-    rows = []
-    for sparsity, method, model in models:
-        metrics = read_metrics(Path(metrics_dir) / f"{model}.json")
-        rtf = _rtf(speed, model, str(speed_path))
-        rows.append({"sparsity": sparsity, "method": method, "model": model, "rtf": rtf, **metrics})
+    rows = [
+        {
+            "sparsity": sparsity,
+            "method": method,
+            **_replicate_row(Path(metrics_dir), speed, names, str(speed_path)),
+        }
+        for sparsity, method, names in jobs
+    ]
     table = pd.DataFrame(rows)
     teacher = table.iloc[0]
     table["rtf_change_pct"] = 100.0 * (table["rtf"] / teacher["rtf"] - 1.0)
@@ -135,10 +168,16 @@ def _wer(value: float) -> str:
     return "" if pd.isna(value) else f"{value:.2f}"
 
 
+def _mean_wer(value: float, spread: float) -> str:
+    """A WER, with `` ± spread`` when it is a mean over replicates."""
+    return f"{value:.2f}" if pd.isna(spread) else f"{value:.2f} ± {spread:.2f}"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """The paper's layout: a sparsity printed once per group, RTF and size with their change.
 
-    WER columns: greedy search (every model), then the full decoding where it was run."""
+    WER columns: greedy search (every model), then the full decoding where it was run; a
+    job with replicates shows their mean ± standard deviation."""
     header = (
         "Sparsity",
         "Method",
@@ -160,8 +199,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         cells = (
             "" if row.sparsity == previous else f"{row.sparsity:.0%}",
             row.method,
-            f"{row.wer_test_clean:.2f}",
-            f"{row.wer_test_other:.2f}",
+            _mean_wer(row.wer_test_clean, row.wer_test_clean_sd),
+            _mean_wer(row.wer_test_other, row.wer_test_other_sd),
             _wer(row.wer_full_test_clean),
             _wer(row.wer_full_test_other),
             _with_change(row.rtf, row.rtf_change_pct, teacher),
@@ -192,17 +231,21 @@ def write_tables(
     methods: Sequence[str],
     sparsities: Sequence[float],
     out_dir: str | os.PathLike,
+    replicates: Replicates = ONE_SEED,
 ) -> list[Path]:
     """Build and write Table 1 and, when ``methods`` has ablations, Table 2; after each,
     ``<table>_significance``: ``l0-params`` against its rivals there, by paired bootstrap
-    of the saved hypotheses (``layout.table_stems`` names the files)."""
+    of the saved hypotheses, pooled over replicates (``layout.table_stems`` names the
+    files)."""
     tested = significance_tables(methods)
     written = []
     for name, shown in table_methods(methods).items():
-        table = build_table(metrics_dir, speed_path, shown, sparsities)
+        table = build_table(metrics_dir, speed_path, shown, sparsities, replicates)
         written += write_table(table, out_dir, name)
         if name in tested:
-            comparisons = reference_comparisons(metrics_dir, tested[name], sparsities)
+            comparisons = reference_comparisons(
+                metrics_dir, tested[name], sparsities, replicates=replicates
+            )
             markdown = comparisons_markdown(comparisons)
             written += write_table(comparisons, out_dir, f"{name}_significance", markdown)
     return written
