@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asrprune.data.tokenizer import BLANK_ID, Tokenizer
+from asrprune.data.tokenizer import Tokenizer
 from asrprune.deploy.export import GRAPHS, MANIFEST, TOKENIZER, read_manifest
 from asrprune.errors import AsrpruneError
 from asrprune.model.io import build_model
 from asrprune.model.structure import EncoderStructure, ModelConfig
-from asrprune.model.transducer import ParamCounts, State
+from asrprune.model.transducer import ParamCounts, State, Transducer
 
 
 def _session(path: Path, threads: int):
@@ -42,18 +42,13 @@ def _np(t: torch.Tensor, dtype) -> np.ndarray:
 
 
 class _Encoder:
-    def __init__(self, session, min_frames: int):
-        self.session, self.min_frames = session, min_frames
+    def __init__(self, session, shape: Transducer):
+        self.session, self.shape = session, shape  # shape: the model on the meta device
 
     def __call__(self, feats: torch.Tensor, feat_lens: torch.Tensor, return_hidden=False):
         if return_hidden:
             raise AsrpruneError("an exported encoder gives no per-block outputs")
-        shortest = int(feat_lens.min())
-        if shortest < self.min_frames:
-            raise AsrpruneError(
-                f"an utterance of {shortest} frames is too short for the exported encoder "
-                f"(at least {self.min_frames} frames)"
-            )
+        self.shape.encoder.check_lengths(feat_lens)  # the PyTorch encoder's own check
         out, lens = self.session.run(
             None, {"x": _np(feats, np.float32), "x_lens": _np(feat_lens, np.int64)}
         )
@@ -61,17 +56,12 @@ class _Encoder:
 
 
 class _Predictor:
-    def __init__(self, session, manifest: dict):
-        self.session = session
-        self.kind = manifest["predictor"]
-        self.context = manifest["context_size"]
-        self.layers, self.dim = manifest["predictor_layers"], manifest["predictor_dim"]
+    def __init__(self, session, shape: Transducer):
+        self.session, self.shape = session, shape.predictor  # on the meta device
+        self.kind = self.shape.kind
 
     def init_state(self, batch: int, device=None) -> State:
-        if self.kind == "stateless":
-            return (torch.full((batch, self.context - 1), BLANK_ID, dtype=torch.long),)
-        zeros = torch.zeros(batch, self.layers, self.dim)
-        return (zeros, zeros.clone())
+        return self.shape.init_state(batch, "cpu")  # the PyTorch predictor's own start
 
     def step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         token = token.cpu()
@@ -126,12 +116,12 @@ class OnnxTransducer:
         self.manifest = read_manifest(folder)
         self.folder = folder
         sessions = {name: _session(folder / f"{name}.onnx", threads) for name in GRAPHS}
-        self.encoder = _Encoder(sessions["encoder"], self.manifest["min_frames"])
-        self.predictor = _Predictor(sessions["decoder"], self.manifest)
-        self.joiner = _Joiner(sessions["joiner"])
         self.tokenizer = Tokenizer.load(folder / TOKENIZER)
         with torch.device("meta"):  # shapes only: sizes and FLOPs as the model file's
             self.shape = build_model(self.manifest["architecture"], str(folder / MANIFEST))
+        self.encoder = _Encoder(sessions["encoder"], self.shape)
+        self.predictor = _Predictor(sessions["decoder"], self.shape)
+        self.joiner = _Joiner(sessions["joiner"])
 
     @property
     def config(self) -> ModelConfig:
