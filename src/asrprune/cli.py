@@ -176,6 +176,7 @@ def _prune(a):
             work_dir=a.work_dir,
             mlflow_ids=a.mlflow,
             threads=a.threads,
+            latency_table=a.latency_table,
         )
     if world.main:
         keys = ("name", "sparsity", "flops_sparsity", "prune_dev_wer", "finetune_dev_wer")
@@ -217,6 +218,17 @@ def _speed(a):
     rows = measure_speed(a.teacher, a.models, a.data, a.out, settings)
     for row in rows:
         print(f"{row['model']}: RTF {row['rtf_median']:.4f} ({row['rtf_ratio']:.2f} x teacher)")
+
+
+@command("latency-table", "time a Conformer block's parts at many widths: l0-latency's budget")
+def _latency_table(a):
+    from asrprune.config import settings_from_dict
+    from asrprune.latency_table import LatencyProfile, TableSettings, measure_latency_table
+
+    profile = LatencyProfile(a.device, a.backend, a.threads)
+    settings = settings_from_dict(TableSettings, a.settings or {}, "prune.latency")
+    table = measure_latency_table(a.teacher, a.data, a.out, profile, settings)
+    print(f"{a.out}: teacher encoder {table['encoder']['measured']:.4f} s ({profile.name})")
 
 
 @command("speed-deploy", "RTF per backend (PyTorch, ONNX Runtime fp32 and int8) and thread count")
@@ -320,6 +332,14 @@ def _deploy_tables(a):
         print(path)
 
 
+@command("latency-check", "latency model against measured encoder time, per model of a run")
+def _latency_check(a):
+    from asrprune.results.latency import write_latency_table
+
+    for path in write_latency_table(a.table, a.speed, a.metrics_dir, a.models, a.out_dir):
+        print(path)
+
+
 @command("results-doc", "RESULTS.md: the run's data, teacher, tables, speed, figures, times, code")
 def _results_doc(a):
     from asrprune.results.document import write_document
@@ -332,6 +352,7 @@ def _results_doc(a):
         tables=a.tables,
         speed=a.speed,
         deploy_tables=a.deploy_tables,
+        latency_table=a.latency_table,
         figures=a.figures,
         benchmarks=a.benchmarks,
         exclude_benchmarks=a.exclude_benchmarks,
@@ -473,6 +494,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p["prune"].add_argument("--summary", required=True, help="masks, structure, history")
     p["prune"].add_argument("--work-dir", required=True, help="checkpoints of both phases")
     p["prune"].add_argument("--mlflow", help="ids file from mlflow-init")
+    p["prune"].add_argument(
+        "--latency-table", help="the latency table (asrprune latency-table) l0-latency needs"
+    )
 
     p["evaluate"].add_argument(
         "--model", required=True, help="model file, or a folder of asrprune export"
@@ -490,6 +514,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p["evaluate"].add_argument("--mlflow", help="ids file from mlflow-init")
 
+    p["latency-table"].add_argument("--teacher", required=True, help="the teacher's model file")
+    p["latency-table"].add_argument("--data", required=True, help="the run's data/ folder")
+    p["latency-table"].add_argument("--out", required=True, help="the JSON table to write")
+    p["latency-table"].add_argument("--device", default="cpu", help="cpu or cuda")
+    p["latency-table"].add_argument("--backend", default="torch", help="torch")
+    p["latency-table"].add_argument("--threads", type=int, default=1, help="intra-op threads")
+    p["latency-table"].add_argument(
+        "--settings", help="JSON: utterances, warmup_rounds, rounds, width_points, unit_points"
+    )
     p["speed"].add_argument("--teacher", required=True, help="the teacher's model file")
     p["speed"].add_argument("--models", nargs="*", default=[], help="other model files")
     p["speed"].add_argument("--data", required=True, help="the run's data/ folder")
@@ -580,6 +613,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p["deploy-tables"].add_argument("--speed", required=True, help="speed_deploy.csv")
     p["deploy-tables"].add_argument("--models", nargs="+", required=True, help="teacher first")
     p["deploy-tables"].add_argument("--out-dir", required=True)
+    p["latency-check"].add_argument("--table", required=True, help="the latency table")
+    p["latency-check"].add_argument("--speed", required=True, help="speed.csv (rule speed)")
+    p["latency-check"].add_argument("--metrics-dir", required=True, help="the run's metrics/")
+    p["latency-check"].add_argument("--models", nargs="*", default=[], help="pruned models")
+    p["latency-check"].add_argument("--out-dir", required=True)
+    p["results-doc"].add_argument(
+        "--latency-table", help="tables/latency.md (rule latency_check), when the run has one"
+    )
     p["results-doc"].add_argument(
         "--deploy-tables", nargs="*", default=[], help="tables/deploy.md, speed_deploy.md"
     )

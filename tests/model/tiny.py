@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from asrprune.model import BlockStructure, EncoderStructure, ModelConfig, Transducer
+from asrprune.model.latency import grid
 
 VOCAB = 20
 
@@ -59,3 +61,31 @@ def tiny_batch(lengths=(100, 83, 41), num_tokens=(7, 5, 3), dim=80, seed=0):
         feats[b, :n] = torch.randn(n, dim, generator=g)
         tokens[b, :u] = torch.randint(1, VOCAB, (u,), generator=g)
     return feats, torch.tensor(lengths), tokens, torch.tensor(num_tokens)
+
+
+def synthetic_table(config=None, noise: float = 0.0, seed: int = 0) -> dict:
+    """A table shaped like the command's, its seconds a made-up cost of each part (FLOPs
+    plus a constant per call), optionally with noise that breaks monotonicity."""
+    c = config or tiny_config()
+    rng = np.random.default_rng(seed)
+    widths = grid(c.d_model, 4, least=8)
+    ffn_units = [0, *grid(c.ffn_dim, 4)]
+
+    def cost(flops: float) -> float:
+        return 1e-5 + flops * 1e-9 + noise * rng.uniform(-1, 1) * 1e-5
+
+    def surface(units, flops) -> dict:
+        rows = [[cost(flops(d, u)) if u else 0.0 for u in units] for d in widths]
+        return {"units": list(units), "seconds": rows}
+
+    return {
+        "profile": {"device": "cpu", "backend": "torch", "threads": 1},
+        "config": c.to_dict(),
+        "width": widths,
+        "ffn": surface(ffn_units, lambda d, f: 4 * d * f * 100),
+        "mhsa": surface(range(c.num_heads + 1), lambda d, h: 8 * d * h * c.head_dim * 100),
+        "conv": surface([0, 1], lambda d, u: 6 * d * c.d_model * 100),
+        "rest": {"seconds": [cost(10 * d) for d in widths]},
+        "front": {"seconds": [cost(1000 * d) for d in widths]},
+        "encoder": {"overhead": 2e-5},
+    }

@@ -8,12 +8,18 @@ import math
 import pytest
 import torch
 
-from asrprune.model import ConformerEncoder, EncoderStructure, Transducer
+from asrprune.model import ConformerEncoder, EncoderStructure, LatencyModel, Transducer
 from asrprune.model.flops import flop_counter
 from asrprune.model.hardconcrete import KEPT_FLOOR, TEMPERATURE
 from asrprune.model.structure import BlockStructure
 from asrprune.pruning.l0 import GateKinds, gated_student
-from tests.model.tiny import pruned_structure, tiny_batch, tiny_config, tiny_model
+from tests.model.tiny import (
+    pruned_structure,
+    synthetic_table,
+    tiny_batch,
+    tiny_config,
+    tiny_model,
+)
 
 ALL = GateKinds()
 COARSE = GateKinds(ffn=False, hidden_global=False, hidden_local=False, ffn_module=True)
@@ -105,6 +111,9 @@ def test_expected_size_is_exact_for_binary_masks(seed, kinds):
     exact = ConformerEncoder.count_flops(compact.config, compact.structure, frames)
     flops = student.encoder.expected_flops(frames)
     assert float(flops["prunable"].detach()) == pytest.approx(exact["prunable"], rel=1e-6)
+    latency = LatencyModel(synthetic_table())
+    predicted = ConformerEncoder.count_latency(compact.structure, latency)
+    assert float(student.encoder.expected_latency(latency)) == pytest.approx(predicted, rel=1e-6)
 
 
 @pytest.mark.parametrize("factor", [4, 6, 8])

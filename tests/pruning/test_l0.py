@@ -14,7 +14,7 @@ from asrprune.data.batching import Batch
 from asrprune.distill import LayerwiseDistill
 from asrprune.errors import AsrpruneError
 from asrprune.io import read_json
-from asrprune.model import EncoderStructure, Transducer, load_model
+from asrprune.model import ConformerEncoder, EncoderStructure, LatencyModel, Transducer, load_model
 from asrprune.model.hardconcrete import LEFT, RIGHT, TEMPERATURE
 from asrprune.pruning.job import PRUNED, _prune_l0, run_prune
 from asrprune.pruning.l0 import (
@@ -30,7 +30,7 @@ from asrprune.pruning.settings import method_settings
 from asrprune.train import Trainer, TrainSettings
 from tests.builders import REPO
 from tests.builders_model import overfit_model, tiny_settings
-from tests.model.tiny import tiny_batch, tiny_model
+from tests.model.tiny import synthetic_table, tiny_batch, tiny_config, tiny_model
 
 
 def _script(name: str):
@@ -356,3 +356,33 @@ def test_an_unknown_method_is_refused_by_name(pruned, tmp_path):
     _, _, kwargs = pruned
     with pytest.raises(AsrpruneError, match="'l1-params'"):
         run_prune(**{**kwargs, "method_name": "l1-params", "work_dir": tmp_path})
+
+
+def test_the_lagrangian_drives_the_expected_latency_to_its_target():
+    """Gates alone, under the latency budget of a (synthetic) table: the expected time
+    falls from the initial gates' to the target and holds there."""
+    latency = LatencyModel(synthetic_table())
+    l0 = L0Settings(target_warmup_steps=50, lambda_ascent="sgd", lambda_lr=5.0, lambda2_init=50.0)
+    setup = l0_setup(tiny_model(0), "l0-latency", 0.5, l0, tiny_settings(), "cpu", latency=latency)
+    assert setup.loss.budget == "latency"
+    full = ConformerEncoder.count_latency(setup.teacher.encoder.structure, latency)
+    assert setup.loss.full_size == pytest.approx(full)
+    gates = torch.optim.Adam([g.log_alpha for g in setup.student.encoder.gates()], lr=0.1)
+    for step in range(1, 301):
+        kept = setup.loss.size(setup.student) / setup.loss.full_size
+        target = target_kept(step, 0.5, l0.target_warmup_steps, setup.loss.start_kept)
+        gates.zero_grad()
+        setup.lagrangian(kept, target).backward()
+        gates.step()
+    assert float(kept.detach()) == pytest.approx(0.5, abs=0.03)
+    compact = Transducer.compacted(setup.student.eval())
+    assert ConformerEncoder.count_latency(compact.structure, latency) / full < 0.75
+
+
+def test_the_latency_budget_needs_a_table_of_the_teachers_architecture():
+    l0, settings = L0Settings(), tiny_settings()
+    with pytest.raises(AsrpruneError, match="l0-latency needs a latency table"):
+        l0_setup(tiny_model(0), "l0-latency", 0.5, l0, settings, "cpu")
+    other = LatencyModel(synthetic_table(tiny_config(d_model=48)))
+    with pytest.raises(AsrpruneError, match="timed another architecture"):
+        l0_setup(tiny_model(0), "l0-latency", 0.5, l0, settings, "cpu", latency=other)

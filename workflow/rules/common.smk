@@ -8,7 +8,11 @@ from snakemake.exceptions import WorkflowError
 from asrprune.config import load_schema, validate_config
 from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
-from asrprune.pruning.settings import method_settings, replicate_settings
+from asrprune.pruning.settings import (
+    LATENCY_METHODS,
+    method_settings,
+    replicate_settings,
+)
 from asrprune.results.layout import (
     L0_METHODS,
     Replicates,
@@ -41,6 +45,19 @@ CONDA_ENV = "../../environment.yml"
 wildcard_constraints:
     split="|".join(SPLITS),
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+
+
+LATENCY = config["prune"]["latency"]
+# l0-latency's budget: the latency table of the profiled machine (rule latency_table)
+LATENCY_TABLE = f"{R}/latency/{{device}}-{{backend}}-t{{threads}}.json".format(
+    **LATENCY["profile"]
+)
+
+
+def latency_input(wildcards):
+    """The latency table, for a job whose method prunes to a latency budget."""
+    method = parse_model_name(wildcards.model)[0]
+    return {"latency": LATENCY_TABLE} if method in LATENCY_METHODS else {}
 
 
 def section_json(*keys):
@@ -227,6 +244,13 @@ def deploy_table_files():
     ]
 
 
+def latency_table_files():
+    """The latency model's check, Markdown first ([] without a latency-target method)."""
+    if not any(m in LATENCY_METHODS for m in config["prune"]["methods"]):
+        return []
+    return [f"{R}/tables/latency.{ext}" for ext in ("md", "csv")]
+
+
 def run_targets():
     """Every result of the run but RESULTS.md, which is written from them last."""
     models = ["teacher", *pruned_models()]
@@ -237,6 +261,7 @@ def run_targets():
         *table_files(),
         *figure_files(),
         *deploy_table_files(),
+        *latency_table_files(),
     ]
 
 

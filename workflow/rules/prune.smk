@@ -3,9 +3,37 @@
 # and -seed<n> for replicates n > 0 (asrprune.results.layout.model_name).
 
 
+rule latency_table:
+    input:
+        manifest=f"{R}/data/manifests/test-clean.jsonl",
+        features=f"{R}/data/features/test-clean/index.json",
+        teacher=f"{R}/models/teacher.pt",
+    output:
+        LATENCY_TABLE,
+    log:
+        log_path("prune", "latency_table"),
+    benchmark:
+        bench_path("prune", "latency_table")
+    conda:
+        CONDA_ENV
+    # the whole machine, so nothing runs beside the timing (the profile sets its threads)
+    threads: all_cores()
+    resources:
+        **rule_resources("latency_table"),
+    params:
+        data=lambda w, input: Path(input.manifest).parents[1],
+        profile=LATENCY["profile"],
+        settings=json.dumps({k: v for k, v in LATENCY.items() if k != "profile"}),
+    shell:
+        "asrprune latency-table --teacher {input.teacher} --data {params.data} --out {output}"
+        " --device {params.profile[device]} --backend {params.profile[backend]}"
+        " --threads {params.profile[threads]} --settings {params.settings:q} > {log} 2>&1"
+
+
 rule prune:
     input:
         data_inputs(),
+        unpack(latency_input),
         teacher=f"{R}/models/teacher.pt",
         mlflow=MLFLOW_IDS,
     output:
@@ -30,6 +58,9 @@ rule prune:
             parse_model_name(w.model)[0], parse_model_name(w.model)[2]
         ),
         work_dir=lambda w: f"{R}/work/{w.model}",
+        latency=lambda w, input: (
+            f" --latency-table {input.latency}" if "latency" in input.keys() else ""
+        ),
     shell:
         under_torchrun(
             "prune",
@@ -37,5 +68,5 @@ rule prune:
             " --method {params.method} --sparsity {params.sparsity}"
             " --settings {params.settings:q}"
             " --out {output.model} --summary {output.summary} --work-dir {params.work_dir}"
-            " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1",
+            " --mlflow {input.mlflow} --threads {threads}{params.latency} > {log} 2>&1",
         )

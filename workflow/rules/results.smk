@@ -82,6 +82,38 @@ rule figures:
 
 # RESULTS.md from the run's own files, last: it waits for every other result so that its
 # stage times count every job (but its own).
+rule latency_check:
+    input:
+        table=LATENCY_TABLE,
+        metrics=expand(
+            f"{R}/metrics/{{model}}.json", model=["teacher", *pruned_models()]
+        ),
+        speed=f"{R}/speed.csv",
+    output:
+        [
+            report(path, caption="../report/latency.rst", category="Tables")
+            for path in latency_table_files()
+        ],
+    log:
+        log_path("results", "latency_check"),
+    benchmark:
+        bench_path("results", "latency_check")
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **rule_resources("latency_check"),
+    params:
+        metrics_dir=lambda w, input: Path(input.metrics[0]).parent,
+        out_dir=lambda w, output: Path(output[0]).parent,
+        models=pruned_models(),
+    shell:
+        "asrprune latency-check --table {input.table} --speed {input.speed}"
+        " --metrics-dir {params.metrics_dir} --models {params.models}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule results_doc:
     input:
         data_report=f"{R}/data/report.json",
@@ -89,6 +121,7 @@ rule results_doc:
         tables=[path for path in table_files() if path.endswith(".md")],
         speed=f"{R}/speed.csv",
         deploy=[path for path in deploy_table_files() if path.endswith(".md")],
+        latency=[path for path in latency_table_files() if path.endswith(".md")],
         figures=[path for path in figure_files() if path.endswith(".png")],
         run=run_targets(),
     output:
@@ -108,10 +141,13 @@ rule results_doc:
         benchmarks=f"{R}/benchmarks",
         own_benchmark=bench_path("results", "results_doc"),
         repo=workflow.basedir,
+        latency=lambda w, input: (
+            f" --latency-table {input.latency[0]}" if input.latency else ""
+        ),
     shell:
         "asrprune results-doc --run {params.run} --data-report {input.data_report}"
         " --teacher {input.teacher} --tables {input.tables} --speed {input.speed}"
-        " --deploy-tables {input.deploy}"
+        " --deploy-tables {input.deploy}{params.latency}"
         " --figures {input.figures} --benchmarks {params.benchmarks}"
         " --exclude-benchmarks {params.own_benchmark} --repo {params.repo:q}"
         " --out {output} > {log} 2>&1"

@@ -11,6 +11,7 @@ from asrprune.model.conformer import (
 )
 from asrprune.model.decoding import beam_search, greedy_search, search
 from asrprune.model.io import SavedModel, load_model, save_model
+from asrprune.model.latency import LatencyModel
 from asrprune.model.structure import BlockStructure, EncoderStructure, ModelConfig
 from asrprune.model.transducer import (
     Joiner,
@@ -30,6 +31,7 @@ __all__ = [
     "EncoderStructure",
     "FeedForward",
     "Joiner",
+    "LatencyModel",
     "ModelConfig",
     "ParamCounts",
     "Predictor",

@@ -33,6 +33,7 @@ from torch import nn
 
 from asrprune.errors import AsrpruneError
 from asrprune.model.hardconcrete import HardConcrete, RoundingGroup
+from asrprune.model.latency import LatencyModel
 from asrprune.model.structure import SUBSAMPLING, BlockStructure, EncoderStructure, ModelConfig
 
 Size = int | float | torch.Tensor  # a unit count: exact (int) or expected (tensor)
@@ -925,6 +926,20 @@ class ConformerEncoder(nn.Module):
             c.input_dim, c.subsampling_channels, d, frames, c.subsampling
         )
         return {"prunable": blocks, "encoder": sub + blocks}
+
+    def expected_latency(self, latency: LatencyModel) -> torch.Tensor:
+        """Expected seconds under the gates by the latency model (a table's utterances):
+        the gates' expected sizes put into the model, as for parameters and FLOPs."""
+        probs = self._global_probs()
+        d = self.structure.d_model if probs is None else probs.sum()
+        return latency.encoder(d, [b.expected_sizes(probs) for b in self.blocks])
+
+    @staticmethod
+    def count_latency(structure: EncoderStructure, latency: LatencyModel) -> float:
+        """Seconds the latency model predicts for an encoder of this structure."""
+        d = structure.d_model
+        blocks = [ConformerBlock.structure_sizes(b, d) for b in structure.blocks]
+        return float(latency.encoder(d, blocks))
 
     @torch.no_grad()
     def final_structure(self) -> EncoderStructure:

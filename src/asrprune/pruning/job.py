@@ -23,7 +23,7 @@ from asrprune.data.features import Cmvn
 from asrprune.data.tokenizer import Tokenizer
 from asrprune.errors import AsrpruneError
 from asrprune.io import write_json
-from asrprune.model import Transducer, load_model, save_model
+from asrprune.model import ConformerEncoder, LatencyModel, Transducer, load_model, save_model
 from asrprune.model_file import open_model_file
 from asrprune.pruning.l0 import (
     FRAMES_PER_SECOND,
@@ -80,6 +80,12 @@ def run_splits(data_dir: str | os.PathLike) -> dict[str, Split]:
     return {s: (data / f"manifests/{s}.jsonl", data / f"features/{s}") for s in ("train", "dev")}
 
 
+def latency_kept(compact: Transducer, teacher: Transducer, latency: LatencyModel) -> float:
+    """The compact encoder's time over the teacher's, by the latency model."""
+    predict = ConformerEncoder.count_latency
+    return predict(compact.structure, latency) / predict(teacher.encoder.structure, latency)
+
+
 def final_masks(model: Transducer) -> dict[str, list[float]]:
     """Every gate's final mask by the module that owns it (JSON-safe)."""
     names = {id(m): n for n, m in model.named_modules()}
@@ -131,11 +137,16 @@ def _trained(student: Transducer, result) -> dict:
 
 
 def _prune_l0(
-    job: _Job, method_name: str, sparsity: float, l0: L0Settings, settings: TrainSettings
+    job: _Job,
+    method_name: str,
+    sparsity: float,
+    l0: L0Settings,
+    settings: TrainSettings,
+    latency: LatencyModel | None = None,
 ) -> tuple[Transducer, dict]:
     """Our method's pruning phase: learn the gates, then compact. Returns the compact
     model and what the summary records of this phase."""
-    setup = l0_setup(job.data.teacher, method_name, sparsity, l0, settings)
+    setup = l0_setup(job.data.teacher, method_name, sparsity, l0, settings, latency=latency)
     result = job.train(
         setup.student,
         settings,
@@ -205,6 +216,7 @@ def run_prune(
     mlflow_ids: str | os.PathLike | None = None,
     threads: int | None = None,
     progress: bool = True,
+    latency_table: str | os.PathLike | None = None,
 ) -> dict:
     """One pruning job (``method_name`` at ``sparsity``): prune the teacher, compact,
     fine-tune.
@@ -218,7 +230,10 @@ def run_prune(
     ``prune_settings`` and ``finetune_settings`` below are its ``train`` and ``finetune``.
     ``splits``: "train" and "dev" as (manifest, feature store). Writes the fine-tuned
     compact model to ``out_model`` and to ``out_summary`` the final masks, the kept
-    structure per block, the achieved sizes and the pruning history.
+    structure per block, the achieved sizes and the pruning history. ``latency_table``:
+    the latency model's table (asrprune latency-table), which ``l0-latency`` needs; with
+    it the summary also has ``latency_kept``, the compact encoder's modelled time over the
+    teacher's.
     """
     if not 0 < sparsity < 1:
         raise AsrpruneError(f"sparsity: expected a number in (0, 1), got {sparsity!r}")
@@ -236,6 +251,12 @@ def run_prune(
     if threads:
         torch.set_num_threads(threads)
     budget = METHODS[method_name].budget if method_name in METHODS else "params"
+    latency = None if latency_table is None else LatencyModel.load(latency_table)
+    if budget == "latency" and latency is None:
+        raise AsrpruneError(f"{method_name}: give the latency table (--latency-table)")
+    inputs = {"teacher": teacher_path, **split_files(splits)}
+    if latency_table is not None:
+        inputs["latency_table"] = latency_table
     name = Path(out_model).stem  # the workflow's model name, replicates told apart
     tags = {"method": method_name, "sparsity": f"{sparsity:g}", "budget": budget}
     claim_work_dir(
@@ -245,7 +266,7 @@ def run_prune(
             "method": method_name,
             "sparsity": sparsity,
             **read,
-            "inputs": file_digests({"teacher": teacher_path, **split_files(splits)}),
+            "inputs": file_digests(inputs),
         },
     )
     data = JobData.load(teacher_path, splits)
@@ -259,7 +280,7 @@ def run_prune(
         compact, record = saved.model, saved.extra
     else:
         if method_name in METHODS:
-            compact, phase = _prune_l0(job, method_name, sparsity, l0, prune_settings)
+            compact, phase = _prune_l0(job, method_name, sparsity, l0, prune_settings, latency)
         elif method_name == "parp":
             compact, phase = _prune_parp(job, sparsity, omp, parp, prune_settings)
         elif method_name == "svd":
@@ -275,6 +296,8 @@ def run_prune(
             "structure": compact.structure.to_dict(),
             **compact.size_report(reference_frames),
         }
+        if latency is not None:
+            record["latency_kept"] = latency_kept(compact, data.teacher, latency)
         save_model(pruned_path, compact, data.tokenizer.to_bytes(), data.cmvn.to_dict(), record)
     compact.train()
     if method_name in ("omp", "svd"):  # no training while pruning: its steps fine-tune
@@ -284,9 +307,14 @@ def run_prune(
     write_json(out_summary, record)
     if mlflow_ids and record.get("mlflow_run_id"):
         log_artifact(mlflow_ids, record["mlflow_run_id"], out_summary)
+    removed = (
+        f"{record['sparsity']:.1%} of block parameters, {record['flops_sparsity']:.1%} of block "
+        "FLOPs"
+    )
+    if "latency_kept" in record:
+        removed += f", {1 - record['latency_kept']:.1%} of the encoder's modelled time"
     print(
-        f"{name}: kept structure removes {record['sparsity']:.1%} of block parameters and "
-        f"{record['flops_sparsity']:.1%} of block FLOPs (target {sparsity:.0%} of {budget})",
+        f"{name}: kept structure removes {removed} (target {sparsity:.0%} of {budget})",
         file=sys.stderr,
     )
     result = job.train(compact, finetune_settings, "finetune")

@@ -3,7 +3,8 @@
 A copy of the teacher gets hard-concrete gates on the unit kinds a method names. Training
 minimises the transducer loss, the distillation loss and the Lagrangian
 lambda1 (s - t) + lambda2 (s - t)^2, where s is the expected kept fraction of the blocks'
-parameters (or FLOPs at a reference length) and t the target kept fraction, warmed up
+parameters (or FLOPs at a reference length, or the encoder's time by a latency model
+measured on the target machine: asrprune.model.latency) and t the target kept fraction, warmed up
 linearly from the initial gates' expected kept fraction (about 0.94, not 1: a target of 1
 would push the gates open and wind lambda1 the wrong way). The lambdas are maximised by
 their own optimiser group, the log-alphas have their own learning rate. At the end the
@@ -25,10 +26,10 @@ from asrprune.data.batching import Batch
 from asrprune.device import resolve_device
 from asrprune.distill import MAP_SIDES, LayerwiseDistill, valid_frames
 from asrprune.errors import AsrpruneError
-from asrprune.model import Transducer
+from asrprune.model import LatencyModel, Transducer
 from asrprune.train import TrainSettings, TransducerLoss
 
-BUDGETS = ("params", "flops")
+BUDGETS = ("params", "flops", "latency")
 ASCENTS = ("adam", "sgd")
 FRAMES_PER_SECOND = 100
 
@@ -98,6 +99,8 @@ class Method:
 METHODS: dict[str, Method] = {
     "l0-params": Method("params", GateKinds()),
     "l0-flops": Method("flops", GateKinds()),
+    # the encoder's time on a profiled machine (a latency table), not a proxy of it
+    "l0-latency": Method("latency", GateKinds()),
     "l0-nohidden": Method("params", GateKinds(hidden_global=False, hidden_local=False)),
     # heads and whole modules only: no FFN-channel and no hidden gates (see README)
     "l0-coarse": Method(
@@ -167,12 +170,22 @@ def target_kept(step: int, sparsity: float, warmup_steps: int, start: float = 1.
     return start + (1.0 - sparsity - start) * progress
 
 
-def budget_size(model: Transducer, budget: str, reference_frames: int) -> torch.Tensor | int:
-    """Expected size of the model's blocks under their gates: parameters or FLOPs."""
+def budget_size(
+    model: Transducer,
+    budget: str,
+    reference_frames: int,
+    latency: LatencyModel | None = None,
+) -> torch.Tensor | int:
+    """Expected size of the model under its gates: the blocks' parameters or FLOPs, or
+    the whole encoder's modelled seconds (``latency``: what the user waits for)."""
     if budget == "params":
         return model.encoder.expected_params()["prunable"]
     if budget == "flops":
         return model.encoder.expected_flops(reference_frames)["prunable"]
+    if budget == "latency":
+        if latency is None:
+            raise AsrpruneError("the latency budget needs a latency table (asrprune latency-table)")
+        return model.encoder.expected_latency(latency)
     raise AsrpruneError(f"budget: expected one of {', '.join(BUDGETS)}, got {budget!r}")
 
 
@@ -184,7 +197,8 @@ class L0Loss:
             hidden states distilled from. distill: the distillation maps; None: no KD.
         lagrangian: the multipliers.
         train: trainer settings (CTC weight schedule). l0: method settings.
-        budget: "params" or "flops". sparsity: target fraction removed.
+        budget: "params", "flops" or "latency". sparsity: target fraction removed.
+        latency: the latency model (the "latency" budget only).
         student: the gated student as built, before any training: the target starts at
             its expected kept fraction. A resumed job builds its student from the same
             seed before the checkpoint is loaded, so the start is the same after a resume.
@@ -201,16 +215,21 @@ class L0Loss:
         sparsity: float,
         *,
         student: Transducer,
+        latency: LatencyModel | None = None,
     ):
         self.teacher, self.distill, self.lagrangian = teacher, distill, lagrangian
+        self.latency = latency
         self.task = TransducerLoss(train)
         self.l0, self.budget, self.sparsity = l0, budget, sparsity
         self.reference_frames = round(l0.reference_seconds * FRAMES_PER_SECOND)
         # the teacher has no gates, so its "expected" size is its exact size
-        self.full_size = int(budget_size(teacher, budget, self.reference_frames))
+        self.full_size = float(self.size(teacher))
         with torch.no_grad():
-            start = budget_size(student, budget, self.reference_frames) / self.full_size
+            start = self.size(student) / self.full_size
         self.start_kept = float(start)
+
+    def size(self, model: Transducer) -> torch.Tensor | int:
+        return budget_size(model, self.budget, self.reference_frames, self.latency)
 
     def __call__(self, model: Transducer, batch: Batch, step: int):
         kd = self.distill is not None
@@ -230,7 +249,7 @@ class L0Loss:
             distill = self.distill(out.hidden, target.hidden, valid)
             loss = loss + self.l0.distill_weight * distill
             metrics["distill_loss"] = float(distill.detach())
-        kept = budget_size(model, self.budget, self.reference_frames) / self.full_size
+        kept = self.size(model) / self.full_size
         t = target_kept(step, self.sparsity, self.l0.target_warmup_steps, self.start_kept)
         constraint = self.lagrangian(kept, t)
         metrics.update(
@@ -295,15 +314,20 @@ def l0_setup(
     l0: L0Settings,
     train: TrainSettings,
     device: str | torch.device | None = None,
+    latency: LatencyModel | None = None,
 ) -> L0Setup:
     """The L0 set-up of the pruning job and of the scripts that time it, built one way.
 
     Seeds torch with ``train.seed`` for the gates' initial log-alphas (so a resumed job
     builds the same student and target start), copies the teacher into the student, then
     freezes the teacher (in place) on ``device`` (None: CUDA when available, as the
-    trainer picks).
+    trainer picks). ``latency``: the latency model, for a method with that budget.
     """
     m = method(method_name)
+    if m.budget == "latency":
+        if latency is None:
+            raise AsrpruneError(f"{method_name} needs a latency table (asrprune latency-table)")
+        latency.check_config(teacher.config)
     torch.manual_seed(train.seed)
     student = gated_student(teacher, m.gates)  # before freezing: the copy stays trainable
     teacher = teacher.eval().to(resolve_device(device))
@@ -315,7 +339,17 @@ def l0_setup(
         else None
     )
     lagrangian = Lagrangian(l0.lambda_ascent, l0.lambda_lr, l0.lambda2_init)
-    loss = L0Loss(teacher, distill, lagrangian, train, l0, m.budget, sparsity, student=student)
+    loss = L0Loss(
+        teacher,
+        distill,
+        lagrangian,
+        train,
+        l0,
+        m.budget,
+        sparsity,
+        student=student,
+        latency=latency,
+    )
     return L0Setup(
         student=student,
         teacher=teacher,

@@ -51,6 +51,8 @@ _ONE_SHOT = {"l0": _FLOPS_REFERENCE, "train": Keys(only=("max_steps",)), "finetu
 READS: dict[str, dict[str, Keys]] = {
     "l0-params": _L0,
     "l0-flops": _L0,
+    # its latency table is a file the job reads (the latency_table rule's), not settings
+    "l0-latency": _L0,
     "l0-nohidden": _L0,
     "l0-coarse": _L0,
     # no distillation: neither its weight nor the side of its maps is read
@@ -61,6 +63,10 @@ READS: dict[str, dict[str, Keys]] = {
     "parp": {"l0": _FLOPS_REFERENCE, "omp": ALL, "parp": ALL, "train": ALL, "finetune": ALL},
     "svd": _ONE_SHOT,
 }
+
+
+# Methods whose job reads the latency table (asrprune latency-table) besides settings.
+LATENCY_METHODS = ("l0-latency",)
 
 
 def settings_read(method: str) -> dict[str, Keys]:

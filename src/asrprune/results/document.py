@@ -200,6 +200,16 @@ def deploy_section(tables: Sequence[str | os.PathLike]) -> str:
     )
 
 
+def latency_section(table: str | os.PathLike) -> str:
+    """The latency model's check (asrprune.results.latency)."""
+    return (
+        "The fraction of the teacher's encoder time each model keeps: the l0-latency "
+        "target, the latency model's prediction and the speed rule's measurement "
+        "(asrprune.results.latency defines them).\n\n"
+        f"`tables/{Path(table).name}`:\n\n{_read_text(table)}"
+    )
+
+
 def _read_text(path: str | os.PathLike) -> str:
     if not Path(path).is_file():
         raise AsrpruneError(f"table not found: {path}")
@@ -243,16 +253,19 @@ def build_document(
     exclude_benchmarks: Sequence[str | os.PathLike] = (),
     repo: str | os.PathLike | None = None,
     deploy_tables: Sequence[str | os.PathLike] = (),
+    latency_table: str | os.PathLike | None = None,
 ) -> str:
     """RESULTS.md's text; figure links are relative to ``out``'s folder. ``repo``: the
     workflow's repository, whose commit the document names (None: unknown).
-    ``deploy_tables``: the deployment tables (config deploy), a section of their own."""
+    ``deploy_tables``: the deployment tables (config deploy), a section of their own;
+    ``latency_table`` likewise (a run with l0-latency)."""
     version = code_version(repo) if repo is not None else "unknown (no repository given)"
     sections = [
         ("Data", data_section(data_report)),
         ("Teacher", teacher_section(teacher)),
         ("Tables", tables_section(tables)),
         ("Speed", speed_section(speed)),
+        *([("Latency model", latency_section(latency_table))] if latency_table else []),
         *([("Deployment", deploy_section(deploy_tables))] if deploy_tables else []),
         ("Figures", figures_section(figures, Path(out).parent)),
         ("Stage times", stages_section(benchmarks, exclude_benchmarks)),

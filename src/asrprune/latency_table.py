@@ -1,0 +1,282 @@
+"""``asrprune latency-table``: time every part of a Conformer block at a grid of widths.
+
+The table is what :class:`asrprune.model.latency.LatencyModel` reads (its docstring says
+what each part is). Every part is built at its width with untrained weights (a dense
+kernel's time does not depend on the values), fed inputs as long as a fixed set of
+test-clean utterances after subsampling (the speed rule's selection, so attention's
+quadratic term is weighted as the timed data weight it) at batch 1, and timed in rounds:
+every part once per round, in the same order, after warm-up rounds, so a burst of load
+from elsewhere slows every part of that round alike. A part's entry is the median over
+the timed rounds of its seconds summed over the utterances. The teacher's own encoder
+runs in the same rounds; its median minus the modelled full encoder is the table's
+``encoder.overhead``.
+
+Backends: ``torch`` (eager, as the speed rule times) on ``cpu`` or ``cuda``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from asrprune.errors import AsrpruneError
+from asrprune.io import write_json
+from asrprune.model import (
+    ConformerBlock,
+    Conv2dSubsampling,
+    ConvModule,
+    FeedForward,
+    ModelConfig,
+    RelPositionMultiHeadAttention,
+    load_model,
+)
+from asrprune.model.conformer import relative_positions
+from asrprune.model.latency import LatencyModel, grid
+from asrprune.model.structure import BlockStructure
+from asrprune.speed import SpeedUtterance, load_utterances, pin_one_thread, schedule
+
+DEVICES = ("cpu", "cuda")
+BACKENDS = ("torch",)
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """Where the model will run: config ``prune.latency.profile``."""
+
+    device: str = "cpu"
+    backend: str = "torch"
+    threads: int = 1  # intra-op threads of the timed process
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise AsrpruneError(
+                f"prune.latency.profile.device: expected one of {', '.join(DEVICES)}, "
+                f"got {self.device!r}"
+            )
+        if self.backend not in BACKENDS:
+            raise AsrpruneError(
+                f"prune.latency.profile.backend: expected one of {', '.join(BACKENDS)}, "
+                f"got {self.backend!r}"
+            )
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
+            raise AsrpruneError(
+                f"prune.latency.profile.threads: expected an integer >= 1, got {self.threads!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        """The table's file stem: ``cpu-torch-t1``."""
+        return f"{self.device}-{self.backend}-t{self.threads}"
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """How the table is measured: utterance lengths, rounds and grid points."""
+
+    utterances: int = 10  # test-clean utterances whose lengths are timed
+    warmup_rounds: int = 1
+    rounds: int = 5
+    width_points: int = 5  # grid points of block width (the largest is d_model)
+    unit_points: int = 6  # grid points of FFN channels (0 and the full width among them)
+
+    def __post_init__(self):
+        least = {"utterances": 1, "warmup_rounds": 0, "rounds": 1, "width_points": 2}
+        least["unit_points"] = 2
+        for key, lo in least.items():
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise AsrpruneError(f"prune.latency.{key}: expected an integer >= {lo}, got {v!r}")
+
+
+@dataclass
+class _Part:
+    """One timed part: its table entry (name, width index, unit index) and its call."""
+
+    key: tuple[str, int, int]  # (part, width index, units: channels, heads or 1)
+    run: Callable[[int], None]  # runs the part on the inputs of utterance i
+
+
+def _module_part(module: nn.Module, inputs: list[tuple], key, half: bool) -> _Part:
+    """A block's module with its residual add (half-step for the feed-forward ones)."""
+    scale = 0.5 if half else 1.0
+
+    def run(i: int) -> None:
+        x, *rest = inputs[i]
+        x + scale * module(x, *rest)
+
+    return _Part(key, run)
+
+
+def build_parts(
+    config: ModelConfig,
+    frames: Sequence[int],
+    widths: Sequence[int],
+    ffn_units: Sequence[int],
+    device: torch.device,
+) -> list[_Part]:
+    """Every part of the table, each with its inputs for the given utterance ``frames``
+    (input feature frames), in the order they are timed."""
+    gen = torch.Generator().manual_seed(0)
+    lengths = [int(Conv2dSubsampling.output_length(t, config.subsampling)) for t in frames]
+    pos = [relative_positions(t, config.d_model, device) for t in lengths]
+    valid = [torch.ones(1, t, dtype=torch.bool, device=device) for t in lengths]
+
+    def x(t: int, d: int) -> torch.Tensor:
+        return torch.randn(1, t, d, generator=gen).to(device)
+
+    parts = []
+    for w, d in enumerate(widths):
+        states = [x(t, d) for t in lengths]
+        for f in ffn_units:
+            if f:
+                ffn = FeedForward(d, f).eval().to(device)
+                parts.append(_module_part(ffn, [(s,) for s in states], ("ffn", w, f), True))
+        for heads in range(1, config.num_heads + 1):
+            attn = RelPositionMultiHeadAttention(d, heads, config.head_dim, config.d_model)
+            attn = attn.eval().to(device)
+            inputs = list(zip(states, pos, valid, strict=True))
+            parts.append(_module_part(attn, inputs, ("mhsa", w, heads), False))
+        conv = ConvModule(d, config.d_model, config.conv_kernel).eval().to(device)
+        inputs = list(zip(states, valid, strict=True))
+        parts.append(_module_part(conv, inputs, ("conv", w, 1), False))
+        # a block with no module: its final norm, and the gather and scatter of a block
+        # narrower than the residual stream
+        hidden = None if d == config.d_model else tuple(range(d))
+        bare = ConformerBlock(BlockStructure(0, 0, 0, False, hidden), config.d_model, config)
+        bare = bare.eval().to(device)
+        streams = [x(t, config.d_model) for t in lengths]
+        parts.append(
+            _Part(("rest", w, 0), _call(bare, list(zip(streams, pos, valid, strict=True))))
+        )
+        front = Conv2dSubsampling(
+            config.input_dim, config.subsampling_channels, d, config.subsampling
+        ).eval()
+        front = front.to(device)
+        feats = [(torch.randn(1, t, config.input_dim, generator=gen).to(device),) for t in frames]
+        parts.append(_Part(("front", w, 0), _call(front, feats, lengths=True)))
+    return parts
+
+
+def _call(module: nn.Module, inputs: list[tuple], lengths: bool = False) -> Callable[[int], None]:
+    def run(i: int) -> None:
+        args = inputs[i]
+        if lengths:
+            args = (*args, torch.tensor([args[0].size(1)], device=args[0].device))
+        module(*args)
+
+    return run
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def time_parts(
+    parts: Sequence[_Part], n_utts: int, warmup_rounds: int, rounds: int, device: torch.device
+) -> dict[tuple, float]:
+    """Median over the timed rounds of each part's seconds summed over the utterances."""
+    by_key = {p.key: p for p in parts}
+    seconds: dict[tuple, list[float]] = {p.key: [] for p in parts}
+    for r, key in schedule(list(by_key), warmup_rounds, rounds):
+        _sync(device)
+        start = time.perf_counter()
+        for i in range(n_utts):
+            by_key[key].run(i)
+        _sync(device)
+        if r >= 0:
+            seconds[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in seconds.items()}
+
+
+def assemble(
+    measured: dict[tuple, float],
+    config: ModelConfig,
+    widths: Sequence[int],
+    ffn_units: Sequence[int],
+) -> dict:
+    """The table's module entries from the timed parts; 0 s for 0 units (module absent)."""
+    heads = list(range(config.num_heads + 1))
+    units = {"ffn": list(ffn_units), "mhsa": heads, "conv": [0, 1]}
+    table: dict = {"width": list(widths)}
+    for name, grid_u in units.items():
+        table[name] = {
+            "units": grid_u,
+            "seconds": [
+                [measured[(name, w, u)] if u else 0.0 for u in grid_u] for w in range(len(widths))
+            ],
+        }
+    for name in ("rest", "front"):
+        table[name] = {"seconds": [measured[(name, w, 0)] for w in range(len(widths))]}
+    return table
+
+
+def measure_latency_table(
+    model_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    profile: LatencyProfile = LatencyProfile(),
+    settings: TableSettings = TableSettings(),
+) -> dict:
+    """Time the parts of the model's architecture and the model's own encoder (the
+    teacher) on ``data_dir``'s test-clean lengths; write the table to ``out``."""
+    if profile.device == "cuda" and not torch.cuda.is_available():
+        raise AsrpruneError("latency table: the profile's device is cuda, but none is available")
+    if profile.threads == 1:
+        pin_one_thread()
+    else:
+        torch.set_num_threads(profile.threads)
+    device = torch.device(profile.device)
+    saved = load_model(model_path)
+    teacher, config = saved.model.eval().to(device), saved.model.config
+    if teacher.encoder.structure != teacher.encoder.structure.full(config):
+        raise AsrpruneError(f"{model_path}: the latency table is timed on the unpruned teacher")
+    utts: list[SpeedUtterance] = load_utterances(data_dir, settings.utterances)
+    frames = [u.feats.size(1) for u in utts]
+    widths = grid(config.d_model, settings.width_points, least=8)
+    ffn_units = [0, *grid(config.ffn_dim, settings.unit_points - 1)]
+    parts = build_parts(config, frames, widths, ffn_units, device)
+    # the teacher's encoder on the utterances' own features (values do not change its time)
+    whole = [(u.feats.to(device),) for u in utts]
+    parts.append(_Part(("encoder", 0, 0), _call(teacher.encoder, whole, lengths=True)))
+    print(
+        f"latency table ({profile.name}): {len(parts)} parts, {len(utts)} utterances, "
+        f"{settings.warmup_rounds} + {settings.rounds} rounds",
+        file=sys.stderr,
+    )
+    measured = time_parts(parts, len(utts), settings.warmup_rounds, settings.rounds, device)
+    table = {
+        "profile": asdict(profile),
+        "settings": asdict(settings),
+        "config": config.to_dict(),
+        "utterances": [u.id for u in utts],
+        "frames": frames,
+        "audio_seconds": sum(u.seconds for u in utts),
+        "host": {"machine": platform.machine(), "torch": torch.__version__},
+        **assemble(measured, config, widths, ffn_units),
+        "encoder": {"measured": measured[("encoder", 0, 0)], "overhead": 0.0, "scale": 1.0},
+    }
+    whole = table["encoder"]["measured"]
+    parts = type(teacher.encoder).count_latency(teacher.encoder.structure, LatencyModel(table))
+    table["encoder"] |= {
+        "parts": parts,
+        "overhead": max(whole - parts, 0.0),
+        "scale": min(whole / parts, 1.0),
+    }
+    write_json(out, table)
+    print(
+        f"latency table: teacher encoder {table['encoder']['measured']:.4f} s measured, "
+        f"{parts:.4f} s as the sum of its parts (overhead {table['encoder']['overhead']:.4f} "
+        f"s, parts scaled by {table['encoder']['scale']:.3f})",
+        file=sys.stderr,
+    )
+    return table

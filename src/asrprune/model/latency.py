@@ -1,0 +1,182 @@
+"""The latency model: an encoder's time on one machine as a function of its kept structure.
+
+A latency table (``asrprune latency-table``, asrprune.latency_table) times, on the machine
+and backend a model is meant for, each module of a Conformer block at a grid of widths:
+the feed-forward module (block width x intermediate channels), attention (width x heads),
+the convolution module (width), what every block does besides its modules (its final
+norm, and the gather and scatter of a block that reads part of the residual stream), and
+the front end (residual width). Times are seconds summed over a fixed set of utterance
+lengths, so attention's quadratic term is weighted as the data weights it.
+
+:class:`LatencyModel` reads such a table: each module's time is a bilinear interpolation
+of its grid, made monotone first (a running maximum along each axis, so that removing a
+unit never adds time), and a block's time is the sum of its modules'. Evaluated at the
+gates' expected sizes it is a differentiable function of them, like the parameter and
+FLOPs counts (:meth:`ConformerEncoder.expected_latency`); evaluated at a compact
+structure's sizes it is the prediction for that model (:meth:`ConformerEncoder.
+count_latency`): the two agree exactly for binary masks. The teacher's encoder is timed
+with the parts: where it takes longer than its parts' sum, the difference (position
+embeddings, masks, calls) is a constant ``overhead``; where it takes less (parts timed
+alone can miss the caches a whole forward keeps warm), every part is scaled by
+``scale`` < 1. Either way the teacher's prediction is its measurement, and no prediction
+is negative.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from asrprune.errors import AsrpruneError
+
+Size = int | float | torch.Tensor
+SURFACES = ("ffn", "mhsa", "conv")  # module -> (width x units) grid of seconds
+CURVES = ("rest", "front")  # width -> seconds
+PROFILE_KEYS = ("device", "backend", "threads")
+
+
+def monotone(seconds: np.ndarray) -> np.ndarray:
+    """``seconds`` made non-decreasing along every axis by running maxima (an axis at a
+    time: a running maximum along one axis keeps the others non-decreasing)."""
+    out = np.asarray(seconds, dtype=float)
+    for axis in range(out.ndim):
+        out = np.maximum.accumulate(out, axis=axis)
+    return out
+
+
+def grid(full: int, points: int, least: int = 1) -> list[int]:
+    """``points`` integers from about ``full / points`` (at least ``least``) up to
+    ``full``, evenly spaced and distinct."""
+    values = {max(least, round(full * (k + 1) / points)) for k in range(points)}
+    return sorted(v for v in values if v <= full)
+
+
+def _check_grid(grid: Sequence[float], where: str) -> list[float]:
+    grid = [float(g) for g in grid]
+    if len(grid) < 2 or any(b <= a for a, b in pairwise(grid)):
+        raise AsrpruneError(f"{where}: expected at least 2 increasing grid points, got {grid}")
+    return grid
+
+
+def _segment(grid: torch.Tensor, x: Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index of the left grid point, weight of the right one) of ``x`` clamped to the
+    grid; the weight is differentiable in ``x``."""
+    x = torch.as_tensor(x, dtype=grid.dtype, device=grid.device).clamp(grid[0], grid[-1])
+    i = torch.searchsorted(grid, x.detach(), right=True).clamp(1, len(grid) - 1) - 1
+    return i, (x - grid[i]) / (grid[i + 1] - grid[i])
+
+
+class LatencyModel:
+    """Seconds of an encoder's parts, from a latency table (see the module docstring).
+
+    Args:
+        table: the JSON object ``asrprune latency-table`` writes: ``profile``,
+            ``config`` (the architecture timed), ``width`` (grid of block widths), per
+            module of ``SURFACES`` ``{"units": grid, "seconds": [[...] per width]}``,
+            ``rest`` and ``front`` ``{"seconds": [... per width]}``, and
+            ``encoder.overhead``.
+        where: the table's file, for messages.
+    """
+
+    def __init__(self, table: Mapping[str, Any], where: str = "latency table"):
+        self.table, self.where = dict(table), where
+        try:
+            self.profile = {k: table["profile"][k] for k in PROFILE_KEYS}
+            self.config = dict(table["config"])
+            width = _check_grid(table["width"], f"{where}: width")
+            self._width = torch.tensor(width, dtype=torch.float64)
+            self._surfaces = {}
+            for name in SURFACES:
+                units = _check_grid(table[name]["units"], f"{where}: {name}.units")
+                seconds = np.asarray(table[name]["seconds"], dtype=float)
+                if seconds.shape != (len(width), len(units)):
+                    raise AsrpruneError(
+                        f"{where}: {name}.seconds: expected {len(width)} x {len(units)} "
+                        f"(widths x units), got shape {seconds.shape}"
+                    )
+                self._surfaces[name] = (
+                    torch.tensor(units, dtype=torch.float64),
+                    torch.tensor(monotone(seconds), dtype=torch.float64),
+                )
+            self._curves = {}
+            for name in CURVES:
+                seconds = np.asarray(table[name]["seconds"], dtype=float)
+                if seconds.shape != (len(width),):
+                    raise AsrpruneError(
+                        f"{where}: {name}.seconds: expected {len(width)} values, one per width"
+                    )
+                self._curves[name] = torch.tensor(monotone(seconds), dtype=torch.float64)
+            self.overhead = float(table["encoder"]["overhead"])
+            self.scale = float(table["encoder"].get("scale", 1.0))
+            if self.overhead < 0 or not self.scale > 0:
+                raise AsrpruneError(
+                    f"{where}: encoder.overhead must be >= 0 and encoder.scale > 0, got "
+                    f"{self.overhead!r} and {self.scale!r}"
+                )
+        except (KeyError, TypeError, ValueError) as e:
+            raise AsrpruneError(f"{where}: not a latency table ({type(e).__name__}: {e})") from e
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LatencyModel:
+        path = Path(path)
+        if not path.is_file():
+            raise AsrpruneError(f"{path}: latency table not found (asrprune latency-table)")
+        try:
+            table = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise AsrpruneError(f"{path}: not JSON ({e})") from e
+        return cls(table, str(path))
+
+    def check_config(self, config: Any) -> None:
+        """Refuse a model whose architecture is not the one the table timed."""
+        mine = config.to_dict()
+        differ = [k for k, v in self.config.items() if mine.get(k) != v]
+        if differ:
+            pairs = ", ".join(
+                f"{k}: table {self.config[k]!r}, model {mine.get(k)!r}" for k in differ
+            )
+            raise AsrpruneError(f"{self.where}: timed another architecture ({pairs})")
+
+    # -- parts ------------------------------------------------------------------
+
+    def surface(self, name: str, width: Size, units: Size) -> torch.Tensor:
+        """Seconds of module ``name`` at ``width`` with ``units`` kept (bilinear)."""
+        grid_u, seconds = self._surfaces[name]
+        i, a = _segment(self._width, width)
+        j, b = _segment(grid_u, units)
+        top = seconds[i, j] * (1 - b) + seconds[i, j + 1] * b
+        bottom = seconds[i + 1, j] * (1 - b) + seconds[i + 1, j + 1] * b
+        return top * (1 - a) + bottom * a
+
+    def curve(self, name: str, width: Size) -> torch.Tensor:
+        """Seconds of ``rest`` or ``front`` at ``width`` (linear)."""
+        seconds = self._curves[name]
+        i, a = _segment(self._width, width)
+        return seconds[i] * (1 - a) + seconds[i + 1] * a
+
+    def block(self, width: Size, heads: Size, ffn1: Size, ffn2: Size, conv: Size) -> torch.Tensor:
+        """Seconds of one block of these (exact or expected) sizes; 0 for width 0."""
+        present = torch.as_tensor(width, dtype=torch.float64).clamp(max=1.0)
+        modules = (
+            self.surface("ffn", width, ffn1)
+            + self.surface("mhsa", width, heads)
+            + self.surface("conv", width, conv)
+            + self.surface("ffn", width, ffn2)
+            + self.curve("rest", width)
+        )
+        return present * modules
+
+    def encoder(self, d_model: Size, blocks: Sequence[tuple[Size, ...]]) -> torch.Tensor:
+        """Seconds of an encoder of residual width ``d_model`` whose blocks have these
+        (width, heads, ffn1, ffn2, conv) sizes."""
+        parts = self.curve("front", d_model)
+        for sizes in blocks:
+            parts = parts + self.block(*sizes)
+        return self.scale * parts + self.overhead

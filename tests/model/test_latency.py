@@ -1,0 +1,132 @@
+"""The latency model: monotone, differentiable, exact for binary masks; the table command.
+
+Nothing here asserts on a timing: tables are either written by hand or checked for shape.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from asrprune.data.features import Cmvn, extract_features
+from asrprune.data.manifest import write_manifest
+from asrprune.errors import AsrpruneError
+from asrprune.latency_table import LatencyProfile, TableSettings, measure_latency_table
+from asrprune.model import ConformerEncoder, save_model
+from asrprune.model.latency import LatencyModel, grid, monotone
+from tests.builders import make_utterance
+from tests.model.tiny import pruned_structure, synthetic_table, tiny_config, tiny_model
+
+
+@pytest.fixture
+def latency():
+    return LatencyModel(synthetic_table())
+
+
+def test_monotone_makes_every_axis_non_decreasing():
+    a = np.array([[1.0, 0.5, 2.0], [0.2, 3.0, 1.0]])
+    m = monotone(a)
+    assert (np.diff(m, axis=0) >= 0).all() and (np.diff(m, axis=1) >= 0).all()
+    assert (m >= a).all() and m[0, 0] == 1.0
+
+
+def test_noisy_table_gives_a_model_monotone_in_every_width():
+    model = LatencyModel(synthetic_table(noise=5.0, seed=3))
+    c = tiny_config()
+    sizes = {"width": c.d_model, "heads": c.num_heads, "ffn1": c.ffn_dim, "ffn2": c.ffn_dim}
+    for name, full in sizes.items():
+        values = [
+            float(model.block(**{**sizes, "conv": 1, name: v})) for v in np.linspace(0, full, 41)
+        ]
+        assert all(b >= a - 1e-15 for a, b in itertools.pairwise(values)), name
+    assert float(model.block(c.d_model, 2, 64, 64, 0)) <= float(
+        model.block(c.d_model, 2, 64, 64, 1)
+    )
+
+
+def test_latency_is_differentiable_in_every_size(latency):
+    sizes = [torch.tensor(v, requires_grad=True) for v in (20.5, 1.5, 37.0, 50.2, 0.7)]
+    latency.block(*sizes).backward()
+    grads = [float(s.grad) for s in sizes]
+    assert all(g > 0 for g in grads), grads
+
+
+def test_a_block_of_width_zero_or_no_modules_costs_its_rest_only(latency):
+    assert float(latency.block(0, 0, 0, 0, 0)) == 0.0
+    assert float(latency.block(16, 0, 0, 0, 0)) == pytest.approx(float(latency.curve("rest", 16)))
+
+
+def test_the_teachers_prediction_includes_the_overhead(latency):
+    c = tiny_config()
+    full = tiny_model(0).encoder.structure
+    parts = float(latency.curve("front", c.d_model)) + sum(
+        float(latency.block(c.d_model, c.num_heads, c.ffn_dim, c.ffn_dim, 1)) for _ in full.blocks
+    )
+    assert ConformerEncoder.count_latency(full, latency) == pytest.approx(parts + 2e-5)
+
+
+def test_bad_tables_name_what_is_wrong():
+    table = synthetic_table()
+    table["ffn"]["seconds"] = table["ffn"]["seconds"][:-1]
+    with pytest.raises(AsrpruneError, match="ffn.seconds"):
+        LatencyModel(table, "t.json")
+    with pytest.raises(AsrpruneError, match="t.json: not a latency table"):
+        LatencyModel({"profile": {}}, "t.json")
+    with pytest.raises(AsrpruneError, match="width"):
+        LatencyModel({**synthetic_table(), "width": [8, 8, 16]})
+    with pytest.raises(AsrpruneError, match="timed another architecture.*d_model"):
+        LatencyModel(synthetic_table()).check_config(tiny_config(d_model=48))
+
+
+def test_profile_and_settings_refuse_bad_values():
+    with pytest.raises(AsrpruneError, match="profile.backend"):
+        LatencyProfile(backend="tensorrt")
+    with pytest.raises(AsrpruneError, match="profile.threads"):
+        LatencyProfile(threads=0)
+    with pytest.raises(AsrpruneError, match="prune.latency.rounds"):
+        TableSettings(rounds=0)
+    assert LatencyProfile().name == "cpu-torch-t1"
+
+
+def test_grid_is_distinct_increasing_and_ends_at_full():
+    assert grid(144, 5, least=8) == [29, 58, 86, 115, 144]
+    assert grid(4, 6) == [1, 2, 3, 4]
+
+
+def test_table_command_on_a_tiny_model(tmp_path):
+    """The table has every part's seconds at every grid point, positive, and a model
+    built from it predicts the teacher's measured encoder time exactly (the overhead)."""
+    utts = [
+        make_utterance(tmp_path / "audio", f"u{i}", seconds=s) for i, s in enumerate((0.6, 1.2))
+    ]
+    write_manifest(tmp_path / "data/manifests/test-clean.jsonl", utts)
+    extract_features(
+        tmp_path / "data/manifests/test-clean.jsonl", tmp_path / "data/features/test-clean"
+    )
+    save_model(tmp_path / "teacher.pt", tiny_model(0), b"", Cmvn.identity().to_dict())
+    settings = TableSettings(utterances=2, warmup_rounds=1, rounds=1, width_points=3, unit_points=3)
+    table = measure_latency_table(
+        tmp_path / "teacher.pt", tmp_path / "data", tmp_path / "t.json", settings=settings
+    )
+    c = tiny_config()
+    assert table["width"] == grid(c.d_model, 3, least=8)
+    assert table["ffn"]["units"] == [0, *grid(c.ffn_dim, 2)]
+    assert table["mhsa"]["units"] == list(range(c.num_heads + 1))
+    for name in ("ffn", "mhsa", "conv"):
+        rows = np.array(table[name]["seconds"])
+        assert rows.shape == (3, len(table[name]["units"]))
+        assert (rows[:, 0] == 0).all() and (rows[:, 1:] > 0).all()
+    assert all(s > 0 for s in table["rest"]["seconds"] + table["front"]["seconds"])
+    model = LatencyModel.load(tmp_path / "t.json")
+    predicted = ConformerEncoder.count_latency(tiny_model(0).encoder.structure, model)
+    assert predicted == pytest.approx(table["encoder"]["measured"])
+    assert table["encoder"]["overhead"] == 0 or table["encoder"]["scale"] == 1
+    assert ConformerEncoder.count_latency(pruned_structure(), model) > 0
+    save_model(
+        tmp_path / "small.pt", tiny_model(1, pruned_structure()), b"", Cmvn.identity().to_dict()
+    )
+    with pytest.raises(AsrpruneError, match="unpruned teacher"):
+        measure_latency_table(tmp_path / "small.pt", tmp_path / "data", tmp_path / "u.json")

@@ -1,0 +1,73 @@
+"""The latency model's check table: modelled against measured time, targets met or not."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from asrprune.errors import AsrpruneError
+from asrprune.model import ConformerEncoder, EncoderStructure, LatencyModel
+from asrprune.results.document import build_document
+from asrprune.results.latency import build_latency_table, write_latency_table
+from asrprune.results.layout import model_name
+from tests.model.tiny import synthetic_table, tiny_config
+from tests.results.runs import structure_at, write_run
+from tests.results.test_document import fake_run
+
+METHODS = ["l0-latency", "omp"]
+SPARSITIES = [0.3, 0.5]
+
+
+@pytest.fixture
+def run(tmp_path):
+    models = [model_name(m, s) for s in SPARSITIES for m in METHODS]
+    latency = LatencyModel(synthetic_table())
+    full = ConformerEncoder.count_latency(EncoderStructure.full(tiny_config()), latency)
+    # measured: the latency-target models land 2% above their prediction, OMP's 10% below
+    rtf = {"teacher": 1.0}
+    for name in models:
+        modelled = ConformerEncoder.count_latency(structure_at(float(name[-3:])), latency) / full
+        rtf[name] = modelled * (1.02 if name.startswith("l0-latency") else 0.9)
+    write_run(tmp_path, METHODS, SPARSITIES, rtf)
+    (tmp_path / "latency.json").write_text(json.dumps(synthetic_table()))
+    return tmp_path, models, rtf
+
+
+def test_every_model_is_modelled_measured_and_checked_against_its_target(run):
+    root, models, rtf = run
+    table = build_latency_table(root / "latency.json", root / "speed.csv", root / "metrics", models)
+    assert list(table["model"]) == ["teacher", *models]
+    rows = table.set_index("model")
+    assert rows.loc["teacher", "modelled_kept"] == pytest.approx(1.0)
+    assert rows.loc["teacher", "model_error_pct"] == pytest.approx(0.0)
+    for name in models:
+        assert rows.loc[name, "measured_kept"] == pytest.approx(rtf[name])
+        error = 100 * (1 / 1.02 - 1) if name.startswith("l0-latency") else 100 * (1 / 0.9 - 1)
+        assert rows.loc[name, "model_error_pct"] == pytest.approx(error)
+    assert rows.loc["l0-latency-s0.3", "target_kept"] == pytest.approx(0.7)
+    assert rows.loc["l0-latency-s0.3", "target_error_pct"] == pytest.approx(
+        100 * (rtf["l0-latency-s0.3"] / 0.7 - 1)
+    )
+    assert pd.isna(rows.loc["omp-s0.5", "target_kept"])
+    assert pd.isna(rows.loc["omp-s0.5", "target_error_pct"])
+
+
+def test_the_markdown_summarises_errors_and_targets_and_goes_into_results(run, tmp_path):
+    root, models, _ = run
+    md = write_latency_table(
+        root / "latency.json", root / "speed.csv", root / "metrics", models, root / "tables"
+    )[1]
+    text = md.read_text()
+    assert "| Model | Time kept: target | modelled | measured |" in text
+    assert "Latency model error over 5 models: median" in text
+    assert "Latency-target jobs within 5% of their target:" in text
+    document = build_document(**fake_run(tmp_path / "doc"), latency_table=md)
+    assert "\n## Latency model\n" in document and text in document
+
+
+def test_a_model_missing_from_speed_is_named(run):
+    root, models, _ = run
+    with pytest.raises(AsrpruneError, match="no rtf_ratio for model 'svd-s0.5'"):
+        build_latency_table(root / "latency.json", root / "speed.csv", root / "metrics", ["svd-s0.5"])
