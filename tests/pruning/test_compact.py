@@ -11,7 +11,7 @@ import torch
 from asrprune.model import ConformerEncoder, EncoderStructure, LatencyModel, Transducer
 from asrprune.model.flops import flop_counter
 from asrprune.model.hardconcrete import KEPT_FLOOR, TEMPERATURE
-from asrprune.model.structure import BlockStructure
+from asrprune.model.structure import BlockStructure, ModelConfig
 from asrprune.pruning.l0 import GateKinds, gated_student
 from tests.model.tiny import (
     pruned_structure,
@@ -113,7 +113,8 @@ def test_expected_size_is_exact_for_binary_masks(seed, kinds):
     assert float(flops["prunable"].detach()) == pytest.approx(exact["prunable"], rel=1e-6)
     latency = LatencyModel(synthetic_table())
     predicted = ConformerEncoder.count_latency(compact.structure, latency)
-    assert float(student.encoder.expected_latency(latency)) == pytest.approx(predicted, rel=1e-6)
+    expected_latency = float(student.encoder.expected_latency(latency).detach())
+    assert expected_latency == pytest.approx(predicted, rel=1e-6)
 
 
 @pytest.mark.parametrize("factor", [4, 6, 8])
@@ -172,3 +173,32 @@ def test_gates_only_on_the_kinds_asked_for():
     assert all(
         b.ffn1.gate is None and b.ffn2.gate is None and b.hidden_gate is None for b in blocks
     )
+
+
+@pytest.mark.parametrize("multiple", [8, 16])
+@pytest.mark.parametrize("seed", range(2))
+def test_width_multiple_keeps_every_width_a_multiple_and_the_size_on_target(seed, multiple):
+    """At the default run's size (12 blocks of width 144): every kept width of the final
+    structure is a multiple (or the full width), and the compact size is within 1 point
+    (of the teacher's blocks) of what plain rounding keeps."""
+    config = ModelConfig(d_model=144, num_blocks=12, num_heads=4, ffn_dim=576, conv_kernel=15)
+
+    def final(width_multiple: int) -> EncoderStructure:
+        torch.manual_seed(seed)
+        student = gated_student(Transducer(config), ALL, width_multiple=width_multiple)
+        set_gates(student, seed, keep=0.55)
+        return student.encoder.final_structure()
+
+    structure = final(multiple)
+
+    def ok(kept: int, full: int) -> bool:
+        return kept % multiple == 0 or kept == full
+
+    assert ok(structure.d_model, config.d_model)
+    for b in structure.blocks:
+        assert ok(b.width(structure.d_model), structure.d_model)
+        assert ok(b.heads * config.head_dim, config.num_heads * config.head_dim)
+        assert ok(b.ffn1, config.ffn_dim) and ok(b.ffn2, config.ffn_dim)
+    full = ConformerEncoder.count_params(config, None)
+    plain = ConformerEncoder.count_params(config, final(1))
+    assert abs(ConformerEncoder.count_params(config, structure) - plain) / full < 0.01

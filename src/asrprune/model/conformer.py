@@ -170,8 +170,12 @@ class RelPositionMultiHeadAttention(nn.Module):
         self.out_dropout = nn.Dropout(dropout)
         self.gate: HardConcrete | None = None
 
-    def add_gate(self) -> None:
-        self.gate = HardConcrete(self.heads)
+    def add_gate(self, width_multiple: int = 1) -> None:
+        """Head gates; kept heads' total width (heads x head_dim) a multiple of
+        ``width_multiple``."""
+        self.gate = HardConcrete(
+            self.heads, multiple=width_multiple // math.gcd(width_multiple, self.head_dim)
+        )
 
     def expected_heads(self) -> Size:
         return _gate_units(self.gate, self.heads)
@@ -283,8 +287,8 @@ class FeedForward(nn.Module):
         self.gate: HardConcrete | None = None
         self.module_gate: HardConcrete | None = None
 
-    def add_gate(self) -> None:
-        self.gate = HardConcrete(self.up.out_features)
+    def add_gate(self, width_multiple: int = 1) -> None:
+        self.gate = HardConcrete(self.up.out_features, multiple=width_multiple)
 
     def add_module_gate(self) -> None:
         self.module_gate = HardConcrete(1)
@@ -509,8 +513,8 @@ class ConformerBlock(nn.Module):
         self.norm = nn.LayerNorm(d) if d else None  # width 0: the block is the identity
         self.hidden_gate: HardConcrete | None = None
 
-    def add_hidden_gate(self) -> None:
-        self.hidden_gate = HardConcrete(self.width, binary=True)
+    def add_hidden_gate(self, width_multiple: int = 1) -> None:
+        self.hidden_gate = HardConcrete(self.width, binary=True, multiple=width_multiple)
 
     @staticmethod
     def module_size_params(
@@ -841,26 +845,31 @@ class ConformerEncoder(nn.Module):
         hidden_global: bool,
         hidden_local: bool,
         ffn_module: bool = False,
+        width_multiple: int = 1,
     ) -> None:
         """Give every unit of the chosen kinds a hard-concrete gate (a full encoder only).
         ``ffn`` gates FFN channels, ``ffn_module`` whole FFN modules. The gates of a kind
-        round their final unit counts together (:class:`RoundingGroup`)."""
+        round their final unit counts together (:class:`RoundingGroup`); every kept
+        width (heads x head_dim, FFN channels, hidden dimensions) a multiple of
+        ``width_multiple``."""
         if self.structure != EncoderStructure.full(self.config):
             raise AsrpruneError("gates can only be added to an unpruned encoder")
+        m = width_multiple
         if hidden_global:
-            self.hidden_gate = HardConcrete(self.structure.d_model, binary=True)
+            self.hidden_gate = HardConcrete(self.structure.d_model, binary=True, multiple=m)
         for block in self.blocks:
             if heads:
-                block.mhsa.add_gate()
+                block.mhsa.add_gate(m)
             for module in (block.ffn1, block.ffn2):
                 if ffn:
-                    module.add_gate()
+                    module.add_gate(m)
                 if ffn_module:
                     module.add_module_gate()
             if conv:
                 block.conv.add_gate()
             if hidden_local:
-                block.add_hidden_gate()
+                block.add_hidden_gate(m)
+                block.hidden_gate.within = self.hidden_gate  # None without global gates
         # each kind's final counts are rounded jointly over the blocks (RoundingGroup)
         kinds = [
             [b.mhsa.gate for b in self.blocks],

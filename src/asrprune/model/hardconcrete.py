@@ -40,28 +40,38 @@ class HardConcrete(nn.Module):
         n: number of units. binary: the final mask is 0/1 (for units whose mask cannot be
             folded into a weight, such as hidden dimensions that LayerNorms read); otherwise
             kept units keep their deterministic value, at least ``KEPT_FLOOR``, which
-            compaction folds into the weights.
+            compaction folds into the weights. multiple: the final mask keeps a multiple
+            of this many units (or all ``n``): widths a device's kernels like.
     forward: () -> mask (n,): a sample in training, :meth:`final_mask` in eval.
     """
 
-    def __init__(self, n: int, binary: bool = False):
+    def __init__(self, n: int, binary: bool = False, multiple: int = 1):
         super().__init__()
-        self.n, self.binary = n, binary
+        if multiple < 1:
+            raise ValueError(f"multiple: expected an integer >= 1, got {multiple}")
+        self.n, self.binary, self.multiple = n, binary, multiple
         self.peers: RoundingGroup | None = None  # gates rounded together with this one
+        # a gate whose units exist only where this other gate keeps them (a block's hidden
+        # gate within the encoder's): counted and chosen among those units
+        self.within: HardConcrete | None = None
         self.log_alpha = nn.Parameter(torch.empty(n))
         with torch.no_grad():
             self.log_alpha.normal_(math.log(INIT_KEEP / (1 - INIT_KEEP)), 0.01)
 
     def extra_repr(self) -> str:
-        return f"n={self.n}, binary={self.binary}"
+        return f"n={self.n}, binary={self.binary}, multiple={self.multiple}"
 
     def probs(self) -> torch.Tensor:
         """P(unit is non-zero) per unit: (n,); its sum is the expected L0 norm."""
         return torch.sigmoid(self.log_alpha - TEMPERATURE * math.log(-LEFT / RIGHT))
 
     def l0_norm(self) -> torch.Tensor:
-        """Expected number of units kept (a differentiable scalar)."""
-        return self.probs().sum()
+        """Expected number of units kept (a differentiable scalar); within another gate,
+        of units both keep."""
+        probs = self.probs()
+        if self.within is not None:
+            probs = probs * self.within.probs()
+        return probs.sum()
 
     def sample(self) -> torch.Tensor:
         u = torch.rand_like(self.log_alpha).clamp(1e-6, 1 - 1e-6)
@@ -69,11 +79,13 @@ class HardConcrete(nn.Module):
         return (s * (RIGHT - LEFT) + LEFT).clamp(0.0, 1.0)  # (n,)
 
     def kept_units(self) -> int:
-        """How many units the final mask keeps: round(expected L0 norm), or, in a
-        :class:`RoundingGroup`, this gate's share of the group's rounded total."""
+        """How many units the final mask keeps: the expected L0 norm rounded to a
+        multiple of ``multiple`` (at most ``n``), or, in a :class:`RoundingGroup`, this
+        gate's share of the group's rounded total."""
         if self.peers is not None:
             return self.peers.kept_units(self)
-        return int(torch.round(self.l0_norm().detach()).item())
+        q = self.multiple
+        return min(q * round(float(self.l0_norm().detach()) / q), self.n)
 
     def final_mask(self) -> torch.Tensor:
         """The deterministic mask: keep :meth:`kept_units` units, highest value first.
@@ -86,8 +98,13 @@ class HardConcrete(nn.Module):
         """
         k = self.kept_units()
         mask = torch.zeros_like(self.log_alpha)
+        scores = self.log_alpha.detach()
+        if self.within is not None:  # chosen among the units the other gate keeps
+            allowed = self.within.final_mask() > 0
+            scores = scores.masked_fill(~allowed, -math.inf)
+            k = min(k, int(allowed.sum()))
         if k > 0:
-            kept = torch.topk(self.log_alpha.detach(), k).indices
+            kept = torch.topk(scores, k).indices
             if self.binary:
                 mask[kept] = 1.0
             else:
@@ -112,7 +129,10 @@ class RoundingGroup:
     """Gates of one kind across the model (every head gate, every convolution-module
     gate, ...) whose final unit counts are rounded together: the group keeps
     round(sum of expected L0 norms) units, shared out by largest remainder, so each gate
-    keeps the floor or the ceiling of its expectation.
+    keeps the floor or the ceiling of its expectation. With a ``multiple`` q > 1 (the
+    same for every gate of the group) the same is done in blocks of q units: each gate
+    keeps a multiple of q (at most its n), the group's total within q / 2 of its
+    expectation.
 
     Why: rounding each gate alone lets the errors add up. Units such as a head or a whole
     module are a large share of the budget, and three heads rounded down (2.23, 1.32 and
@@ -122,11 +142,15 @@ class RoundingGroup:
 
     def __init__(self, gates: list[HardConcrete]):
         self.gates = list(gates)
+        if len({g.multiple for g in self.gates}) > 1:
+            raise ValueError("the gates of a rounding group must share their multiple")
         for gate in self.gates:
             gate.peers = self
 
     def kept_units(self, gate: HardConcrete) -> int:
+        q = self.gates[0].multiple
         with torch.no_grad():
-            expected = [float(g.l0_norm()) for g in self.gates]
-        counts = largest_remainder(expected, round(sum(expected)))
-        return counts[next(i for i, g in enumerate(self.gates) if g is gate)]
+            blocks = [float(g.l0_norm()) / q for g in self.gates]
+        counts = largest_remainder(blocks, round(sum(blocks)))
+        i = next(i for i, g in enumerate(self.gates) if g is gate)
+        return min(q * counts[i], gate.n)

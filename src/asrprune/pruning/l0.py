@@ -58,12 +58,13 @@ class L0Settings:
     lambda2_init: float = 0.0  # starting value of lambda2 (2 lambda2 is a proportional gain)
     distill_weight: float = 1.0  # weight of the layer-wise distillation loss (0: none)
     distill_map: str = "student"  # the side the distillation maps are applied to
+    width_multiple: int = 1  # kept widths (heads' width, FFN channels, hidden) multiples of this
 
     def __post_init__(self):
-        for name in ("target_warmup_steps",):
+        for name, least in (("target_warmup_steps", 0), ("width_multiple", 1)):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise AsrpruneError(f"l0.{name}: expected an integer >= 0, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < least:
+                raise AsrpruneError(f"l0.{name}: expected an integer >= {least}, got {v!r}")
         for name in ("reference_seconds", "gate_lr", "lambda_lr"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
@@ -262,10 +263,11 @@ class L0Loss:
         return loss + constraint, metrics
 
 
-def gated_student(teacher: Transducer, gates: GateKinds) -> Transducer:
-    """A copy of the teacher with gates on the chosen unit kinds, in training mode."""
+def gated_student(teacher: Transducer, gates: GateKinds, width_multiple: int = 1) -> Transducer:
+    """A copy of the teacher with gates on the chosen unit kinds, in training mode; its
+    final masks keep widths that are multiples of ``width_multiple``."""
     student = copy.deepcopy(teacher).train()
-    student.encoder.add_gates(**dataclasses.asdict(gates))
+    student.encoder.add_gates(**dataclasses.asdict(gates), width_multiple=width_multiple)
     if not student.encoder.gates():
         raise AsrpruneError("a pruning method needs at least one kind of gate")
     return student
@@ -329,7 +331,8 @@ def l0_setup(
             raise AsrpruneError(f"{method_name} needs a latency table (asrprune latency-table)")
         latency.check_config(teacher.config)
     torch.manual_seed(train.seed)
-    student = gated_student(teacher, m.gates)  # before freezing: the copy stays trainable
+    # before freezing: the copy stays trainable
+    student = gated_student(teacher, m.gates, l0.width_multiple)
     teacher = teacher.eval().to(resolve_device(device))
     for p in teacher.parameters():
         p.requires_grad_(False)
