@@ -518,7 +518,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p["latency-table"].add_argument("--data", required=True, help="the run's data/ folder")
     p["latency-table"].add_argument("--out", required=True, help="the JSON table to write")
     p["latency-table"].add_argument("--device", default="cpu", help="cpu or cuda")
-    p["latency-table"].add_argument("--backend", default="torch", help="torch")
+    p["latency-table"].add_argument("--backend", default="torch", help="torch or onnxruntime")
     p["latency-table"].add_argument("--threads", type=int, default=1, help="intra-op threads")
     p["latency-table"].add_argument(
         "--settings", help="JSON: utterances, warmup_rounds, rounds, width_points, unit_points"
@@ -614,7 +614,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p["deploy-tables"].add_argument("--models", nargs="+", required=True, help="teacher first")
     p["deploy-tables"].add_argument("--out-dir", required=True)
     p["latency-check"].add_argument("--table", required=True, help="the latency table")
-    p["latency-check"].add_argument("--speed", required=True, help="speed.csv (rule speed)")
+    p["latency-check"].add_argument(
+        "--speed", required=True, help="speed.csv, or speed_deploy.csv for another profile"
+    )
     p["latency-check"].add_argument("--metrics-dir", required=True, help="the run's metrics/")
     p["latency-check"].add_argument("--models", nargs="*", default=[], help="pruned models")
     p["latency-check"].add_argument("--out-dir", required=True)

@@ -11,7 +11,10 @@ the timed rounds of its seconds summed over the utterances. The teacher's own en
 runs in the same rounds; its median minus the modelled full encoder is the table's
 ``encoder.overhead``.
 
-Backends: ``torch`` (eager, as the speed rule times) on ``cpu`` or ``cuda``.
+Backends: ``torch`` (eager, as the speed rule times) on ``cpu`` or ``cuda``, and
+``onnxruntime`` (CPU): each part exported to ONNX as the deploy stage exports the encoder
+(asrprune.deploy.export), then timed in an ONNX Runtime session with the profile's
+threads.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -44,7 +49,7 @@ from asrprune.model.structure import BlockStructure
 from asrprune.speed import SpeedUtterance, load_utterances, pin_one_thread, schedule
 
 DEVICES = ("cpu", "cuda")
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,10 @@ class LatencyProfile:
             raise AsrpruneError(
                 f"prune.latency.profile.backend: expected one of {', '.join(BACKENDS)}, "
                 f"got {self.backend!r}"
+            )
+        if self.backend == "onnxruntime" and self.device != "cpu":
+            raise AsrpruneError(
+                "prune.latency.profile: the onnxruntime backend is timed on the cpu device only"
             )
         if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
             raise AsrpruneError(
@@ -96,23 +105,48 @@ class TableSettings:
                 raise AsrpruneError(f"prune.latency.{key}: expected an integer >= {lo}, got {v!r}")
 
 
+class _Residual(nn.Module):
+    """A block's module with its residual add (half-step for the feed-forward ones)."""
+
+    def __init__(self, module: nn.Module, scale: float):
+        super().__init__()
+        self.module, self.scale = module, scale
+
+    def forward(self, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * self.module(x, *rest)
+
+
+class _FirstTwo(nn.Module):
+    """The front end or the encoder as a graph: (feats, lens) -> (output, lengths)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, feats: torch.Tensor, lens: torch.Tensor):
+        out = self.module(feats, lens)
+        return out[0], out[1]
+
+
+# input names of each kind of part, and their dynamic axes (batch 1, time varies)
+_INPUTS = {
+    "x": {1: "T"},
+    "pos_emb": {0: "P"},
+    "valid": {1: "T"},
+    "feats": {1: "F"},
+    "lens": {},
+}
+
+
 @dataclass
 class _Part:
-    """One timed part: its table entry (name, width index, unit index) and its call."""
+    """One timed part: its table entry, its graph and its inputs per utterance."""
 
     key: tuple[str, int, int]  # (part, width index, units: channels, heads or 1)
-    run: Callable[[int], None]  # runs the part on the inputs of utterance i
-
-
-def _module_part(module: nn.Module, inputs: list[tuple], key, half: bool) -> _Part:
-    """A block's module with its residual add (half-step for the feed-forward ones)."""
-    scale = 0.5 if half else 1.0
-
-    def run(i: int) -> None:
-        x, *rest = inputs[i]
-        x + scale * module(x, *rest)
-
-    return _Part(key, run)
+    module: nn.Module  # forward(*inputs[i]), in eval mode on the device
+    inputs: list[tuple[torch.Tensor, ...]]  # one tuple per utterance
+    names: tuple[str, ...]  # of the inputs, keys of _INPUTS
+    outputs: tuple[str, ...] = ("y",)
 
 
 def build_parts(
@@ -132,47 +166,82 @@ def build_parts(
     def x(t: int, d: int) -> torch.Tensor:
         return torch.randn(1, t, d, generator=gen).to(device)
 
+    def part(key, module, inputs, names, outputs=("y",)) -> _Part:
+        return _Part(key, module.eval().to(device), list(inputs), names, outputs)
+
+    feats = [
+        (
+            torch.randn(1, t, config.input_dim, generator=gen).to(device),
+            torch.tensor([t]).to(device),
+        )
+        for t in frames
+    ]
     parts = []
     for w, d in enumerate(widths):
         states = [x(t, d) for t in lengths]
         for f in ffn_units:
             if f:
-                ffn = FeedForward(d, f).eval().to(device)
-                parts.append(_module_part(ffn, [(s,) for s in states], ("ffn", w, f), True))
+                ffn = _Residual(FeedForward(d, f), 0.5)
+                parts.append(part(("ffn", w, f), ffn, [(s,) for s in states], ("x",)))
+        with_pos = list(zip(states, pos, valid, strict=True))
         for heads in range(1, config.num_heads + 1):
             attn = RelPositionMultiHeadAttention(d, heads, config.head_dim, config.d_model)
-            attn = attn.eval().to(device)
-            inputs = list(zip(states, pos, valid, strict=True))
-            parts.append(_module_part(attn, inputs, ("mhsa", w, heads), False))
-        conv = ConvModule(d, config.d_model, config.conv_kernel).eval().to(device)
-        inputs = list(zip(states, valid, strict=True))
-        parts.append(_module_part(conv, inputs, ("conv", w, 1), False))
+            parts.append(
+                part(("mhsa", w, heads), _Residual(attn, 1.0), with_pos, ("x", "pos_emb", "valid"))
+            )
+        conv = _Residual(ConvModule(d, config.d_model, config.conv_kernel), 1.0)
+        parts.append(part(("conv", w, 1), conv, zip(states, valid, strict=True), ("x", "valid")))
         # a block with no module: its final norm, and the gather and scatter of a block
         # narrower than the residual stream
         hidden = None if d == config.d_model else tuple(range(d))
         bare = ConformerBlock(BlockStructure(0, 0, 0, False, hidden), config.d_model, config)
-        bare = bare.eval().to(device)
         streams = [x(t, config.d_model) for t in lengths]
-        parts.append(
-            _Part(("rest", w, 0), _call(bare, list(zip(streams, pos, valid, strict=True))))
-        )
+        inputs = zip(streams, pos, valid, strict=True)
+        parts.append(part(("rest", w, 0), bare, inputs, ("x", "pos_emb", "valid")))
         front = Conv2dSubsampling(
             config.input_dim, config.subsampling_channels, d, config.subsampling
-        ).eval()
-        front = front.to(device)
-        feats = [(torch.randn(1, t, config.input_dim, generator=gen).to(device),) for t in frames]
-        parts.append(_Part(("front", w, 0), _call(front, feats, lengths=True)))
+        )
+        parts.append(
+            part(("front", w, 0), _FirstTwo(front), feats, ("feats", "lens"), ("y", "y_lens"))
+        )
     return parts
 
 
-def _call(module: nn.Module, inputs: list[tuple], lengths: bool = False) -> Callable[[int], None]:
-    def run(i: int) -> None:
-        args = inputs[i]
-        if lengths:
-            args = (*args, torch.tensor([args[0].size(1)], device=args[0].device))
-        module(*args)
+def encoder_part(encoder: nn.Module, utts: Sequence[SpeedUtterance], device) -> _Part:
+    """The teacher's whole encoder on the utterances' own features (their values do not
+    change its time)."""
+    inputs = [(u.feats.to(device), torch.tensor([u.feats.size(1)]).to(device)) for u in utts]
+    return _Part(
+        ("encoder", 0, 0), _FirstTwo(encoder).eval(), inputs, ("feats", "lens"), ("y", "y_lens")
+    )
 
-    return run
+
+def bind(part: _Part, profile: LatencyProfile, folder: Path) -> Callable[[int], None]:
+    """The call that runs ``part`` on utterance i with the profile's backend."""
+    if profile.backend == "torch":
+
+        def run(i: int) -> None:
+            part.module(*part.inputs[i])
+
+        return run
+    from asrprune.deploy.export import export_graph
+    from asrprune.deploy.runtime import ort_session
+
+    path = folder / ("-".join(map(str, part.key)) + ".onnx")
+    axes = {name: _INPUTS[name] for name in part.names}
+    names = {"inputs": list(part.names), "outputs": list(part.outputs)}
+    export_graph(part.module.cpu(), tuple(t.cpu() for t in part.inputs[0]), path, names, axes)
+    session = ort_session(path, profile.threads)
+    wanted = {i.name for i in session.get_inputs()}  # the exporter drops unused inputs
+    feeds = [
+        {n: t.cpu().numpy() for n, t in zip(part.names, inputs, strict=True) if n in wanted}
+        for inputs in part.inputs
+    ]
+
+    def run_onnx(i: int) -> None:
+        session.run(None, feeds[i])
+
+    return run_onnx
 
 
 def _sync(device: torch.device) -> None:
@@ -182,16 +251,19 @@ def _sync(device: torch.device) -> None:
 
 @torch.inference_mode()
 def time_parts(
-    parts: Sequence[_Part], n_utts: int, warmup_rounds: int, rounds: int, device: torch.device
+    runs: dict[tuple, Callable[[int], None]],
+    n_utts: int,
+    warmup_rounds: int,
+    rounds: int,
+    device: torch.device,
 ) -> dict[tuple, float]:
     """Median over the timed rounds of each part's seconds summed over the utterances."""
-    by_key = {p.key: p for p in parts}
-    seconds: dict[tuple, list[float]] = {p.key: [] for p in parts}
-    for r, key in schedule(list(by_key), warmup_rounds, rounds):
+    seconds: dict[tuple, list[float]] = {key: [] for key in runs}
+    for r, key in schedule(list(runs), warmup_rounds, rounds):
         _sync(device)
         start = time.perf_counter()
         for i in range(n_utts):
-            by_key[key].run(i)
+            runs[key](i)
         _sync(device)
         if r >= 0:
             seconds[key].append(time.perf_counter() - start)
@@ -245,15 +317,16 @@ def measure_latency_table(
     widths = grid(config.d_model, settings.width_points, least=8)
     ffn_units = [0, *grid(config.ffn_dim, settings.unit_points - 1)]
     parts = build_parts(config, frames, widths, ffn_units, device)
-    # the teacher's encoder on the utterances' own features (values do not change its time)
-    whole = [(u.feats.to(device),) for u in utts]
-    parts.append(_Part(("encoder", 0, 0), _call(teacher.encoder, whole, lengths=True)))
+    parts.append(encoder_part(teacher.encoder, utts, device))
     print(
         f"latency table ({profile.name}): {len(parts)} parts, {len(utts)} utterances, "
         f"{settings.warmup_rounds} + {settings.rounds} rounds",
         file=sys.stderr,
     )
-    measured = time_parts(parts, len(utts), settings.warmup_rounds, settings.rounds, device)
+    with tempfile.TemporaryDirectory(prefix="asrprune-latency-") as folder:
+        with torch.no_grad():  # an ONNX export traces with plain (not inference) tensors
+            runs = {p.key: bind(p, profile, Path(folder)) for p in parts}
+        measured = time_parts(runs, len(utts), settings.warmup_rounds, settings.rounds, device)
     table = {
         "profile": asdict(profile),
         "settings": asdict(settings),

@@ -84,6 +84,8 @@ def test_bad_tables_name_what_is_wrong():
 def test_profile_and_settings_refuse_bad_values():
     with pytest.raises(AsrpruneError, match="profile.backend"):
         LatencyProfile(backend="tensorrt")
+    with pytest.raises(AsrpruneError, match="onnxruntime backend is timed on the cpu"):
+        LatencyProfile(device="cuda", backend="onnxruntime")
     with pytest.raises(AsrpruneError, match="profile.threads"):
         LatencyProfile(threads=0)
     with pytest.raises(AsrpruneError, match="prune.latency.rounds"):
@@ -96,7 +98,8 @@ def test_grid_is_distinct_increasing_and_ends_at_full():
     assert grid(4, 6) == [1, 2, 3, 4]
 
 
-def test_table_command_on_a_tiny_model(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_table_command_on_a_tiny_model(tmp_path, backend):
     """The table has every part's seconds at every grid point, positive, and a model
     built from it predicts the teacher's measured encoder time exactly (the overhead)."""
     utts = [
@@ -109,8 +112,13 @@ def test_table_command_on_a_tiny_model(tmp_path):
     save_model(tmp_path / "teacher.pt", tiny_model(0), b"", Cmvn.identity().to_dict())
     settings = TableSettings(utterances=2, warmup_rounds=1, rounds=1, width_points=3, unit_points=3)
     table = measure_latency_table(
-        tmp_path / "teacher.pt", tmp_path / "data", tmp_path / "t.json", settings=settings
+        tmp_path / "teacher.pt",
+        tmp_path / "data",
+        tmp_path / "t.json",
+        LatencyProfile(backend=backend),
+        settings,
     )
+    assert table["profile"]["backend"] == backend
     c = tiny_config()
     assert table["width"] == grid(c.d_model, 3, least=8)
     assert table["ffn"]["units"] == [0, *grid(c.ffn_dim, 2)]

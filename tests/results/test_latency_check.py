@@ -71,3 +71,30 @@ def test_a_model_missing_from_speed_is_named(run):
     root, models, _ = run
     with pytest.raises(AsrpruneError, match="no rtf_ratio for model 'svd-s0.5'"):
         build_latency_table(root / "latency.json", root / "speed.csv", root / "metrics", ["svd-s0.5"])
+
+
+def test_another_profile_is_checked_against_the_deploy_speed_rows(run):
+    """An ONNX Runtime profile at 2 threads: the deployed models' fp32 encoder ratios at
+    2 threads are the measurements; models the deploy stage did not time are left out."""
+    root, models, _ = run
+    table = synthetic_table()
+    table["profile"] = {"device": "cpu", "backend": "onnxruntime", "threads": 2}
+    (root / "ort.json").write_text(json.dumps(table))
+    rows = [
+        ("teacher", "onnxruntime", "fp32", 2, 1.0),
+        ("l0-latency-s0.5", "onnxruntime", "fp32", 2, 0.61),
+        ("l0-latency-s0.5", "onnxruntime", "fp32", 1, 0.55),
+        ("l0-latency-s0.5", "onnxruntime", "int8", 2, 0.4),
+        ("l0-latency-s0.5", "torch", "fp32", 2, 0.7),
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["model", "backend", "precision", "threads", "encoder_ratio"]
+    ).assign(rtf_encoder=1.0, rtf_full=None)
+    frame.to_csv(root / "speed_deploy.csv", index=False)
+    checked = build_latency_table(root / "ort.json", root / "speed_deploy.csv", root / "metrics", models)
+    assert list(checked["model"]) == ["teacher", "l0-latency-s0.5"]
+    assert checked.set_index("model").loc["l0-latency-s0.5", "measured_kept"] == pytest.approx(0.61)
+    table["profile"]["threads"] = 4
+    (root / "ort4.json").write_text(json.dumps(table))
+    with pytest.raises(AsrpruneError, match="no onnxruntime fp32 rows at 4 thread"):
+        build_latency_table(root / "ort4.json", root / "speed_deploy.csv", root / "metrics", models)

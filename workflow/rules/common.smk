@@ -244,6 +244,21 @@ def deploy_table_files():
     ]
 
 
+def latency_speed():
+    """The speed file that times the latency profile: speed.csv for the speed rule's (cpu,
+    torch, 1 thread), else speed_deploy.csv (config deploy must be on and time it)."""
+    profile = LATENCY["profile"]
+    latency_run = any(m in LATENCY_METHODS for m in config["prune"]["methods"])
+    if not latency_run or profile == {"device": "cpu", "backend": "torch", "threads": 1}:
+        return f"{R}/speed.csv"
+    if not DEPLOY["enabled"]:
+        raise WorkflowError(
+            f"prune.latency.profile {profile}: only the deploy stage times it; set "
+            "deploy.enabled (with the profile's threads in deploy.threads) to check l0-latency"
+        )
+    return f"{R}/speed_deploy.csv"
+
+
 def latency_table_files():
     """The latency model's check, Markdown first ([] without a latency-target method)."""
     if not any(m in LATENCY_METHODS for m in config["prune"]["methods"]):

@@ -88,7 +88,7 @@ rule latency_check:
         metrics=expand(
             f"{R}/metrics/{{model}}.json", model=["teacher", *pruned_models()]
         ),
-        speed=f"{R}/speed.csv",
+        speed=latency_speed(),
     output:
         [
             report(path, caption="../report/latency.rst", category="Tables")

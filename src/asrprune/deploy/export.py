@@ -65,7 +65,7 @@ FEATURES = {
 }
 
 
-def _export(graph: torch.nn.Module, args: tuple, path: Path, names: dict, axes: dict) -> None:
+def export_graph(graph: torch.nn.Module, args: tuple, path: Path, names: dict, axes: dict) -> None:
     """One graph to ``path`` with the dynamic ``axes`` ({input or output: {dim: name}}).
 
     The TorchScript exporter: TorchDynamo's (torch 2.14) fails to decompose the encoder's
@@ -186,7 +186,7 @@ def _write_graphs(f: ModelFile, folder: Path) -> dict:
     model, config = f.model, f.model.config
     x, lens = check_batch(f.cmvn)
     batch, time = "N", "T"
-    _export(
+    export_graph(
         EncoderGraph(model, f.cmvn),
         (x, lens),
         folder / "encoder.onnx",
@@ -202,7 +202,7 @@ def _write_graphs(f: ModelFile, folder: Path) -> dict:
     if config.predictor == "stateless":
         context = config.predictor_context
         y = torch.full((2, context), -1, dtype=torch.long)
-        _export(
+        export_graph(
             StatelessDecoderGraph(model),
             (y,),
             folder / "decoder.onnx",
@@ -214,7 +214,7 @@ def _write_graphs(f: ModelFile, folder: Path) -> dict:
         )
     else:
         h, c = model.predictor.init_state(2)
-        _export(
+        export_graph(
             LstmDecoderGraph(model),
             (torch.zeros(2, dtype=torch.long), h, c),
             folder / "decoder.onnx",
@@ -222,7 +222,7 @@ def _write_graphs(f: ModelFile, folder: Path) -> dict:
             {name: {0: batch} for name in ("y", "h", "c", "decoder_out", "next_h", "next_c")},
         )
         _set_metadata(folder / "decoder.onnx", {"vocab_size": config.vocab_size})
-    _export(
+    export_graph(
         JoinerGraph(model),
         (torch.zeros(2, J), torch.zeros(2, J)),
         folder / "joiner.onnx",

@@ -24,7 +24,7 @@ from asrprune.model.structure import EncoderStructure, ModelConfig
 from asrprune.model.transducer import ParamCounts, State, Transducer
 
 
-def _session(path: Path, threads: int):
+def ort_session(path: Path, threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -115,7 +115,7 @@ class OnnxTransducer:
         folder = Path(folder)
         self.manifest = read_manifest(folder)
         self.folder = folder
-        sessions = {name: _session(folder / f"{name}.onnx", threads) for name in GRAPHS}
+        sessions = {name: ort_session(folder / f"{name}.onnx", threads) for name in GRAPHS}
         self.tokenizer = Tokenizer.load(folder / TOKENIZER)
         with torch.device("meta"):  # shapes only: sizes and FLOPs as the model file's
             self.shape = build_model(self.manifest["architecture"], str(folder / MANIFEST))

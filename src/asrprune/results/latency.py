@@ -7,8 +7,10 @@ teacher's encoder time it keeps three ways:
   (empty for the other methods);
 - ``modelled_kept``: the latency model's prediction for the model's structure over the
   teacher's (asrprune.model.latency; the table the run's l0-latency jobs pruned to);
-- ``measured_kept``: ``speed.csv``'s ``rtf_ratio``, the encoder's median RTF over the
-  teacher's, timed side by side on one thread (rule speed);
+- ``measured_kept``: the encoder's median RTF over the teacher's, timed side by side on
+  the table's profile: ``speed.csv``'s ``rtf_ratio`` for the cpu, torch, 1-thread profile
+  (rule speed, the paper's protocol), else ``speed_deploy.csv``'s ``encoder_ratio`` at the
+  profile's backend (fp32) and threads (rule speed_deploy: the deployed models only);
 
 then ``model_error_pct`` = 100 (modelled / measured - 1), the latency model's error, and
 ``target_error_pct`` = 100 (measured / target - 1), how far a job's measured time landed
@@ -49,22 +51,60 @@ def _structure(metrics_dir: Path, model: str) -> EncoderStructure:
     return EncoderStructure.from_dict(json_field(read_json(path), path, "structure"), where)
 
 
+SPEED_RULE_PROFILE = {"device": "cpu", "backend": "torch", "threads": 1}
+
+
+def measured_kept(profile: dict, speed_path: str | os.PathLike) -> dict[str, float]:
+    """Model -> measured encoder time over the teacher's on ``profile``, from the speed
+    file that timed it: ``speed.csv`` for the speed rule's profile, else
+    ``speed_deploy.csv``."""
+    if profile == SPEED_RULE_PROFILE:
+        speed = read_speed(speed_path)
+        if "rtf_ratio" not in speed.columns:
+            raise AsrpruneError(f"{speed_path}: column 'rtf_ratio' is missing")
+        return {str(m): float(v) for m, v in speed["rtf_ratio"].items()}
+    if profile["device"] != "cpu":
+        raise AsrpruneError(f"no speed rule times the {profile['device']} device: no check")
+    from asrprune.results.deploy import read_deploy_speed
+
+    speed = read_deploy_speed(speed_path)
+    rows = speed[
+        (speed["backend"] == profile["backend"])
+        & (speed["precision"] == "fp32")
+        & (speed["threads"] == profile["threads"])
+    ]
+    if rows.empty:
+        raise AsrpruneError(
+            f"{speed_path}: no {profile['backend']} fp32 rows at {profile['threads']} "
+            "thread(s), the latency profile (config deploy.threads)"
+        )
+    return {str(r.model): float(r.encoder_ratio) for r in rows.itertuples(index=False)}
+
+
 def build_latency_table(
     table_path: str | os.PathLike,
     speed_path: str | os.PathLike,
     metrics_dir: str | os.PathLike,
     models: Sequence[str],
 ) -> pd.DataFrame:
-    """One row per model (``models``: the pruned ones; the teacher comes first)."""
+    """One row per model the speed file timed (``models``: the pruned ones; the teacher
+    comes first). ``speed_path``: the file that timed the table's profile
+    (:func:`measured_kept`)."""
     latency = LatencyModel.load(table_path)
-    speed = read_speed(speed_path)
+    measured_by_model = measured_kept(latency.profile, speed_path)
+    if TEACHER not in measured_by_model:
+        raise AsrpruneError(f"{speed_path}: no row for the teacher")
+    if latency.profile == SPEED_RULE_PROFILE:
+        missing = [m for m in models if m not in measured_by_model]
+        if missing:
+            raise AsrpruneError(f"{speed_path}: no rtf_ratio for model {missing[0]!r}")
     metrics_dir = Path(metrics_dir)
     teacher = ConformerEncoder.count_latency(_structure(metrics_dir, TEACHER), latency)
     rows = []
     for model in [TEACHER, *models]:
-        if model not in speed.index or "rtf_ratio" not in speed.columns:
-            raise AsrpruneError(f"{speed_path}: no rtf_ratio for model {model!r}")
-        measured = float(speed.loc[model, "rtf_ratio"])
+        if model not in measured_by_model:  # not deployed: the deploy speed rule skips it
+            continue
+        measured = measured_by_model[model]
         modelled = ConformerEncoder.count_latency(_structure(metrics_dir, model), latency) / teacher
         target = float("nan")
         if model != TEACHER:
