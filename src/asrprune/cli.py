@@ -319,6 +319,8 @@ def _figures(a):
         methods=a.methods,
         sparsities=a.sparsities,
         out_dir=a.out_dir,
+        deploy_table=a.deploy_table,
+        speed_deploy=a.speed_deploy,
     )
     for path in paths:
         print(path)
@@ -607,6 +609,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--seed-sparsities", nargs="*", type=float, help="where they run (default: every one)"
     )
     p["figures"].add_argument("--summaries", nargs="*", default=[], help="L0 jobs' summaries")
+    p["figures"].add_argument("--deploy-table", help="tables/deploy.csv (deploy stage)")
+    p["figures"].add_argument("--speed-deploy", help="speed_deploy.csv (deploy stage)")
     p["figures"].add_argument("--teacher", required=True, help="the teacher's model file")
 
     p["deploy-tables"].add_argument("--metrics-dir", required=True, help="the run's metrics/")

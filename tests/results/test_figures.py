@@ -9,6 +9,7 @@ from asrprune.cli import main
 from asrprune.errors import AsrpruneError
 from asrprune.model import EncoderStructure
 from asrprune.results.figures import (
+    fastest_backend,
     hidden_dims,
     module_retention,
     pareto_front,
@@ -115,3 +116,64 @@ def test_a_missing_summary_is_named(tmp_path):
             sparsities=[0.5],
             out_dir=run / "figures",
         )
+
+
+def _deploy_files(root):
+    """tables/deploy.csv and speed_deploy.csv of two deployed models: at one thread the
+    teacher is fastest on ORT fp32 and the pruned model on ORT int8."""
+    deploy = pd.DataFrame(
+        {
+            "model": ["teacher", "l0-params-s0.5"],
+            **{f"wer_test_clean_{b}": [10.0, 12.0] for b in ("torch", "fp32")},
+            "wer_test_clean_int8": [10.5, 12.7],
+            **{f"wer_test_other_{b}": [20.0, 22.0] for b in ("torch", "fp32")},
+            "wer_test_other_int8": [20.5, 22.9],
+        }
+    )
+    rows = []
+    for model, rtfs in (("teacher", (0.1, 0.08, 0.09)), ("l0-params-s0.5", (0.07, 0.05, 0.03))):
+        for (backend, precision), rtf in zip(
+            [("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")], rtfs, strict=True
+        ):
+            rows.append((model, backend, precision, 1, rtf))
+            rows.append((model, backend, precision, 2, rtf / 3))  # not the panel's setting
+    speed = pd.DataFrame(rows, columns=["model", "backend", "precision", "threads", "rtf_encoder"])
+    deploy.to_csv(root / "deploy.csv", index=False)
+    speed.assign(rtf_full=None).to_csv(root / "speed_deploy.csv", index=False)
+    return deploy, speed
+
+
+def test_the_fastest_backend_at_one_thread_brings_its_own_wer(tmp_path):
+    deploy, speed = _deploy_files(tmp_path)
+    fastest = fastest_backend(deploy, speed).set_index("model")
+    assert fastest.loc["teacher", "backend"] == "ORT fp32"
+    assert fastest.loc["teacher", "rtf"] == pytest.approx(0.08)
+    assert fastest.loc["l0-params-s0.5", "backend"] == "ORT int8"
+    assert fastest.loc["l0-params-s0.5", "wer_test_other"] == pytest.approx(22.9)
+    assert fastest.loc["l0-params-s0.5", ["method", "sparsity"]].tolist() == ["l0-params", 0.5]
+    with pytest.raises(AsrpruneError, match="no rows at 4 thread"):
+        fastest_backend(deploy, speed, threads=4)
+
+
+def test_wer_rtf_gets_the_fastest_backends_row_with_the_deploy_tables(tmp_path):
+    run = write_run(tmp_path / "run", ["l0-params", "omp"], [0.5])
+    _deploy_files(tmp_path)
+    args = dict(
+        metrics_dir=run / "metrics",
+        summaries=sorted((run / "pruning").iterdir()),
+        speed_path=run / "speed.csv",
+        teacher_model=run / "models/teacher.pt",
+        methods=["l0-params", "omp"],
+        sparsities=[0.5],
+    )
+    plain = write_figures(**args, out_dir=tmp_path / "plain")
+    both = write_figures(
+        **args,
+        out_dir=tmp_path / "deploy",
+        deploy_table=tmp_path / "deploy.csv",
+        speed_deploy=tmp_path / "speed_deploy.csv",
+    )
+    size = {p.parent.name: p.stat().st_size for p in plain + both if p.stem == "wer_rtf" and p.suffix == ".png"}
+    assert size["deploy"] > size["plain"]  # a second row of panels
+    with pytest.raises(AsrpruneError, match="together"):
+        write_figures(**args, out_dir=tmp_path / "x", deploy_table=tmp_path / "deploy.csv")

@@ -249,7 +249,11 @@ def latency_speed():
     torch, 1 thread), else speed_deploy.csv (config deploy must be on and time it)."""
     profile = LATENCY["profile"]
     latency_run = any(m in LATENCY_METHODS for m in config["prune"]["methods"])
-    if not latency_run or profile == {"device": "cpu", "backend": "torch", "threads": 1}:
+    if not latency_run or profile == {
+        "device": "cpu",
+        "backend": "torch",
+        "threads": 1,
+    }:
         return f"{R}/speed.csv"
     if not DEPLOY["enabled"]:
         raise WorkflowError(

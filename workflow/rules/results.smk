@@ -49,6 +49,8 @@ rule figures:
         summaries=expand(f"{R}/pruning/{{model}}.json", model=pruned_models(L0_METHODS)),
         speed=f"{R}/speed.csv",
         teacher=f"{R}/models/teacher.pt",
+        # the fastest backend's row of wer_rtf: deploy.csv, then speed_deploy.csv
+        deploy=[p for p in deploy_table_files() if p.endswith(".csv")],
     output:
         [
             report(
@@ -74,9 +76,14 @@ rule figures:
         out_dir=lambda w, output: Path(output[0]).parent,
         methods=config["prune"]["methods"],
         sparsities=config["prune"]["sparsities"],
+        deploy=lambda w, input: (
+            f" --deploy-table {input.deploy[0]} --speed-deploy {input.deploy[1]}"
+            if input.deploy
+            else ""
+        ),
     shell:
         "asrprune figures --metrics-dir {params.metrics_dir} --summaries {input.summaries}"
-        " --speed {input.speed} --teacher {input.teacher} --methods {params.methods}"
+        " --speed {input.speed} --teacher {input.teacher} --methods {params.methods}{params.deploy}"
         " --sparsities {params.sparsities} --out-dir {params.out_dir} > {log} 2>&1"
 
 

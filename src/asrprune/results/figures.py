@@ -5,7 +5,9 @@
   ``ConformerBlock.count_module_params``, the formulas that size the pruning budget.
 - ``fig2b_hidden_<method>``: hidden dimensions each block keeps, one line per target.
 - ``wer_rtf``: test-clean and test-other WER against RTF for every model, with the Pareto
-  front (no other model is both faster and more accurate).
+  front (no other model is both faster and more accurate); with the deploy stage's
+  tables, a second row of panels: each deployed model on its fastest backend at one
+  thread (PyTorch, ONNX Runtime fp32 or int8), that backend's WER against its RTF.
 - ``kept_vs_target``: each L0 job's expected kept fraction against its target over the
   pruning steps.
 
@@ -35,6 +37,7 @@ from asrprune.results.layout import (
     TEACHER,
     figure_names,
     model_name,
+    parse_model_name,
     structure_sparsity,
 )
 from asrprune.results.tables import build_table
@@ -173,26 +176,72 @@ def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return ordered[ordered[y] < ordered[y].cummin().shift(fill_value=math.inf)]
 
 
-def plot_wer_rtf(table: pd.DataFrame, stem: str | os.PathLike) -> list[Path]:
-    """WER against RTF, one panel per test split; ``table`` as ``tables.build_table`` gives."""
-    data = table.assign(target=[_target(s) for s in table["sparsity"]])
+# deploy.csv's WER column suffix of each (backend, precision) of speed_deploy.csv
+BACKEND_COLUMNS = {
+    ("torch", "fp32"): ("torch", "PyTorch"),
+    ("onnxruntime", "fp32"): ("fp32", "ORT fp32"),
+    ("onnxruntime", "int8"): ("int8", "ORT int8"),
+}
+
+
+def fastest_backend(deploy: pd.DataFrame, speed: pd.DataFrame, threads: int = 1) -> pd.DataFrame:
+    """Per deployed model, its fastest backend's encoder RTF at ``threads`` and that
+    backend's WERs: ``deploy`` is ``tables/deploy.csv``, ``speed`` ``speed_deploy.csv``."""
+    at = speed[speed["threads"] == threads]
+    if at.empty:
+        raise AsrpruneError(f"speed_deploy: no rows at {threads} thread(s)")
+    wer = deploy.set_index("model")
+    rows = []
+    for model, group in at.groupby("model", sort=False):
+        best = group.loc[group["rtf_encoder"].idxmin()]
+        suffix, label = BACKEND_COLUMNS[(best["backend"], best["precision"])]
+        method, sparsity = (
+            (TEACHER, 0.0) if model == TEACHER else parse_model_name(str(model))[:2]
+        )
+        rows.append(
+            {
+                "model": model,
+                "method": method,
+                "sparsity": sparsity,
+                "backend": label,
+                "rtf": float(best["rtf_encoder"]),
+                "wer_test_clean": float(wer.loc[model, f"wer_test_clean_{suffix}"]),
+                "wer_test_other": float(wer.loc[model, f"wer_test_other_{suffix}"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _wer_rtf_panel(ax, data: pd.DataFrame, column: str, title: str, style: str, x: str) -> None:
+    front = pareto_front(data, "rtf", column)
+    ax.step(front["rtf"], front[column], where="post", color="grey", linestyle=":", zorder=0)
+    sns.scatterplot(data=data, x="rtf", y=column, hue="method", style=style, s=70, ax=ax)
+    for row in data.itertuples(index=False):
+        if row.method != TEACHER:
+            xy = (row.rtf, getattr(row, column))
+            ax.annotate(row.target, xy, xytext=(3, 3), textcoords="offset points", fontsize=7)
+    ax.set(xlabel=x, ylabel=f"{title} WER %", title=title)
+
+
+def plot_wer_rtf(
+    table: pd.DataFrame, stem: str | os.PathLike, fastest: pd.DataFrame | None = None
+) -> list[Path]:
+    """WER against RTF, one panel per test split; ``table`` as ``tables.build_table`` gives.
+    ``fastest`` (:func:`fastest_backend`): a second row, each deployed model on its fastest
+    backend at one thread."""
+    rows = [(table, "method", "RTF (encoder, PyTorch, 1 thread)")]
+    if fastest is not None:
+        rows.append((fastest, "backend", "RTF (encoder, fastest backend, 1 thread)"))
     splits = {"wer_test_clean": "test-clean", "wer_test_other": "test-other"}
     with sns.axes_style(STYLE):
-        fig = Figure(figsize=(11.0, 4.0), layout="constrained")
-        axes = fig.subplots(1, len(splits))
-    for ax, (column, split) in zip(axes, splits.items(), strict=True):
-        front = pareto_front(data, "rtf", column)
-        ax.step(front["rtf"], front[column], where="post", color="grey", linestyle=":", zorder=0)
-        sns.scatterplot(
-            data=data, x="rtf", y=column, hue="method", style="method", s=70, ax=ax, legend=True
-        )
-        for row in data.itertuples(index=False):
-            if row.method != TEACHER:
-                xy = (row.rtf, getattr(row, column))
-                ax.annotate(row.target, xy, xytext=(3, 3), textcoords="offset points", fontsize=7)
-        ax.set(xlabel="RTF (encoder, median)", ylabel=f"{split} WER %", title=split)
-    axes[0].get_legend().remove()
-    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), title="method")
+        fig = Figure(figsize=(11.0, 4.0 * len(rows)), layout="constrained")
+        axes = fig.subplots(len(rows), len(splits), squeeze=False)
+    for row_axes, (data, style, x) in zip(axes, rows, strict=True):
+        data = data.assign(target=[_target(s) for s in data["sparsity"]])
+        for ax, (column, split) in zip(row_axes, splits.items(), strict=True):
+            _wer_rtf_panel(ax, data, column, split, style, x)
+        row_axes[0].get_legend().remove()
+        sns.move_legend(row_axes[-1], "upper left", bbox_to_anchor=(1.02, 1))
     return save_figure(fig, stem)
 
 
@@ -252,12 +301,18 @@ def write_figures(
     methods: Sequence[str],
     sparsities: Sequence[float],
     out_dir: str | os.PathLike,
+    deploy_table: str | os.PathLike | None = None,
+    speed_deploy: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Every figure ``layout.figure_names(methods)`` names, as PNG and PDF under ``out_dir``.
 
     ``summaries``: pruning summary files (``<model>.json``), one per L0 job; the others'
-    are not read.
+    are not read. ``deploy_table`` and ``speed_deploy``: the deploy stage's
+    ``tables/deploy.csv`` and ``speed_deploy.csv`` (both or neither), for the fastest
+    backend's row of ``wer_rtf``.
     """
+    if (deploy_table is None) != (speed_deploy is None):
+        raise AsrpruneError("figures: give the deploy table and speed_deploy.csv together")
     names = figure_names(methods)  # checks the methods
     out = Path(out_dir)
     written: list[Path] = []
@@ -276,7 +331,12 @@ def write_figures(
         )
         written += plot_hidden_dims(structures, config, out / f"fig2b_hidden_{method}", method)
     table = build_table(metrics_dir, speed_path, methods, sparsities)
-    written += plot_wer_rtf(table, out / "wer_rtf")
+    fastest = None
+    if deploy_table is not None:
+        from asrprune.results.deploy import read_deploy_speed
+
+        fastest = fastest_backend(pd.read_csv(deploy_table), read_deploy_speed(speed_deploy))
+    written += plot_wer_rtf(table, out / "wer_rtf", fastest)
     if "kept_vs_target" in names:
         given = {Path(path).stem: Path(path) for path in summaries}
         histories = {}
