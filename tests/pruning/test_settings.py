@@ -65,6 +65,17 @@ def test_each_method_is_given_what_it_reads(prune):
         } | ({"omp": prune["omp"]} if method == "omp" else {})
 
 
+def test_overrides_set_one_methods_settings_and_only_what_it_reads(prune):
+    over = {**prune, "overrides": {"omp": {"finetune": {"peak_lr": 3e-4}}}}
+    assert method_settings("omp", over)["finetune"] == {**prune["finetune"], "peak_lr": 3e-4}
+    assert method_settings("parp", over) == method_settings("parp", prune)
+    assert prune["finetune"]["peak_lr"] != 3e-4  # the shared section is left as it was
+    with pytest.raises(AsrpruneError, match=r"prune.overrides.omp.train.peak_lr: not read by omp"):
+        method_settings("omp", {**prune, "overrides": {"omp": {"train": {"peak_lr": 1e-3}}}})
+    with pytest.raises(AsrpruneError, match=r"prune.overrides.svd.parp: not read by svd"):
+        method_settings("svd", {**prune, "overrides": {"svd": {"parp": {"reprune_every": 3}}}})
+
+
 @pytest.mark.parametrize("method", PRUNE_METHODS)
 def test_a_job_takes_what_it_is_given_also_as_json(prune, method):
     given = method_settings(method, prune)

@@ -85,8 +85,20 @@ def describe(method: str) -> str:
 
 def method_settings(method: str, prune: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The part of config ``prune`` (validated, defaults filled in) that ``method``'s job
-    reads, by section: what the workflow gives the job."""
-    return {name: keys.select(prune[name]) for name, keys in settings_read(method).items()}
+    reads, by section, with ``prune.overrides.<method>`` set over it: what the workflow
+    gives the job. An override of a setting the method does not read is refused."""
+    reads = settings_read(method)
+    sections = {name: keys.select(prune[name]) for name, keys in reads.items()}
+    overrides = (prune.get("overrides") or {}).get(method) or {}
+    for name, values in overrides.items():
+        where = f"prune.overrides.{method}.{name}"
+        if name not in reads:
+            raise AsrpruneError(f"{where}: not read by {method} ({describe(method)})")
+        for key, value in section_dict(values, where).items():
+            if not reads[name].reads(key):
+                raise AsrpruneError(f"{where}.{key}: not read by {method} ({describe(method)})")
+            sections[name][key] = value
+    return sections
 
 
 def check_method_settings(method: str, settings: Mapping[str, Any] | str) -> dict[str, dict]:
