@@ -62,14 +62,15 @@ def test_known_hypotheses_give_the_expected_json_and_files(corpus, tmp_path, mon
     store = FeatureStore(corpus.train_store)
     seen = []
 
-    def fake_decode(model, batch, beam=0, fusion=None):
+    def fake_decode(model, batch, ways):
         for b, uid in enumerate(batch.ids):
             if uid in store:
                 T = int(batch.feat_lens[b])
                 expected = (store[uid] - 3.0) / 2.0
                 torch.testing.assert_close(batch.feats[b, :T], expected)
             seen.append(uid)
-        return [corpus.tokenizer.encode(hyps[uid]) for uid in batch.ids]
+        assert list(ways) == [(0, None)]  # greedy search only
+        return [([corpus.tokenizer.encode(hyps[uid]) for uid in batch.ids], 0.1)]
 
     monkeypatch.setattr("asrprune.decode.decode_batch", fake_decode)
     result = evaluate_model(

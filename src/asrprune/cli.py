@@ -190,9 +190,7 @@ def _evaluate(a):
     from asrprune.lm import LmSettings
 
     data = Path(a.data)
-    # Every split but train: decoding all of train costs more than the rest together.
-    names = ("dev", "test-clean", "test-other")
-    splits = {s: (data / f"manifests/{s}.jsonl", data / f"features/{s}") for s in names}
+    splits = {s: (data / f"manifests/{s}.jsonl", data / f"features/{s}") for s in a.splits}
     metrics = evaluate_model(
         a.model,
         splits,
@@ -504,6 +502,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="model file, or a folder of asrprune export"
     )
     p["evaluate"].add_argument("--data", required=True, help="the run's data/ folder")
+    # every split but train by default: decoding train costs more than the rest together
+    p["evaluate"].add_argument(
+        "--splits",
+        nargs="+",
+        choices=("dev", "test-clean", "test-other"),
+        default=["dev", "test-clean", "test-other"],
+        help="splits to decode",
+    )
     p["evaluate"].add_argument("--name", required=True, help="model name (e.g. teacher)")
     p["evaluate"].add_argument("--out", required=True, help="metrics JSON")
     p["evaluate"].add_argument("--hyps", required=True, help="folder for <split>.jsonl hypotheses")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +19,13 @@ import jiwer
 import torch
 
 from asrprune.data.batching import UtteranceDataset
-from asrprune.decode import decode_dataset
+from asrprune.decode import Way, decode_dataset_ways
 from asrprune.device import resolve_device
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, write_json
 from asrprune.lm import NO_LM, LmSettings, transcript_lm
 from asrprune.model import Transducer
-from asrprune.model.decoding import MAX_SYMBOLS_PER_FRAME, Fusion
+from asrprune.model.decoding import MAX_SYMBOLS_PER_FRAME
 from asrprune.model_file import open_model_file
 
 BYTES_PER_PARAM = 4  # fp32
@@ -103,33 +102,31 @@ def _decoding_settings(beam: int, batch_frames: int, lm: dict | None = None) -> 
 def _score_splits(
     model: Transducer,
     datasets: Mapping[str, UtteranceDataset],
-    hyps_dir: Path,
-    label: str,
+    ways: Sequence[tuple[Way, Path, str]],
     *,
     batch_frames: int,
-    beam: int,
     device: torch.device,
-    fusion: Fusion | None,
-) -> dict:
-    """Decode every split one way: {"wer", "errors", "decode_seconds"}, hypotheses written to
-    ``hyps_dir/<split>.jsonl``."""
-    scored: dict = {"wer": {}, "errors": {}, "decode_seconds": {}}
+) -> list[dict]:
+    """Decode every split every way of ``ways`` ((beam, fusion), hyps folder, label), the
+    encoder run once per batch for all: per way {"wer", "errors", "decode_seconds"}, the
+    hypotheses written to ``<hyps folder>/<split>.jsonl``. A way's seconds are those
+    decoding the split that way alone would take."""
+    scored = [{"wer": {}, "errors": {}, "decode_seconds": {}} for _ in ways]
     for split, dataset in datasets.items():
-        start = time.perf_counter()
-        rows = decode_dataset(
-            model, dataset, batch_frames=batch_frames, beam=beam, device=device, fusion=fusion
+        decoded = decode_dataset_ways(
+            model, dataset, [w for w, _, _ in ways], batch_frames=batch_frames, device=device
         )
-        seconds = time.perf_counter() - start
-        scores = word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows])
-        _write_jsonl(hyps_dir / f"{split}.jsonl", rows)
-        scored["wer"][split] = scores.wer
-        scored["errors"][split] = {**asdict(scores), "skipped": len(dataset.dropped)}
-        scored["decode_seconds"][split] = seconds
-        print(
-            f"{label} {split}: WER {scores.wer:.2f}% over {scores.utterances} utterances "
-            f"({scores.ref_words} words, {len(dataset.dropped)} skipped) in {seconds:.1f} s",
-            file=sys.stderr,
-        )
+        for out, (_, hyps_dir, label), (rows, seconds) in zip(scored, ways, decoded, strict=True):
+            scores = word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows])
+            _write_jsonl(hyps_dir / f"{split}.jsonl", rows)
+            out["wer"][split] = scores.wer
+            out["errors"][split] = {**asdict(scores), "skipped": len(dataset.dropped)}
+            out["decode_seconds"][split] = seconds
+            print(
+                f"{label} {split}: WER {scores.wer:.2f}% over {scores.utterances} utterances "
+                f"({scores.ref_words} words, {len(dataset.dropped)} skipped) in {seconds:.1f} s",
+                file=sys.stderr,
+            )
     return scored
 
 
@@ -217,23 +214,15 @@ def evaluate_model(
         for split, (manifest, store) in splits.items()
     }
     hyps_dir = Path(hyps_dir)
-    options = {"batch_frames": batch_frames, "device": dev}
-    result |= _score_splits(
-        model, datasets, hyps_dir, f"{name} greedy", beam=0, fusion=None, **options
-    )
+    ways = [((0, None), hyps_dir, f"{name} greedy")]
     if full:
-        scored = _score_splits(
-            model,
-            datasets,
-            hyps_dir / "full",
-            f"{name} beam {beam}",
-            beam=beam,
-            fusion=fusion,
-            **options,
-        )
+        ways.append(((beam, fusion), hyps_dir / "full", f"{name} beam {beam}"))
+    greedy, *rest = _score_splits(model, datasets, ways, batch_frames=batch_frames, device=dev)
+    result |= greedy
+    if full:
         fused = {**asdict(lm), "text": str(lm_text)} if fusion else None
         decoding = _decoding_settings(beam, batch_frames, fused)
-        result["full"] = {"decoding": decoding, **scored}
+        result["full"] = {"decoding": decoding, **rest[0]}
     write_json(out_json, result)
     if mlflow_ids:
         _log_evaluation(mlflow_ids, name, tags, result, out_json)

@@ -189,11 +189,16 @@ def test_batch_decoding_equals_each_utterance_alone(predictor):
         enc, enc_lens, _ = model.encoder(feats, lens)
         greedy = greedy_search(model, enc, enc_lens, max_symbols_per_frame=3)
         beam = beam_search(model, enc, enc_lens, beam=3)
-        assert any(len(h) > 0 for h in greedy)
+        g = torch.Generator().manual_seed(5)
+        sequences = [torch.randint(1, VOCAB, (12,), generator=g).tolist() for _ in range(30)]
+        fusion = Fusion(TokenNgram(sequences, VOCAB, order=3), weight=1.0, token_bonus=0.5)
+        fused = beam_search(model, enc, enc_lens, beam=4, fusion=fusion)
+        assert any(len(h) > 0 for h in greedy) and fused != beam
         for b in range(len(lens)):
             e, el, _ = model.encoder(feats[b : b + 1, : lens[b]], lens[b : b + 1])
             assert greedy_search(model, e, el, max_symbols_per_frame=3) == [greedy[b]]
             assert beam_search(model, e, el, beam=3) == [beam[b]]
+            assert beam_search(model, e, el, beam=4, fusion=fusion) == [fused[b]]
         assert all(len(h) <= 3 * int(n) for h, n in zip(greedy, enc_lens, strict=True))
 
 

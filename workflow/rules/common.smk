@@ -68,6 +68,14 @@ def section_json(*keys):
     return json.dumps(value, sort_keys=True)
 
 
+def evaluate_splits(model):
+    """The splits ``model`` is decoded on: all three for the teacher, else
+    evaluate.pruned_splits."""
+    if model == "teacher":
+        return "dev test-clean test-other"
+    return " ".join(config["evaluate"]["pruned_splits"])
+
+
 def decoding_args(model):
     """How ``model`` is evaluated besides greedy search: the full decoding (beam
     and LM) for the teacher and the pruned models at evaluate.full_sparsities, else none;

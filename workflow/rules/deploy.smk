@@ -58,7 +58,8 @@ rule evaluate_export:
         "asrprune evaluate --model {input.model} --data {params.data}"
         " --name {wildcards.model}-onnx-{wildcards.precision} --out {output.metrics}"
         " --hyps {output.hyps} --no-full --batch-frames {params.batch_frames}"
-        " --mlflow {input.mlflow} --threads {threads} > {log} 2>&1"
+        " --splits test-clean test-other --mlflow {input.mlflow} --threads {threads}"
+        " > {log} 2>&1"
 
 
 rule speed_deploy:

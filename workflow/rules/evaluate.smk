@@ -26,8 +26,10 @@ rule evaluate:
         data=lambda w, input: Path(input[0]).parent,
         batch_frames=config["evaluate"]["batch_frames"],
         decoding=lambda w: decoding_args(w.model),
+        splits=lambda w: evaluate_splits(w.model),
     shell:
         "asrprune evaluate --model {input.model} --data {params.data} --name {wildcards.model}"
+        " --splits {params.splits}"
         " --out {output.metrics} --hyps {output.hyps} {params.decoding}"
         " --batch-frames {params.batch_frames} --mlflow {input.mlflow}"
         " --threads {threads} > {log} 2>&1"

@@ -110,72 +110,92 @@ def beam_search(
     beam: int = 4,
     fusion: Fusion | None = None,
 ) -> list[list[int]]:
-    """Modified beam search (one symbol per frame at most), one utterance at a time.
+    """Modified beam search (one symbol per frame at most) of a batch of utterances.
 
     Per frame every hypothesis is extended by blank or by one token; the ``beam`` best
     extensions are kept, and extensions that give the same token sequence are merged by
     adding their probabilities. Returns the most probable hypothesis per utterance. With
     ``fusion`` the scores of emitted tokens also count an n-gram language model.
+
+    The utterances advance frame by frame together: per frame, one joiner call scores the
+    hypotheses of every utterance still running and one predictor call advances those that
+    grew a token, while the choice of each utterance's beam is its own, so the result is
+    each utterance's as if decoded alone (up to float rounding in batched matrix products).
     """
     if beam < 1:
         raise AsrpruneError(f"beam must be >= 1, got {beam}")
-    return [
-        _beam_search_one(model, encoder_out[b, : int(encoder_lens[b])], beam, fusion)
-        for b in range(encoder_out.size(0))
-    ]
-
-
-def _beam_search_one(
-    model: Transducer, encoder_out: torch.Tensor, beam: int, fusion: Fusion | None
-) -> list[int]:
-    """encoder_out (T, d) of one utterance -> best token ids."""
+    B = encoder_out.size(0)
     device = encoder_out.device
-    enc_p = model.joiner.enc_proj(encoder_out)  # (T, J)
+    lens = [int(n) for n in encoder_lens]
+    enc_p = model.joiner.enc_proj(encoder_out)  # (B, T, J)
     state = model.predictor.init_state(1, device)
     pred, state = model.predictor.step(torch.full((1,), BLANK_ID, device=device), state)
-    hyps = [_Hyp((), 0.0, model.joiner.pred_proj(pred)[0], state)]
-    for t in range(enc_p.size(0)):
+    start = _Hyp((), 0.0, model.joiner.pred_proj(pred)[0], state)
+    beams: list[list[_Hyp]] = [[start] for _ in range(B)]
+    fused: dict[tuple[int, ...], torch.Tensor] = {}  # tokens -> fusion scores, per call
+
+    def fusion_scores(tokens: tuple[int, ...]) -> torch.Tensor:
+        if tokens not in fused:
+            fused[tokens] = fusion.scores(tokens).to(device)
+        return fused[tokens]
+
+    for t in range(max(lens, default=0)):
+        running = [b for b in range(B) if lens[b] > t]
+        hyps = [h for b in running for h in beams[b]]
+        owner = torch.tensor([b for b in running for _ in beams[b]], device=device)  # (N,)
         pred_p = torch.stack([h.pred_p for h in hyps])  # (N, J)
-        log_probs = model.joiner.joint(enc_p[t][None], pred_p).float().log_softmax(-1)  # (N, V)
+        log_probs = model.joiner.joint(enc_p[owner, t], pred_p).float().log_softmax(-1)  # (N, V)
         if fusion is not None:
-            log_probs = log_probs + torch.stack([fusion.scores(h.tokens) for h in hyps]).to(device)
+            log_probs = log_probs + torch.stack([fusion_scores(h.tokens) for h in hyps])
         prior = torch.tensor([h.log_prob for h in hyps], device=device)  # (N,)
-        scores = (prior[:, None] + log_probs).flatten()  # (N*V,)
-        V = log_probs.size(1)
-        top = scores.topk(min(beam, scores.numel()))
-        merged: dict[tuple[int, ...], tuple[float, int, int]] = {}  # tokens -> (lp, hyp, tok)
-        for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-            if score == -math.inf:  # a lexicon left fewer than ``beam`` extensions
-                break
-            n, v = divmod(flat, V)
-            key = hyps[n].tokens if v == BLANK_ID else (*hyps[n].tokens, v)
-            if key in merged:
-                lp, src, tok = merged[key]  # same tokens, so the same predictor state
-                merged[key] = (_log_add(lp, score), src, tok)
-            else:
-                merged[key] = (score, n, v)
-        # advance the predictor, in one batch, for the hypotheses that grew a token
-        grown = [(key, n, v) for key, (_, n, v) in merged.items() if v != BLANK_ID]
+        scores = prior[:, None] + log_probs  # (N, V)
+        V = scores.size(1)
+        merged_by: list[dict[tuple[int, ...], tuple[float, int, int]]] = []
+        first = 0  # the running utterance's first row of ``hyps``
+        for b in running:
+            n = len(beams[b])
+            flat = scores[first : first + n].flatten()
+            top = flat.topk(min(beam, flat.numel()))
+            merged: dict[tuple[int, ...], tuple[float, int, int]] = {}  # tokens -> (lp, row, tok)
+            for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                if score == -math.inf:  # a lexicon left fewer than ``beam`` extensions
+                    break
+                row, v = divmod(index, V)
+                row += first
+                key = hyps[row].tokens if v == BLANK_ID else (*hyps[row].tokens, v)
+                if key in merged:
+                    lp, src, tok = merged[key]  # same tokens, so the same predictor state
+                    merged[key] = (_log_add(lp, score), src, tok)
+                else:
+                    merged[key] = (score, row, v)
+            merged_by.append(merged)
+            first += n
+        # advance the predictor, in one batch, for every hypothesis that grew a token
+        grown = [(row, v) for merged in merged_by for _, row, v in merged.values() if v != BLANK_ID]
         if grown:
-            src = torch.tensor([n for _, n, _ in grown], device=device)  # (G,)
-            tok = torch.tensor([v for _, _, v in grown], device=device)  # (G,)
+            src = torch.tensor([row for row, _ in grown], device=device)  # (G,)
+            tok = torch.tensor([v for _, v in grown], device=device)  # (G,)
             states = tuple(torch.cat(parts) for parts in zip(*(h.state for h in hyps), strict=True))
             new_pred, new_state = model.predictor.step(tok, select_state(states, src))
             new_pred_p = model.joiner.pred_proj(new_pred)  # (G, J)
-        grown_at = {key: i for i, (key, _, _) in enumerate(grown)}
-        next_hyps = []
-        for key, (lp, n, v) in merged.items():
-            if v == BLANK_ID:
-                next_hyps.append(_Hyp(key, lp, hyps[n].pred_p, hyps[n].state))
-            else:
-                i = grown_at[key]
-                state_i = select_state(new_state, torch.tensor([i], device=device))
-                next_hyps.append(_Hyp(key, lp, new_pred_p[i], state_i))
-        hyps = next_hyps
-    if fusion is not None and fusion.lexicon is not None:
-        # a hypothesis cut off mid-word spells a non-word; prefer those that end on a word
-        hyps = [h for h in hyps if fusion.lexicon.complete(h.tokens)] or hyps
-    return list(max(hyps, key=lambda h: h.log_prob).tokens)
+        g = 0  # the next grown hypothesis, in the order of ``grown``
+        for b, merged in zip(running, merged_by, strict=True):
+            next_hyps = []
+            for key, (lp, row, v) in merged.items():
+                if v == BLANK_ID:
+                    next_hyps.append(_Hyp(key, lp, hyps[row].pred_p, hyps[row].state))
+                else:
+                    state_g = tuple(s[g : g + 1] for s in new_state)
+                    next_hyps.append(_Hyp(key, lp, new_pred_p[g], state_g))
+                    g += 1
+            beams[b] = next_hyps
+    results = []
+    for hyps in beams:
+        if fusion is not None and fusion.lexicon is not None:
+            # a hypothesis cut off mid-word spells a non-word; prefer those that end on a word
+            hyps = [h for h in hyps if fusion.lexicon.complete(h.tokens)] or hyps
+        results.append(list(max(hyps, key=lambda h: h.log_prob).tokens))
+    return results
 
 
 # -----------------------------------------------------------------------------
