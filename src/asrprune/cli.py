@@ -527,7 +527,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p["latency-table"].add_argument("--out", required=True, help="the JSON table to write")
     p["latency-table"].add_argument("--device", default="cpu", help="cpu or cuda")
     p["latency-table"].add_argument("--backend", default="torch", help="torch or onnxruntime")
-    p["latency-table"].add_argument("--threads", type=int, default=1, help="intra-op threads")
+    p["latency-table"].add_argument(
+        "--threads", type=positive_int, default=1, help="intra-op threads"
+    )
     p["latency-table"].add_argument(
         "--settings", help="JSON: utterances, warmup_rounds, rounds, width_points, unit_points"
     )
