@@ -95,10 +95,11 @@ class TableSettings:
     rounds: int = 5
     width_points: int = 5  # grid points of block width (the largest is d_model)
     unit_points: int = 6  # grid points of FFN channels (0 and the full width among them)
+    width_multiple: int = 1  # grid widths multiples of this (prune.l0.width_multiple)
 
     def __post_init__(self):
         least = {"utterances": 1, "warmup_rounds": 0, "rounds": 1, "width_points": 2}
-        least["unit_points"] = 2
+        least |= {"unit_points": 2, "width_multiple": 1}
         for key, lo in least.items():
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -314,8 +315,9 @@ def measure_latency_table(
         raise AsrpruneError(f"{model_path}: the latency table is timed on the unpruned teacher")
     utts: list[SpeedUtterance] = load_utterances(data_dir, settings.utterances)
     frames = [u.feats.size(1) for u in utts]
-    widths = grid(config.d_model, settings.width_points, least=8)
-    ffn_units = [0, *grid(config.ffn_dim, settings.unit_points - 1)]
+    m = settings.width_multiple
+    widths = grid(config.d_model, settings.width_points, least=8, multiple=m)
+    ffn_units = [0, *grid(config.ffn_dim, settings.unit_points - 1, multiple=m)]
     parts = build_parts(config, frames, widths, ffn_units, device)
     parts.append(encoder_part(teacher.encoder, utts, device))
     print(

@@ -96,6 +96,8 @@ def test_profile_and_settings_refuse_bad_values():
 def test_grid_is_distinct_increasing_and_ends_at_full():
     assert grid(144, 5, least=8) == [29, 58, 86, 115, 144]
     assert grid(4, 6) == [1, 2, 3, 4]
+    assert grid(144, 5, least=8, multiple=16) == [32, 64, 80, 112, 144]
+    assert grid(576, 5, multiple=16) == [112, 224, 352, 464, 576]
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])

@@ -51,10 +51,14 @@ def monotone(seconds: np.ndarray) -> np.ndarray:
     return out
 
 
-def grid(full: int, points: int, least: int = 1) -> list[int]:
+def grid(full: int, points: int, least: int = 1, multiple: int = 1) -> list[int]:
     """``points`` integers from about ``full / points`` (at least ``least``) up to
-    ``full``, evenly spaced and distinct."""
-    values = {max(least, round(full * (k + 1) / points)) for k in range(points)}
+    ``full``, evenly spaced and distinct; each but ``full`` rounded to a ``multiple`` (the
+    widths ``prune.l0.width_multiple`` lets final masks keep)."""
+    values = {full}
+    for k in range(points - 1):
+        v = max(least, round(full * (k + 1) / points))
+        values.add(max(multiple, multiple * round(v / multiple)))
     return sorted(v for v in values if v <= full)
 
 
