@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from dataclasses import asdict
 from types import SimpleNamespace
@@ -386,3 +387,36 @@ def test_the_latency_budget_needs_a_table_of_the_teachers_architecture():
     other = LatencyModel(synthetic_table(tiny_config(d_model=48)))
     with pytest.raises(AsrpruneError, match="timed another architecture"):
         l0_setup(tiny_model(0), "l0-latency", 0.5, l0, settings, "cpu", latency=other)
+
+
+def test_a_latency_job_prunes_to_a_table_and_records_the_time_it_keeps(pruned, tmp_path):
+    _, _, kwargs = pruned
+    teacher = load_model(kwargs["teacher_path"]).model
+    (tmp_path / "latency.json").write_text(json.dumps(synthetic_table(teacher.config)))
+    settings = job_settings(
+        "l0-latency",
+        L0Settings(target_warmup_steps=4),
+        tiny_settings(max_steps=6),
+        tiny_settings(max_steps=2),
+    )
+    common = {**kwargs, "method_name": "l0-latency", "sparsity": 0.4, "settings": settings}
+    with pytest.raises(AsrpruneError, match="l0-latency: give the latency table"):
+        run_prune(**{**common, "work_dir": tmp_path / "none"})
+    summary = run_prune(
+        **{
+            **common,
+            "out_model": tmp_path / "m.pt",
+            "out_summary": tmp_path / "s.json",
+            "work_dir": tmp_path / "work",
+            "latency_table": tmp_path / "latency.json",
+        }
+    )
+    record = read_json(tmp_path / "s.json")
+    assert record["budget"] == "latency" and summary["latency_kept"] == record["latency_kept"]
+    latency = LatencyModel(synthetic_table(teacher.config))
+    compact = load_model(tmp_path / "m.pt").model
+    full = ConformerEncoder.count_latency(teacher.encoder.structure, latency)
+    assert record["latency_kept"] == pytest.approx(
+        ConformerEncoder.count_latency(compact.structure, latency) / full
+    )
+    assert record["history"]["train"][-1]["target_kept"] == pytest.approx(0.6)

@@ -40,6 +40,17 @@ Size = int | float | torch.Tensor
 SURFACES = ("ffn", "mhsa", "conv")  # module -> (width x units) grid of seconds
 CURVES = ("rest", "front")  # width -> seconds
 PROFILE_KEYS = ("device", "backend", "threads")
+# the architecture keys a latency table's parts are built from
+TIMED_CONFIG = (
+    "input_dim",
+    "d_model",
+    "num_heads",
+    "head_dim",
+    "ffn_dim",
+    "conv_kernel",
+    "subsampling",
+    "subsampling_channels",
+)
 
 
 def monotone(seconds: np.ndarray) -> np.ndarray:
@@ -139,9 +150,10 @@ class LatencyModel:
         return cls(table, str(path))
 
     def check_config(self, config: Any) -> None:
-        """Refuse a model whose architecture is not the one the table timed."""
+        """Refuse a model whose encoder blocks and front end are not those the table timed
+        (the number of blocks, the predictor and the joiner do not enter the table)."""
         mine = config.to_dict()
-        differ = [k for k, v in self.config.items() if mine.get(k) != v]
+        differ = [k for k in TIMED_CONFIG if mine.get(k) != self.config.get(k)]
         if differ:
             pairs = ", ".join(
                 f"{k}: table {self.config[k]!r}, model {mine.get(k)!r}" for k in differ
