@@ -161,7 +161,7 @@ def test_missing_tts_engine_stops_before_any_job(tmp_path):
 
 def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     metrics = read_json(smoke_run / "metrics/teacher.json")
-    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
+    assert set(metrics["wer"]) == {"test-clean", "test-other"}  # evaluate.pruned_splits
     assert all(0 <= w <= 100 for w in metrics["wer"].values())
     assert 0 < metrics["prunable_params"] < metrics["encoder_params"]
     assert metrics["size_mb"] == pytest.approx(metrics["encoder_params"] * 4 / 1e6)
@@ -208,7 +208,15 @@ def test_teacher_run_is_logged_under_the_parent_run(smoke_run):
 
 
 SMOKE_METHODS = yaml.safe_load((REPO / "config/smoke.yaml").read_text())["prune"]["methods"]
-TRAINED_WHILE_PRUNING = ["l0-coarse", "l0-flops", "l0-nohidden", "l0-nokd", "l0-params", "parp"]
+TRAINED_WHILE_PRUNING = [
+    "l0-coarse",
+    "l0-flops",
+    "l0-latency",
+    "l0-nohidden",
+    "l0-nokd",
+    "l0-params",
+    "parp",
+]
 
 
 def test_smoke_config_runs_every_method():
@@ -217,12 +225,12 @@ def test_smoke_config_runs_every_method():
     assert sorted(SMOKE_METHODS) == sorted(PRUNE_METHODS)
 
 
-@pytest.mark.parametrize("method", ["l0-params", "l0-flops"])
+@pytest.mark.parametrize("method", ["l0-params", "l0-flops", "l0-latency"])
 def test_pruning_jobs_write_compact_models_that_are_evaluated(smoke_run, method):
     name = f"{method}-s0.5"
     teacher = read_json(smoke_run / "metrics/teacher.json")
     metrics = read_json(smoke_run / f"metrics/{name}.json")
-    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
+    assert set(metrics["wer"]) == {"test-clean", "test-other"}  # evaluate.pruned_splits
     assert teacher["sparsity"] == 0.0 and teacher["flops_sparsity"] == 0.0
     # a 12-step smoke job does not reach its target; its masks are still cut out
     assert metrics["prunable_params"] <= teacher["prunable_params"]
@@ -241,7 +249,7 @@ def test_pruning_jobs_write_compact_models_that_are_evaluated(smoke_run, method)
 def test_baselines_and_ablations_are_evaluated_like_ours(smoke_run, method):
     metrics = read_json(smoke_run / f"metrics/{method}-s0.5.json")
     summary = read_json(smoke_run / f"pruning/{method}-s0.5.json")
-    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
+    assert set(metrics["wer"]) == {"test-clean", "test-other"}  # evaluate.pruned_splits
     assert metrics["sparsity"] == pytest.approx(summary["sparsity"])
     if method in ("omp", "parp", "svd"):  # magnitude and SVD meet the target by construction
         assert 0.5 <= summary["sparsity"] < 0.55
@@ -287,7 +295,7 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
         assert table.loc[0, "rtf_change_pct"] == 0.0 and table.loc[0, "size_change_pct"] == 0.0
         assert (smoke_run / f"tables/{name}.md").read_text().startswith("| Sparsity | Method |")
     assert sorted(p.stem for p in (smoke_run / "tables").glob("*.csv")) == sorted(
-        [*table_stems(SMOKE_METHODS), "deploy", "speed_deploy"]
+        [*table_stems(SMOKE_METHODS), "deploy", "speed_deploy", "latency"]
     )
     for name, rivals in significance_tables(SMOKE_METHODS).items():
         tested = pd.read_csv(smoke_run / f"tables/{name}_significance.csv")
@@ -299,6 +307,24 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
     for stem in figure_names(SMOKE_METHODS):
         for ext in ("png", "pdf"):
             assert (smoke_run / f"figures/{stem}.{ext}").stat().st_size > 1000
+
+
+def test_latency_table_is_measured_pruned_to_and_checked(smoke_run):
+    """The latency table of the smoke profile, the l0-latency job's modelled time kept,
+    and the check of every model's modelled time against the speed rule's."""
+    import pandas as pd
+
+    table = read_json(smoke_run / "latency/cpu-torch-t1.json")
+    assert table["profile"] == {"device": "cpu", "backend": "torch", "threads": 1}
+    assert table["encoder"]["measured"] > 0
+    summary = read_json(smoke_run / "pruning/l0-latency-s0.5.json")
+    assert summary["budget"] == "latency" and 0 < summary["latency_kept"] <= 1
+    check = pd.read_csv(smoke_run / "tables/latency.csv")
+    assert list(check["model"]) == ["teacher", *(f"{m}-s0.5" for m in SMOKE_METHODS)]
+    row = check.set_index("model").loc["l0-latency-s0.5"]
+    assert row["target_kept"] == pytest.approx(0.5)
+    assert row["modelled_kept"] == pytest.approx(summary["latency_kept"])
+    assert "## Latency model" in (smoke_run / "RESULTS.md").read_text()
 
 
 def test_deployed_models_are_exported_checked_evaluated_and_timed(smoke_run):
@@ -337,7 +363,8 @@ def test_results_doc_is_written_from_the_runs_files(smoke_run):
     own = smoke_run / "benchmarks/results/results_doc.tsv"
     sources = file_numbers(inputs) | stage_numbers(smoke_run / "benchmarks", exclude=[own])
     assert untraced(text, sources) == []
-    sections = ["Data", "Teacher", "Tables", "Speed", "Deployment", "Figures", "Stage times"]
+    sections = ["Data", "Teacher", "Tables", "Speed", "Latency model", "Deployment", "Figures"]
+    sections.append("Stage times")
     sections.append("Code")
     assert re.findall(r"^## (.+)$", text, flags=re.M) == sections
     assert (smoke_run / "tables/table1.md").read_text() in text
