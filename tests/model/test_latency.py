@@ -33,6 +33,16 @@ def test_monotone_makes_every_axis_non_decreasing():
     assert (m >= a).all() and m[0, 0] == 1.0
 
 
+def test_a_flat_stretch_keeps_a_slope_so_the_budget_has_a_gradient():
+    noisy = np.array([[0.0, 5.0, 4.0, 5.0, 9.0], [0.0, 6.0, 6.0, 6.0, 12.0]])
+    fitted = monotone(noisy, ([16, 32], [0, 8, 16, 24, 32]))
+    assert (np.diff(fitted, axis=1) > 0).all() and (np.diff(fitted, axis=0) >= 0).all()
+    # the least rise is 5% of the mean slope along that axis: (9 + 12) / 2 / 32 per unit
+    assert fitted[0, 2] - fitted[0, 1] == pytest.approx(0.05 * 10.5 / 32 * 8)
+    assert (fitted >= monotone(noisy)).all()
+    assert (fitted[:, 0] == 0).all()  # no units, no module: no time
+
+
 def test_noisy_table_gives_a_model_monotone_in_every_width():
     model = LatencyModel(synthetic_table(noise=5.0, seed=3))
     c = tiny_config()

@@ -53,12 +53,33 @@ TIMED_CONFIG = (
 )
 
 
-def monotone(seconds: np.ndarray) -> np.ndarray:
+MIN_SLOPE_SHARE = 0.05  # of an axis's mean slope: the least slope a fitted segment keeps
+
+
+def monotone(seconds: np.ndarray, grids: Sequence[Sequence[float]] | None = None) -> np.ndarray:
     """``seconds`` made non-decreasing along every axis by running maxima (an axis at a
-    time: a running maximum along one axis keeps the others non-decreasing)."""
+    time: a running maximum along one axis keeps the others non-decreasing).
+
+    With the axes' ``grids``, every segment also rises at least ``MIN_SLOPE_SHARE`` of
+    its axis's mean slope: where noise made a stretch flat, a running maximum alone would
+    leave the budget no gradient there, and gates in it would get no push from the
+    latency target. Entries that are 0 along a whole axis (a module with no units: absent)
+    stay 0.
+    """
     out = np.asarray(seconds, dtype=float)
+    absent = np.zeros(out.shape, dtype=bool)
+    for axis in range(out.ndim):
+        absent = absent | np.all(out == 0, axis=axis, keepdims=True)
     for axis in range(out.ndim):
         out = np.maximum.accumulate(out, axis=axis)
+    for axis, g in enumerate(grids or ()):
+        g = np.asarray(g, dtype=float)
+        rise = np.take(out, -1, axis=axis) - np.take(out, 0, axis=axis)
+        floor = MIN_SLOPE_SHARE * max(float(np.mean(rise)), 0.0) / (g[-1] - g[0])
+        moved = np.moveaxis(out, axis, 0).copy()
+        for i in range(1, len(g)):
+            moved[i] = np.maximum(moved[i], moved[i - 1] + floor * (g[i] - g[i - 1]))
+        out = np.where(absent, 0.0, np.moveaxis(moved, 0, axis))
     return out
 
 
@@ -118,7 +139,7 @@ class LatencyModel:
                     )
                 self._surfaces[name] = (
                     torch.tensor(units, dtype=torch.float64),
-                    torch.tensor(monotone(seconds), dtype=torch.float64),
+                    torch.tensor(monotone(seconds, (width, units)), dtype=torch.float64),
                 )
             self._curves = {}
             for name in CURVES:
@@ -127,7 +148,7 @@ class LatencyModel:
                     raise AsrpruneError(
                         f"{where}: {name}.seconds: expected {len(width)} values, one per width"
                     )
-                self._curves[name] = torch.tensor(monotone(seconds), dtype=torch.float64)
+                self._curves[name] = torch.tensor(monotone(seconds, (width,)), dtype=torch.float64)
             self.overhead = float(table["encoder"]["overhead"])
             self.scale = float(table["encoder"].get("scale", 1.0))
             if self.overhead < 0 or not self.scale > 0:
