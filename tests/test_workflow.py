@@ -548,14 +548,25 @@ TIMINGS = ("rtf", "rtf_change_pct")  # table 1 and 2's timed columns
 DEPLOY_TIMINGS = ("rtf_encoder", "rtf_greedy", "rtf_full", "encoder_ratio", "full_ratio")
 
 
+# what a run measures, so two runs differ in it: l0-latency prunes to a latency table timed
+# on the machine, and the latency check compares timings
+MEASURED = {"method": "l0-latency", "table": "latency.csv"}
+
+
 def _tables(run, ignore=(*TIMINGS, *DEPLOY_TIMINGS, "vs_torch")):
-    """Every results table, without the columns that time decoding."""
+    """Every results table, without the columns that time decoding and without what the
+    run measured (``MEASURED``)."""
     import pandas as pd
 
-    return {
-        p.name: pd.read_csv(p).drop(columns=list(ignore), errors="ignore")
-        for p in sorted((run / "tables").glob("*.csv"))
-    }
+    tables = {}
+    for p in sorted((run / "tables").glob("*.csv")):
+        if p.name == MEASURED["table"]:
+            continue
+        table = pd.read_csv(p).drop(columns=list(ignore), errors="ignore")
+        if "method" in table.columns:
+            table = table[table["method"] != MEASURED["method"]].reset_index(drop=True)
+        tables[p.name] = table
+    return tables
 
 
 def _child_runs(run):
