@@ -161,7 +161,7 @@ def test_missing_tts_engine_stops_before_any_job(tmp_path):
 
 def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     metrics = read_json(smoke_run / "metrics/teacher.json")
-    assert set(metrics["wer"]) == {"test-clean", "test-other"}  # evaluate.pruned_splits
+    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
     assert all(0 <= w <= 100 for w in metrics["wer"].values())
     assert 0 < metrics["prunable_params"] < metrics["encoder_params"]
     assert metrics["size_mb"] == pytest.approx(metrics["encoder_params"] * 4 / 1e6)

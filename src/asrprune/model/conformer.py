@@ -869,7 +869,7 @@ class ConformerEncoder(nn.Module):
                 block.conv.add_gate()
             if hidden_local:
                 block.add_hidden_gate(m)
-                block.hidden_gate.within = self.hidden_gate  # None without global gates
+                block.hidden_gate.restrict_to(self.hidden_gate)  # None: no global gate
         # each kind's final counts are rounded jointly over the blocks (RoundingGroup)
         kinds = [
             [b.mhsa.gate for b in self.blocks],

@@ -52,14 +52,19 @@ class HardConcrete(nn.Module):
         self.n, self.binary, self.multiple = n, binary, multiple
         self.peers: RoundingGroup | None = None  # gates rounded together with this one
         # a gate whose units exist only where this other gate keeps them (a block's hidden
-        # gate within the encoder's): counted and chosen among those units
-        self.within: HardConcrete | None = None
+        # gate within the encoder's): counted and chosen among those units. Kept out of
+        # nn.Module's registry (set by restrict_to), so the other gate is not a submodule.
+        self.__dict__["within"] = None
         self.log_alpha = nn.Parameter(torch.empty(n))
         with torch.no_grad():
             self.log_alpha.normal_(math.log(INIT_KEEP / (1 - INIT_KEEP)), 0.01)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, binary={self.binary}, multiple={self.multiple}"
+
+    def restrict_to(self, other: HardConcrete | None) -> None:
+        """Count and choose this gate's units among those ``other`` keeps (None: all)."""
+        self.__dict__["within"] = other
 
     def probs(self) -> torch.Tensor:
         """P(unit is non-zero) per unit: (n,); its sum is the expected L0 norm."""
