@@ -10,6 +10,7 @@ from asrprune.data.manifest import SPLITS
 from asrprune.errors import AsrpruneError
 from asrprune.pruning.settings import (
     LATENCY_METHODS,
+    SPEED_RULE_PROFILE,
     method_settings,
     replicate_settings,
 )
@@ -257,11 +258,7 @@ def latency_speed():
     torch, 1 thread), else speed_deploy.csv (config deploy must be on and time it)."""
     profile = LATENCY["profile"]
     latency_run = any(m in LATENCY_METHODS for m in config["prune"]["methods"])
-    if not latency_run or profile == {
-        "device": "cpu",
-        "backend": "torch",
-        "threads": 1,
-    }:
+    if not latency_run or profile == SPEED_RULE_PROFILE:
         return f"{R}/speed.csv"
     if not DEPLOY["enabled"]:
         raise WorkflowError(

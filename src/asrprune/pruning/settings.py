@@ -67,6 +67,8 @@ READS: dict[str, dict[str, Keys]] = {
 
 # Methods whose job reads the latency table (asrprune latency-table) besides settings.
 LATENCY_METHODS = ("l0-latency",)
+# The latency profile the speed rule times (speed.csv); other profiles, speed_deploy.csv.
+SPEED_RULE_PROFILE = {"device": "cpu", "backend": "torch", "threads": 1}
 
 
 def settings_read(method: str) -> dict[str, Keys]:

@@ -29,7 +29,7 @@ import pandas as pd
 from asrprune.errors import AsrpruneError
 from asrprune.io import json_field, read_json
 from asrprune.model import ConformerEncoder, EncoderStructure, LatencyModel
-from asrprune.pruning.settings import LATENCY_METHODS
+from asrprune.pruning.settings import LATENCY_METHODS, SPEED_RULE_PROFILE
 from asrprune.results.layout import TEACHER, parse_model_name
 from asrprune.results.tables import read_speed, write_table
 
@@ -49,9 +49,6 @@ def _structure(metrics_dir: Path, model: str) -> EncoderStructure:
         raise AsrpruneError(f"metrics file not found: {path}")
     where = f"{path} (structure)"
     return EncoderStructure.from_dict(json_field(read_json(path), path, "structure"), where)
-
-
-SPEED_RULE_PROFILE = {"device": "cpu", "backend": "torch", "threads": 1}
 
 
 def measured_kept(profile: dict, speed_path: str | os.PathLike) -> dict[str, float]:
