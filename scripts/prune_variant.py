@@ -27,7 +27,7 @@ import yaml
 from asrprune.cli import positive_int
 from asrprune.config import load_config
 from asrprune.errors import AsrpruneError
-from asrprune.pruning.settings import method_settings
+from asrprune.pruning.settings import LATENCY_METHODS, latency_table_path, method_settings
 
 
 def override(spec: str) -> dict:
@@ -49,6 +49,29 @@ def variant_config(configfiles: list[str], sets: list[str]) -> dict:
     return load_config(*configfiles, overrides=[override(spec) for spec in sets])
 
 
+def variant_commands(
+    name: str, method: str, sparsity: str, run: Path, config: dict, threads: int
+) -> list[list[str]]:
+    """``asrprune prune`` and ``asrprune evaluate`` as rule prune and rule evaluate would
+    run them for ``method`` at ``sparsity`` from ``run``'s teacher, into
+    ``<run>/variants/<name>/``."""
+    settings = json.dumps(method_settings(method, config["prune"]), sort_keys=True)
+    out = run / "variants" / name
+    model = str(out / f"{name}.pt")
+    data = ["--data", str(run / "data"), "--threads", str(threads)]
+    prune_cmd = ["asrprune", "prune", "--teacher", str(run / "models/teacher.pt"), *data]
+    prune_cmd += ["--method", method, "--sparsity", sparsity, "--settings", settings]
+    prune_cmd += ["--out", model]
+    prune_cmd += ["--summary", str(out / "pruning.json"), "--work-dir", str(out / "work")]
+    if method in LATENCY_METHODS:  # the run's latency table, as rule prune passes it
+        table = latency_table_path(str(run), config["prune"]["latency"]["profile"])
+        prune_cmd += ["--latency-table", table]
+    eval_cmd = ["asrprune", "evaluate", "--model", model, *data, "--name", name]
+    eval_cmd += ["--out", str(out / f"{name}.json"), "--hyps", str(out / f"{name}.hyps")]
+    eval_cmd += ["--beam", str(config["evaluate"]["beam"])]
+    return [prune_cmd, eval_cmd]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("name", help="the variant's name (its folder under <run>/variants/)")
@@ -61,21 +84,10 @@ def main() -> None:
     a = p.parse_args()
     try:
         config = variant_config(a.configfile, a.sets)
-        settings = json.dumps(method_settings(a.method, config["prune"]), sort_keys=True)
+        commands = variant_commands(a.name, a.method, a.sparsity, Path(a.run), config, a.threads)
     except AsrpruneError as e:
         sys.exit(f"error: {e}")
-    run, out = Path(a.run), Path(a.run) / "variants" / a.name
-    out.mkdir(parents=True, exist_ok=True)
-    model = str(out / f"{a.name}.pt")
-    data = ["--data", str(run / "data"), "--threads", str(a.threads)]
-    prune_cmd = ["asrprune", "prune", "--teacher", str(run / "models/teacher.pt"), *data]
-    prune_cmd += ["--method", a.method, "--sparsity", a.sparsity, "--settings", settings]
-    prune_cmd += ["--out", model]
-    prune_cmd += ["--summary", str(out / "pruning.json"), "--work-dir", str(out / "work")]
-    eval_cmd = ["asrprune", "evaluate", "--model", model, *data, "--name", a.name]
-    eval_cmd += ["--out", str(out / f"{a.name}.json"), "--hyps", str(out / f"{a.name}.hyps")]
-    eval_cmd += ["--beam", str(config["evaluate"]["beam"])]
-    commands = [prune_cmd, eval_cmd]
+    (Path(a.run) / "variants" / a.name).mkdir(parents=True, exist_ok=True)
     for command in commands:
         print("+", " ".join(command[:2]), "...", file=sys.stderr)
         subprocess.run(command, check=True)

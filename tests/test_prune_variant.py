@@ -36,3 +36,15 @@ def test_overrides_land_on_the_validated_config():
     assert config["prune"]["finetune"]["seed"] != 7  # only what was set
     with pytest.raises(AsrpruneError, match="distill_wieght"):
         prune_variant.variant_config([base], ["prune.l0.distill_wieght=10"])
+
+
+def test_a_latency_method_gets_the_runs_latency_table_as_rule_prune_passes_it():
+    config = prune_variant.variant_config([str(ROOT / "config/config.yaml")], [])
+    run = Path("results/x")
+    prune, evaluate = prune_variant.variant_commands("v", "l0-latency", "0.5", run, config, 1)
+    at = prune.index("--latency-table")
+    assert prune[at + 1] == "results/x/latency/cpu-torch-t1.json"
+    assert prune[prune.index("--teacher") + 1] == "results/x/models/teacher.pt"
+    assert evaluate[evaluate.index("--model") + 1] == "results/x/variants/v/v.pt"
+    prune, _ = prune_variant.variant_commands("v", "l0-params", "0.5", run, config, 1)
+    assert "--latency-table" not in prune

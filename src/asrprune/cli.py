@@ -221,7 +221,8 @@ def _speed(a):
 @command("latency-table", "time a Conformer block's parts at many widths: l0-latency's budget")
 def _latency_table(a):
     from asrprune.config import settings_from_dict
-    from asrprune.latency_table import LatencyProfile, TableSettings, measure_latency_table
+    from asrprune.latency_table import TableSettings, measure_latency_table
+    from asrprune.pruning.settings import LatencyProfile
 
     profile = LatencyProfile(a.device, a.backend, a.threads)
     settings = settings_from_dict(TableSettings, a.settings or {}, "prune.latency")

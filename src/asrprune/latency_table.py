@@ -46,44 +46,8 @@ from asrprune.model import (
 from asrprune.model.conformer import relative_positions
 from asrprune.model.latency import LatencyModel, grid
 from asrprune.model.structure import BlockStructure
+from asrprune.pruning.settings import LatencyProfile
 from asrprune.speed import SpeedUtterance, load_utterances, pin_one_thread, schedule
-
-DEVICES = ("cpu", "cuda")
-BACKENDS = ("torch", "onnxruntime")
-
-
-@dataclass(frozen=True)
-class LatencyProfile:
-    """Where the model will run: config ``prune.latency.profile``."""
-
-    device: str = "cpu"
-    backend: str = "torch"
-    threads: int = 1  # intra-op threads of the timed process
-
-    def __post_init__(self):
-        if self.device not in DEVICES:
-            raise AsrpruneError(
-                f"prune.latency.profile.device: expected one of {', '.join(DEVICES)}, "
-                f"got {self.device!r}"
-            )
-        if self.backend not in BACKENDS:
-            raise AsrpruneError(
-                f"prune.latency.profile.backend: expected one of {', '.join(BACKENDS)}, "
-                f"got {self.backend!r}"
-            )
-        if self.backend == "onnxruntime" and self.device != "cpu":
-            raise AsrpruneError(
-                "prune.latency.profile: the onnxruntime backend is timed on the cpu device only"
-            )
-        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
-            raise AsrpruneError(
-                f"prune.latency.profile.threads: expected an integer >= 1, got {self.threads!r}"
-            )
-
-    @property
-    def name(self) -> str:
-        """The table's file stem: ``cpu-torch-t1``."""
-        return f"{self.device}-{self.backend}-t{self.threads}"
 
 
 @dataclass(frozen=True)
@@ -297,11 +261,13 @@ def measure_latency_table(
     model_path: str | os.PathLike,
     data_dir: str | os.PathLike,
     out: str | os.PathLike,
-    profile: LatencyProfile = LatencyProfile(),
+    profile: LatencyProfile | None = None,
     settings: TableSettings = TableSettings(),
 ) -> dict:
     """Time the parts of the model's architecture and the model's own encoder (the
-    teacher) on ``data_dir``'s test-clean lengths; write the table to ``out``."""
+    teacher) on ``data_dir``'s test-clean lengths; write the table to ``out``.
+    ``profile`` None: one torch thread on the CPU, the speed rule's."""
+    profile = LatencyProfile() if profile is None else profile
     if profile.device == "cuda" and not torch.cuda.is_available():
         raise AsrpruneError("latency table: the profile's device is cuda, but none is available")
     if profile.threads == 1:

@@ -14,9 +14,10 @@ import torch
 from asrprune.data.features import Cmvn, extract_features
 from asrprune.data.manifest import write_manifest
 from asrprune.errors import AsrpruneError
-from asrprune.latency_table import LatencyProfile, TableSettings, measure_latency_table
+from asrprune.latency_table import TableSettings, measure_latency_table
 from asrprune.model import ConformerEncoder, save_model
 from asrprune.model.latency import LatencyModel, grid, monotone
+from asrprune.pruning.settings import LatencyProfile, latency_table_path
 from tests.builders import make_utterance
 from tests.model.tiny import pruned_structure, synthetic_table, tiny_config, tiny_model
 
@@ -101,6 +102,8 @@ def test_profile_and_settings_refuse_bad_values():
     with pytest.raises(AsrpruneError, match="prune.latency.rounds"):
         TableSettings(rounds=0)
     assert LatencyProfile().name == "cpu-torch-t1"
+    profile = {"device": "cpu", "backend": "onnxruntime", "threads": 4}
+    assert latency_table_path("results/x", profile) == "results/x/latency/cpu-onnxruntime-t4.json"
 
 
 def test_grid_is_distinct_increasing_and_ends_at_full():

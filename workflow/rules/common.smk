@@ -11,6 +11,7 @@ from asrprune.errors import AsrpruneError
 from asrprune.pruning.settings import (
     LATENCY_METHODS,
     SPEED_RULE_PROFILE,
+    latency_table_path,
     method_settings,
     replicate_settings,
 )
@@ -50,9 +51,7 @@ wildcard_constraints:
 
 LATENCY = config["prune"]["latency"]
 # l0-latency's budget: the latency table of the profiled machine (rule latency_table)
-LATENCY_TABLE = f"{R}/latency/{{device}}-{{backend}}-t{{threads}}.json".format(
-    **LATENCY["profile"]
-)
+LATENCY_TABLE = latency_table_path(R, LATENCY["profile"])
 
 
 def latency_input(wildcards):

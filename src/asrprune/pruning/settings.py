@@ -65,6 +65,51 @@ READS: dict[str, dict[str, Keys]] = {
 }
 
 
+# Where l0-latency's model will run: the latency table's devices and runtimes.
+LATENCY_DEVICES = ("cpu", "cuda")
+LATENCY_BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class LatencyProfile:
+    """Where the model will run: config ``prune.latency.profile``."""
+
+    device: str = "cpu"
+    backend: str = "torch"
+    threads: int = 1  # intra-op threads of the timed process
+
+    def __post_init__(self):
+        if self.device not in LATENCY_DEVICES:
+            raise AsrpruneError(
+                f"prune.latency.profile.device: expected one of {', '.join(LATENCY_DEVICES)}, "
+                f"got {self.device!r}"
+            )
+        if self.backend not in LATENCY_BACKENDS:
+            raise AsrpruneError(
+                f"prune.latency.profile.backend: expected one of {', '.join(LATENCY_BACKENDS)}, "
+                f"got {self.backend!r}"
+            )
+        if self.backend == "onnxruntime" and self.device != "cpu":
+            raise AsrpruneError(
+                "prune.latency.profile: the onnxruntime backend is timed on the cpu device only"
+            )
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
+            raise AsrpruneError(
+                f"prune.latency.profile.threads: expected an integer >= 1, got {self.threads!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        """The table's file stem: ``cpu-torch-t1``."""
+        return f"{self.device}-{self.backend}-t{self.threads}"
+
+
+def latency_table_path(run_dir: str, profile: Mapping[str, Any]) -> str:
+    """Where a run's latency table of ``profile`` (config ``prune.latency.profile``) is:
+    ``<run_dir>/latency/cpu-torch-t1.json`` (rule latency_table writes it)."""
+    return f"{run_dir}/latency/{LatencyProfile(**profile).name}.json"
+
+
 # Methods whose job reads the latency table (asrprune latency-table) besides settings.
 LATENCY_METHODS = ("l0-latency",)
 # The latency profile the speed rule times (speed.csv); other profiles, speed_deploy.csv.
