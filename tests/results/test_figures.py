@@ -173,7 +173,11 @@ def test_wer_rtf_gets_the_fastest_backends_row_with_the_deploy_tables(tmp_path):
         deploy_table=tmp_path / "deploy.csv",
         speed_deploy=tmp_path / "speed_deploy.csv",
     )
-    size = {p.parent.name: p.stat().st_size for p in plain + both if p.stem == "wer_rtf" and p.suffix == ".png"}
+    size = {
+        p.parent.name: p.stat().st_size
+        for p in plain + both
+        if p.stem == "wer_rtf" and p.suffix == ".png"
+    }
     assert size["deploy"] > size["plain"]  # a second row of panels
     with pytest.raises(AsrpruneError, match="together"):
         write_figures(**args, out_dir=tmp_path / "x", deploy_table=tmp_path / "deploy.csv")

@@ -68,9 +68,11 @@ def test_the_markdown_summarises_errors_and_targets_and_goes_into_results(run, t
 
 
 def test_a_model_missing_from_speed_is_named(run):
-    root, models, _ = run
+    root, _, _ = run
     with pytest.raises(AsrpruneError, match="no rtf_ratio for model 'svd-s0.5'"):
-        build_latency_table(root / "latency.json", root / "speed.csv", root / "metrics", ["svd-s0.5"])
+        build_latency_table(
+            root / "latency.json", root / "speed.csv", root / "metrics", ["svd-s0.5"]
+        )
 
 
 def test_another_profile_is_checked_against_the_deploy_speed_rows(run):
@@ -91,7 +93,9 @@ def test_another_profile_is_checked_against_the_deploy_speed_rows(run):
         rows, columns=["model", "backend", "precision", "threads", "encoder_ratio"]
     ).assign(rtf_encoder=1.0, rtf_full=None)
     frame.to_csv(root / "speed_deploy.csv", index=False)
-    checked = build_latency_table(root / "ort.json", root / "speed_deploy.csv", root / "metrics", models)
+    checked = build_latency_table(
+        root / "ort.json", root / "speed_deploy.csv", root / "metrics", models
+    )
     assert list(checked["model"]) == ["teacher", "l0-latency-s0.5"]
     assert checked.set_index("model").loc["l0-latency-s0.5", "measured_kept"] == pytest.approx(0.61)
     table["profile"]["threads"] = 4

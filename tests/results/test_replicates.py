@@ -106,7 +106,7 @@ def test_tables_give_the_mean_and_spread_of_replicates(tmp_path):
         tmp_path / "tables",
         Replicates(2),
     )
-    tested = [p for p in written if p.name == "table1_significance.md"][0].read_text()
+    tested = next(p for p in written if p.name == "table1_significance.md").read_text()
     assert "+0.00" in tested and "mean over its 2 replicates" in tested
 
 

@@ -38,7 +38,6 @@ def test_cli_prints_the_run_of_the_repos_configs(capsys):
     assert capsys.readouterr().out == "smoke\n"
 
 
-
 @pytest.mark.parametrize(
     ("text", "message"),
     [("", "config file {path} is empty"), ("run: [x\n", "{path}: not valid YAML: line 2")],

@@ -52,7 +52,10 @@ def test_compare_reads_a_runs_hypotheses_and_the_cli_prints_a_table(tmp_path, ca
     write_hyps(tmp_path, "svd", "test-clean", rows(12))
     (c,) = compare_models(tmp_path, "ours", "svd", ["test-clean"])
     assert c.delta < 0 and c.a_better > 0.95
-    assert main(["compare", "ours", "svd", "--metrics-dir", str(tmp_path), "--splits", "test-clean"]) == 0
+    assert (
+        main(["compare", "ours", "svd", "--metrics-dir", str(tmp_path), "--splits", "test-clean"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| test-clean | 0.56 | 3.33 | -2.78 |" in out
     with pytest.raises(AsrpruneError, match=r"ours.hyps/test-other.jsonl: no hypotheses"):
@@ -77,7 +80,10 @@ def test_reference_comparisons_mark_findings_both_ways(tmp_path):
     assert (c.ci_low, c.ci_high) == (omp["ci_low"], omp["ci_high"])
 
     md = comparisons_markdown(table).splitlines()
-    assert md[0] == "| Sparsity | l0-params against omp | l0-params against svd | l0-params against parp |"
+    assert (
+        md[0]
+        == "| Sparsity | l0-params against omp | l0-params against svd | l0-params against parp |"
+    )
     cells = md[2].split(" | ")
     assert cells[0] == "| 50%"
     assert cells[1].startswith("**-6.67** [") and cells[1].count("**-6.67**") == 2

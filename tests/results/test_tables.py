@@ -51,7 +51,12 @@ def test_table_methods_split_ours_and_baselines_from_the_ablations():
 def test_significance_tests_ours_against_rivals_in_each_table():
     methods = ["l0-flops", "omp", "l0-nokd", "l0-params", "svd"]
     assert significance_tables(methods) == {"table1": ["omp", "svd"], "table2": ["l0-nokd"]}
-    assert table_stems(methods) == ["table1", "table1_significance", "table2", "table2_significance"]
+    assert table_stems(methods) == [
+        "table1",
+        "table1_significance",
+        "table2",
+        "table2_significance",
+    ]
     # nothing to test without l0-params, or without a rival of it
     assert significance_tables(["l0-flops", "omp", "l0-nokd"]) == {}
     assert table_stems(["l0-flops", "omp", "l0-nokd"]) == ["table1", "table2"]
@@ -145,8 +150,10 @@ def test_written_tables_round_trip_and_table2_needs_ablations(tmp_path):
     assert set(tested["a"]) == {"l0-params-s0.5"} and set(tested["b"]) == {"omp-s0.5"}
     # l0-params is model 1 (1 utterance of 40 wrong), omp model 2 (2 wrong): 9 words each
     assert tested["delta"].tolist() == pytest.approx([100 * (1 - 2) / 360] * 2)
-    assert (out / "table1_significance.md").read_text().startswith(
-        "| Sparsity | l0-params against omp |\n| --- | --- |\n| 50% | -0.28 ["
+    assert (
+        (out / "table1_significance.md")
+        .read_text()
+        .startswith("| Sparsity | l0-params against omp |\n| --- | --- |\n| 50% | -0.28 [")
     )
 
     methods = ["l0-params", "l0-nohidden", "l0-nokd", "svd"]

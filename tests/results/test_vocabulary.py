@@ -33,7 +33,9 @@ def test_mismatched_or_missing_hypotheses_are_named(tmp_path):
 
     hyps = tmp_path / "teacher.hyps"
     hyps.mkdir()
-    rows = [{"id": f"u{i}", "ref": r, "hyp": h} for i, (r, h) in enumerate(zip(REFS, HYPS))]
+    rows = [
+        {"id": f"u{i}", "ref": r, "hyp": h} for i, (r, h) in enumerate(zip(REFS, HYPS, strict=True))
+    ]
     (hyps / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (v,) = model_vocabulary_errors(tmp_path, "teacher", manifest, ["dev"])
     assert (v.split, v.nonword_substitutions, v.errors_on_unseen) == ("dev", 2, 1)

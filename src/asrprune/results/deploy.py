@@ -20,6 +20,7 @@ import pandas as pd
 
 from asrprune.errors import AsrpruneError
 from asrprune.io import json_field, json_number, read_json, read_jsonl
+from asrprune.results.markdown import markdown_table
 from asrprune.results.tables import write_table
 
 PRECISIONS = ("fp32", "int8")
@@ -90,7 +91,7 @@ def deploy_markdown(table: pd.DataFrame) -> str:
         "Same transcript as PyTorch: fp32 / int8",
         "Size MB: encoder fp32 / ONNX fp32 / int8",
     )
-    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    rows = []
     for r in table.itertuples(index=False):
         d = r._asdict()
         wer = [
@@ -99,8 +100,8 @@ def deploy_markdown(table: pd.DataFrame) -> str:
         ]
         same = f"{d['same_fp32_pct']:.1f}% / {d['same_int8_pct']:.1f}%"
         size = f"{d['size_mb']:.2f} / {d['onnx_mb_fp32']:.2f} / {d['onnx_mb_int8']:.2f}"
-        lines.append("| " + " | ".join((r.model, *wer, same, size)) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append((r.model, *wer, same, size))
+    return markdown_table(header, rows)
 
 
 def read_deploy_speed(path: str | os.PathLike) -> pd.DataFrame:
@@ -121,7 +122,7 @@ def speed_markdown(speed: pd.DataFrame) -> str:
     header = ["Model", "Threads", *(f"encoder: {n}" for n in names)]
     if full:
         header += [f"full decode: {n}" for n in names]
-    lines = ["| " + " | ".join(header) + " |", "| --- | ---: |" + " ---: |" * (len(header) - 2)]
+    rows = []
     for (model, threads), group in speed.groupby(["model", "threads"], sort=False):
         cells = [model, str(threads)]
         by = {(r.backend, r.precision): r for r in group.itertuples(index=False)}
@@ -129,8 +130,8 @@ def speed_markdown(speed: pd.DataFrame) -> str:
             for backend, precision, _ in SETTINGS:
                 r = by.get((backend, precision))
                 cells.append("" if r is None else f"{getattr(r, column):.4g}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def write_deploy_tables(

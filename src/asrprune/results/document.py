@@ -22,6 +22,7 @@ from pathlib import Path
 
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, json_field, json_number, read_json
+from asrprune.results.markdown import markdown_table
 from asrprune.results.stage_times import read_jobs, stages_markdown, wall_span
 from asrprune.results.tables import read_speed
 
@@ -64,12 +65,6 @@ def code_version(repo: str | os.PathLike) -> str:
 # sections
 
 
-def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
 def data_section(path: str | os.PathLike) -> str:
     report = _read_json(path, "data report")
     splits = json_field(report, path, "splits")
@@ -106,7 +101,7 @@ def data_section(path: str | os.PathLike) -> str:
     return (
         f"Source: {source}. Utterances kept per split, their hours and speakers, and the "
         "utterances excluded by the data checks (`data/report.json`).\n\n"
-        + _table(header, align, rows)
+        + markdown_table(header, rows, align=align)
     )
 
 
@@ -147,12 +142,11 @@ def teacher_section(path: str | os.PathLike) -> str:
     lines = [f"- `wer`: {described['wer']}, the decoding of every model in the tables."]
     if "full" in decodings:
         lines.append(f"- `full`: {described['full']}.")
-    align = ("---", "---:", *("---:",) * len(decodings))
     return (
         "Word error rate per split (`metrics/teacher.json`), decoded as follows:\n\n"
         + "\n".join(lines)
         + "\n\n"
-        + _table(header, align, rows)
+        + markdown_table(header, rows)
     )
 
 
@@ -187,7 +181,7 @@ def speed_section(path: str | os.PathLike) -> str:
     return (
         "The encoder's real-time factor on one thread, the median over timed rounds, and its "
         "ratio to the teacher's (`speed.csv`; asrprune.speed defines both).\n\n"
-        + _table(("model", "RTF", "RTF / teacher's"), ("---", "---:", "---:"), rows)
+        + markdown_table(("model", "RTF", "RTF / teacher's"), rows)
     )
 
 

@@ -195,9 +195,7 @@ def fastest_backend(deploy: pd.DataFrame, speed: pd.DataFrame, threads: int = 1)
     for model, group in at.groupby("model", sort=False):
         best = group.loc[group["rtf_encoder"].idxmin()]
         suffix, label = BACKEND_COLUMNS[(best["backend"], best["precision"])]
-        method, sparsity = (
-            (TEACHER, 0.0) if model == TEACHER else parse_model_name(str(model))[:2]
-        )
+        method, sparsity = (TEACHER, 0.0) if model == TEACHER else parse_model_name(str(model))[:2]
         rows.append(
             {
                 "model": model,

@@ -31,6 +31,7 @@ from asrprune.io import json_field, read_json
 from asrprune.model import ConformerEncoder, EncoderStructure, LatencyModel
 from asrprune.pruning.settings import LATENCY_METHODS, SPEED_RULE_PROFILE
 from asrprune.results.layout import TEACHER, parse_model_name
+from asrprune.results.markdown import markdown_table
 from asrprune.results.tables import read_speed, write_table
 
 COLUMNS = (
@@ -130,7 +131,7 @@ def latency_markdown(table: pd.DataFrame) -> str:
         "Model error %",
         "Measured vs target %",
     )
-    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    rows = []
 
     def cell(value: float, fmt: str) -> str:
         return "" if pd.isna(value) else format(value, fmt)
@@ -144,7 +145,7 @@ def latency_markdown(table: pd.DataFrame) -> str:
             cell(r.model_error_pct, "+.1f"),
             cell(r.target_error_pct, "+.1f"),
         )
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
     errors = table["model_error_pct"].abs()
     within = table["target_error_pct"].dropna().abs()
     summary = (
@@ -156,7 +157,7 @@ def latency_markdown(table: pd.DataFrame) -> str:
             f" Latency-target jobs within 5% of their target: {(within <= 5).sum()} of "
             f"{len(within)}."
         )
-    return "\n".join(lines) + "\n" + summary + "\n"
+    return markdown_table(header, rows) + summary + "\n"
 
 
 def write_latency_table(

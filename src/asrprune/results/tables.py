@@ -26,6 +26,7 @@ from asrprune.results.layout import (
     significance_tables,
     table_methods,
 )
+from asrprune.results.markdown import markdown_table
 from asrprune.results.significance import comparisons_markdown, reference_comparisons
 
 COLUMNS = (
@@ -189,10 +190,7 @@ def to_markdown(table: pd.DataFrame) -> str:
         "Size (MB)",
         "Achieved sparsity",
     )
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join(("---", "---", *("---:",) * (len(header) - 2))) + " |",
-    ]
+    rows = []
     previous = None
     for row in table.itertuples(index=False):
         teacher = row.method == TEACHER
@@ -207,9 +205,9 @@ def to_markdown(table: pd.DataFrame) -> str:
             _with_change(row.size_mb, row.size_change_pct, teacher),
             f"{row.achieved_sparsity:.1%}",
         )
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
         previous = row.sparsity
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, rows, left=2)
 
 
 def write_table(
