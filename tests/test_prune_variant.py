@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,11 @@ def test_an_override_is_a_nested_mapping_with_a_yaml_value():
     }
     with pytest.raises(AsrpruneError, match="expected KEY.PATH=VALUE"):
         prune_variant.override("prune.l0.distill_weight")
+    # YAML 1.1 reads 5e-5 as a string; a learning rate is a number
+    assert prune_variant.override("prune.finetune.peak_lr=5e-5")["prune"]["finetune"] == {
+        "peak_lr": 5e-5
+    }
+    assert prune_variant.override("a.b=nan")["a"] == {"b": "nan"}
 
 
 def test_overrides_land_on_the_validated_config():
@@ -48,3 +54,33 @@ def test_a_latency_method_gets_the_runs_latency_table_as_rule_prune_passes_it():
     assert evaluate[evaluate.index("--model") + 1] == "results/x/variants/v/v.pt"
     prune, _ = prune_variant.variant_commands("v", "l0-params", "0.5", run, config, 1)
     assert "--latency-table" not in prune
+
+
+def test_a_sweep_is_one_variant_per_value_on_top_of_the_other_overrides():
+    variants = prune_variant.sweep_variants(
+        "omp-lr", ["prune.train.seed=7"], "prune.finetune.peak_lr=5e-5,1e-4"
+    )
+    assert variants == [
+        ("omp-lr-5e-5", ["prune.train.seed=7", "prune.finetune.peak_lr=5e-5"]),
+        ("omp-lr-1e-4", ["prune.train.seed=7", "prune.finetune.peak_lr=1e-4"]),
+    ]
+    assert prune_variant.sweep_variants("v", [], None) == [("v", [])]
+    with pytest.raises(AsrpruneError, match="expected KEY.PATH=V1,V2"):
+        prune_variant.sweep_variants("v", [], "prune.finetune.peak_lr=")
+    config = prune_variant.variant_config([str(ROOT / "config/config.yaml")], variants[0][1])
+    assert config["prune"]["finetune"]["peak_lr"] == 5e-5
+
+
+def test_the_sweep_table_reads_each_variants_metrics(tmp_path):
+    for name, wer in (("a", 20.0), ("b", 30.5)):
+        folder = tmp_path / "variants" / name
+        folder.mkdir(parents=True)
+        (folder / f"{name}.json").write_text(json.dumps({"wer": {"dev": wer, "test-clean": 1}}))
+    assert prune_variant.sweep_markdown(tmp_path, ["a", "b"]).splitlines() == [
+        "| variant | dev WER % | test-clean WER % |",
+        "| --- | ---: | ---: |",
+        "| a | 20.00 | 1.00 |",
+        "| b | 30.50 | 1.00 |",
+    ]
+    with pytest.raises(AsrpruneError, match="c.json"):
+        prune_variant.sweep_markdown(tmp_path, ["a", "c"])
