@@ -22,6 +22,7 @@ from asrprune.errors import AsrpruneError
 from asrprune.evaluate import word_errors
 from asrprune.io import read_jsonl
 from asrprune.results.layout import ONE_SEED, REFERENCE, Replicates
+from asrprune.results.markdown import markdown_table
 
 # What the tables' significance files test: the splits of Table 1's WER columns.
 TEST_SPLITS = ("test-clean", "test-other")
@@ -210,16 +211,13 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
     methods = list(dict.fromkeys(table["method"]))
     splits = list(dict.fromkeys(table["split"]))
     header = ["Sparsity", *(f"{REFERENCE} against {m}" for m in methods)]
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join(["---"] * len(header)) + " |",
-    ]
+    body = []
     for sparsity, group in table.groupby("sparsity", sort=True):
         cells = [f"{sparsity:.0%}"]
         for method in methods:
             rows = group[group["method"] == method].set_index("split")
             cells.append(" / ".join(_cell(rows.loc[s]) for s in splits))
-        lines.append("| " + " | ".join(cells) + " |")
+        body.append(cells)
     seeds = int(table["seeds"].max()) if "seeds" in table else 1
     pooled = f" (each side the mean over its {seeds} replicates)" if seeds > 1 else ""
     note = (
@@ -227,4 +225,4 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
         f"and its 95% paired-bootstrap interval{pooled}. Bold: ours better, the interval "
         "excludes 0; italic: ours worse, likewise.\n"
     )
-    return "\n".join(lines) + "\n" + note
+    return markdown_table(header, body, align=("---",) * len(header)) + note

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrprune.errors import AsrpruneError
+from asrprune.results.markdown import markdown_table
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,14 @@ def wall_span(jobs: Sequence[Job]) -> float:
 
 def stages_markdown(jobs: Sequence[Job]) -> str:
     """Per stage: jobs, summed job minutes and the longest job, as a Markdown table."""
-    lines = [
-        "| stage | jobs | summed minutes | longest job (min) |",
-        "| --- | ---: | ---: | --- |",
-    ]
-    for stage in stages(jobs):
-        longest = stage.longest
-        lines.append(
-            f"| {stage.name} | {len(stage.jobs)} | {stage.seconds / 60:.1f} | "
-            f"{longest.name} ({longest.seconds / 60:.1f}) |"
+    header = ("stage", "jobs", "summed minutes", "longest job (min)")
+    rows = [
+        (
+            stage.name,
+            str(len(stage.jobs)),
+            f"{stage.seconds / 60:.1f}",
+            f"{stage.longest.name} ({stage.longest.seconds / 60:.1f})",
         )
-    return "\n".join(lines) + "\n"
+        for stage in stages(jobs)
+    ]
+    return markdown_table(header, rows, align=("---", "---:", "---:", "---"))
