@@ -303,7 +303,15 @@ def _tables(a):
 
     seed_sparsities = None if a.seed_sparsities is None else tuple(a.seed_sparsities)
     replicates = Replicates(a.seeds, seed_sparsities)
-    paths = write_tables(a.metrics_dir, a.speed, a.methods, a.sparsities, a.out_dir, replicates)
+    paths = write_tables(
+        a.metrics_dir,
+        a.speed,
+        a.methods,
+        a.sparsities,
+        a.out_dir,
+        replicates,
+        domain_shift=a.domain_shift,
+    )
     for path in paths:
         print(path)
 
@@ -626,6 +634,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p["tables"].add_argument(
         "--seed-sparsities", nargs="*", type=float, help="where they run (default: every one)"
+    )
+    p["tables"].add_argument(
+        "--domain-shift",
+        action="store_true",
+        help="also the in- against out-of-domain table (pruned models decoded on test-newtext)",
     )
     p["figures"].add_argument("--summaries", nargs="*", default=[], help="L0 jobs' summaries")
     p["figures"].add_argument("--deploy-table", help="tables/deploy.csv (deploy stage)")

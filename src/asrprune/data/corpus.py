@@ -34,6 +34,8 @@ from asrprune.config import settings_from_dict
 from asrprune.data import voices as V
 from asrprune.data.augment import NOISE_KINDS, degrade
 from asrprune.data.manifest import ALL_SPLITS, SPLITS, Utterance, write_manifest
+from asrprune.data.real_speech import SPLIT as REAL_SPLIT
+from asrprune.data.real_speech import build_real_split
 from asrprune.data.sentences import (
     BOOKS,
     NEWTEXT_SPLIT,
@@ -79,6 +81,8 @@ class EmbeddedCorpusSettings:
     text_domains: dict[str, float] = field(default_factory=_default_text_domains)
     # A domain never trained on, read by training voices as the test-newtext split.
     newtext_domain: str | None = None
+    # The test-real split: real speech clips from Debian packages (asrprune.data.real_speech).
+    real_speech: bool = False
     # Shortest sentence kept, in words.
     min_words: int = 4
     # Longest sentence kept, in words (short sentences train better).
@@ -122,9 +126,14 @@ class EmbeddedCorpusSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
 
     @property
-    def splits(self) -> tuple[str, ...]:
-        """The corpus's splits: LibriSpeech's four, then test-newtext if a domain is held out."""
+    def synthesised_splits(self) -> tuple[str, ...]:
+        """LibriSpeech's four splits, then test-newtext if a domain is held out."""
         return SPLITS + ((NEWTEXT_SPLIT,) if self.newtext_domain is not None else ())
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Every split of the corpus: the synthesised ones, then test-real if asked for."""
+        return self.synthesised_splits + ((REAL_SPLIT,) if self.real_speech else ())
 
 
 def _fail(name: str, value: Any, need: str) -> None:
@@ -158,8 +167,11 @@ def _validate(s: EmbeddedCorpusSettings) -> None:
         check_domain_choice([d for d, w in s.text_domains.items() if w > 0], s.newtext_domain)
     except AsrpruneError as e:
         raise AsrpruneError(f"embedded corpus setting {e}") from None
-    if not isinstance(s.utterances, dict) or set(s.utterances) != set(s.splits):
-        _fail("utterances", s.utterances, f"need a count for exactly the splits {list(s.splits)}")
+    if not isinstance(s.real_speech, bool):
+        _fail("real_speech", s.real_speech, "need true or false")
+    splits = s.synthesised_splits
+    if not isinstance(s.utterances, dict) or set(s.utterances) != set(splits):
+        _fail("utterances", s.utterances, f"need a count for exactly the splits {list(splits)}")
     for split, n in s.utterances.items():
         _number(f"utterances.{split}", n, 0, 10**7, integer=True)
     _number("min_words", s.min_words, 1, 200, integer=True)
@@ -420,7 +432,7 @@ def plan_corpus(
         "test-other": speaker_pool(other_voices, settings.test_other_speakers, settings, 1),
     }
     plan = []
-    for split in settings.splits:
+    for split in settings.synthesised_splits:
         pool = pools["test-other" if split == "test-other" else "train"]
         count = settings.utterances[split]
         plan += plan_split(split, count, sentences[split], pool, settings, out_dir)
@@ -530,7 +542,7 @@ def build_embedded_corpus(
         V.close_engines()
     synth_seconds = time.perf_counter() - synth_start
     summary: dict[str, Any] = {"splits": {}}
-    for split in settings.splits:
+    for split in settings.synthesised_splits:
         rows = [(job, d) for job, d in zip(plan, durations, strict=True) if job.split == split]
         kept = [
             Utterance(job.id, job.audio, d, job.sentence.text, job.speaker.id)
@@ -552,6 +564,13 @@ def build_embedded_corpus(
             "engines": dict(
                 sorted(Counter(j.speaker.voice.engine for j, d in rows if d is not None).items())
             ),
+        }
+    if settings.real_speech:
+        n = build_real_split(out_dir)
+        summary["splits"][REAL_SPLIT] = {
+            "utterances": n,
+            "domains": {"real speech": n},
+            "engines": {"human": n},
         }
     seconds = time.perf_counter() - start
     summary["synthesised"] = len(plan) - existing

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrprune.data import domains as D
-from asrprune.data.manifest import ALL_SPLITS, SPLITS
+from asrprune.data.manifest import SPLITS
 from asrprune.data.text import APOSTROPHES, has_digits, normalize_transcript, word_count
 from asrprune.data.voices import check_programs
 from asrprune.errors import AsrpruneError
@@ -352,7 +352,7 @@ def assign_splits(
     unknown = set(heldout) - set(SPLITS[1:])
     if unknown:
         raise AsrpruneError(f"held-out books: unknown split(s) {sorted(unknown)}")
-    order = [s for s in ALL_SPLITS if s != NEWTEXT_SPLIT or newtext_domain is not None]
+    order = [*SPLITS, *([NEWTEXT_SPLIT] if newtext_domain is not None else [])]
     by_split: dict[str, list[Sentence]] = {split: [] for split in order}
     for s in sentences:
         split = sentence_split(s, heldout, newtext_domain)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, json_field, json_number, read_json
+from asrprune.results.layout import DOMAIN_SHIFT
 from asrprune.results.markdown import markdown_table
 from asrprune.results.stage_times import read_jobs, stages_markdown, wall_span
 from asrprune.results.tables import read_speed
@@ -162,6 +163,8 @@ def teacher_section(path: str | os.PathLike) -> str:
 
 def table_title(stem: str) -> str:
     """``table1`` -> "Table 1", ``table2_significance`` -> "Table 2: significance"."""
+    if stem == DOMAIN_SHIFT:
+        return "Pruning in and out of domain"
     m = re.fullmatch(r"table(\d+)(_significance)?", stem)
     if not m:
         return stem
