@@ -84,10 +84,10 @@ def test_held_out_text_domain_and_real_speech_never_reach_training(smoke_run):
     manifests = {s: read_manifest(smoke_run / f"data/manifests/{s}.jsonl") for s in SMOKE_SPLITS}
     train_text = {u.text for u in manifests["train"]}
     assert not train_text & {u.text for u in manifests["test-newtext"]}
-    train_speakers = {u.speaker for u in manifests["train"]} | {u.speaker for u in manifests["dev"]}
-    assert {u.speaker for u in manifests["test-newtext"]} <= train_speakers | {
-        u.speaker for u in manifests["test-clean"]
-    }
+    # training voices: no base voice (speaker id minus its perturbation) of test-other's
+    # held-out ones reads test-newtext
+    base = {k: {u.speaker.rsplit("_", 1)[0] for u in v} for k, v in manifests.items()}
+    assert base["test-newtext"] and not base["test-newtext"] & base["test-other"]
     assert "text domains (synthesised)" in (smoke_run / "RESULTS.md").read_text()
 
 
@@ -184,8 +184,9 @@ def test_missing_tts_engine_stops_before_any_job(tmp_path):
 
 def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     metrics = read_json(smoke_run / "metrics/teacher.json")
-    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
-    assert all(0 <= w <= 100 for w in metrics["wer"].values())
+    # every evaluation split of the run: the held-out text domain and real speech too
+    assert list(metrics["wer"]) == list(SMOKE_SPLITS[1:])
+    assert all(w >= 0 for w in metrics["wer"].values())  # a 30-step teacher may insert
     assert 0 < metrics["prunable_params"] < metrics["encoder_params"]
     assert metrics["size_mb"] == pytest.approx(metrics["encoder_params"] * 4 / 1e6)
     # smoke.yaml decodes with a token 3-gram counted on the training transcripts, the
