@@ -200,15 +200,26 @@ def _chapters(verses: Iterable[tuple[str, int, str]]) -> Iterator[tuple[str, int
 
 def sentences_from_verses(verses: Iterable[tuple[str, int, str]], source: str) -> list[Sentence]:
     """Every usable sentence of the verses, in text order (no length filter, no dedupe)."""
+    return [
+        s
+        for book, chapter, text in _chapters(verses)
+        for s in sentences_of(text, book, chapter, source)
+    ]
+
+
+def sentences_of(
+    text: str, book: str, chapter: int, source: str, refuse: bool = False
+) -> list[Sentence]:
+    """The usable sentences of one stretch of running text, in order. ``refuse``: also
+    drop sentences with an abbreviation or acronym (:func:`domains.refuse_unpredictable`)."""
     out = []
-    for book, chapter, text in _chapters(verses):
-        for raw in split_sentences(_SPACES.sub(" ", text)):
-            spoken = to_spoken(raw)
-            if spoken is None:
-                continue
-            transcript = normalize_transcript(spoken)
-            if transcript:
-                out.append(Sentence(transcript, spoken, book, chapter, source))
+    for raw in split_sentences(_SPACES.sub(" ", text)):
+        if refuse and D.refuse_unpredictable(raw):
+            continue
+        spoken = to_spoken(raw)
+        transcript = normalize_transcript(spoken) if spoken else ""
+        if transcript:
+            out.append(Sentence(transcript, spoken, book, chapter, source))
     return out
 
 
@@ -252,15 +263,12 @@ def commentary_sentences(source: str) -> list[Sentence]:
 def dictionary_sentences(source: str, directory: Path = D.DICTD_DIR) -> list[Sentence]:
     """Sentences of one dictd database; an entry is the unit (``book`` = the domain,
     ``chapter`` = entry number), and sentences an engine may expand are refused."""
-    out = []
-    for number, (head, body) in enumerate(D.read_dictd(source, directory), 1):
-        text = _SPACES.sub(" ", D.clean_entry(source, head, body))
-        for raw in split_sentences(text):
-            spoken = None if D.refuse_unpredictable(raw) else to_spoken(raw)
-            transcript = normalize_transcript(spoken) if spoken else ""
-            if transcript:
-                out.append(Sentence(transcript, spoken, D.SOURCE_DOMAIN[source], number, source))
-    return out
+    domain = D.SOURCE_DOMAIN[source]
+    return [
+        s
+        for number, (head, body) in enumerate(D.read_dictd(source, directory), 1)
+        for s in sentences_of(D.clean_entry(source, head, body), domain, number, source, True)
+    ]
 
 
 def _read_domain(domain: str) -> list[Sentence]:

@@ -42,19 +42,25 @@ COLUMNS = (
 )
 
 
-def _paired_errors(
-    metrics_dir: str | os.PathLike, models: Sequence[str], split: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per utterance of ``split``: the teacher's word errors, the job's (averaged over its
-    replicates ``models``) and the reference words."""
-    ids_t, refs_t, err_t, words = replicate_errors(
-        [read_hyps(metrics_dir, TEACHER, split)], TEACHER, split
-    )
+def _job_errors(
+    metrics_dir: str | os.PathLike, models: Sequence[str], split: str, teacher: tuple
+) -> np.ndarray:
+    """Per utterance of ``split``: the job's word errors, averaged over its replicates
+    ``models``, checked to be on the teacher's utterances (``teacher``:
+    :func:`replicate_errors` of the teacher's hypotheses)."""
     runs = [read_hyps(metrics_dir, m, split) for m in models]
     ids_p, refs_p, err_p, _ = replicate_errors(runs, models[0], split)
-    if ids_t != ids_p or refs_t != refs_p:
+    if ids_p != teacher[0] or refs_p != teacher[1]:
         raise AsrpruneError(f"{split}: {models[0]} and the teacher decoded different utterances")
-    return err_t, err_p, words
+    return err_p
+
+
+def teacher_errors(metrics_dir: str | os.PathLike) -> dict[str, tuple]:
+    """The teacher's :func:`replicate_errors` on both splits, read and scored once."""
+    return {
+        split: replicate_errors([read_hyps(metrics_dir, TEACHER, split)], TEACHER, split)
+        for split in (IN_SPLIT, OUT_SPLIT)
+    }
 
 
 def relative_loss(err_teacher: np.ndarray, err_pruned: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -71,14 +77,17 @@ def shift_row(
     models: Sequence[str],
     resamples: int = 2000,
     seed: int = 0,
+    teacher: dict[str, tuple] | None = None,
 ) -> dict:
     """In- and out-of-domain WER and loss of one job (its replicates ``models``), with the
-    bootstrap interval of the gap."""
+    bootstrap interval of the gap. ``teacher``: :func:`teacher_errors`, if already read."""
+    teacher = teacher_errors(metrics_dir) if teacher is None else teacher
     rng = np.random.default_rng(seed)
     out = {"seeds": len(models)}
     losses = {}
     for side, split in (("in", IN_SPLIT), ("out", OUT_SPLIT)):
-        err_t, err_p, words = _paired_errors(metrics_dir, models, split)
+        err_t, words = teacher[split][2], teacher[split][3]
+        err_p = _job_errors(metrics_dir, models, split, teacher[split])
         out[f"teacher_{side}"] = 100.0 * err_t.sum() / words.sum()
         out[f"pruned_{side}"] = 100.0 * err_p.sum() / words.sum()
         out[f"loss_{side}_pct"] = float(relative_loss(err_t, err_p))
@@ -100,8 +109,13 @@ def build_shift_table(
     **options,
 ) -> pd.DataFrame:
     """One row per (sparsity, method) job, ascending sparsity then the given order."""
+    teacher = teacher_errors(metrics_dir)
     rows = [
-        {"sparsity": s, "method": m, **shift_row(metrics_dir, replicates.names(m, s), **options)}
+        {
+            "sparsity": s,
+            "method": m,
+            **shift_row(metrics_dir, replicates.names(m, s), teacher=teacher, **options),
+        }
         for s in sorted(sparsities)
         for m in methods
     ]
