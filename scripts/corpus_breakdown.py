@@ -119,7 +119,14 @@ def sample(
 
 def breakdown(corpus: Path, model: Path, count: int, beam: int, seed: int) -> dict:
     settings = EmbeddedCorpusSettings.from_dict(read_json(corpus / "settings.json"))
-    sentences = load_split_sentences(settings.min_words, settings.max_words, corpus / "cache")
+    domains = [d for d, w in settings.text_domains.items() if w > 0]
+    sentences = load_split_sentences(
+        settings.min_words,
+        settings.max_words,
+        corpus / "cache",
+        domains,
+        settings.newtext_domain,
+    )
     plan = plan_corpus(settings, corpus, sentences)
     other = [j for j in plan if j.split == "test-other"]
     new_speakers = new_variant_speakers(settings)

@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
   sox libsox-fmt-all sword-text-web diatheke bible-kjv libsndfile1
+  # text domains beyond the Bibles (asrprune/data/domains.py)
+  sword-comm-mhcc sword-comm-tdavid sword-comm-scofield dict-jargon dict-foldoc dict-devil
+  # real speech clips of test-real (asrprune/data/real_speech.py)
+  pocketsphinx-testdata alsa-utils
 )
 PYTHON=${PYTHON:-python3.11}
 

@@ -73,6 +73,8 @@ def test_settings_refuse_unknown_keys_and_bad_values():
         TrainSettings(max_frames=0)
     with pytest.raises(AsrpruneError, match=r"train\.final_lr_ratio"):
         TrainSettings(final_lr_ratio=1.5)
+    with pytest.raises(AsrpruneError, match=r"train\.vtlp_range: expected a number in \[0, 0\.5\)"):
+        TrainSettings(vtlp_range=0.5)
     assert settings_from_dict(TrainSettings, '{"max_steps": 3}', "t").max_steps == 3
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from asrprune.config import load_config
 from asrprune.data.corpus import EmbeddedCorpusSettings, split_voices
-from asrprune.data.manifest import SPLITS, read_manifest
+from asrprune.data.manifest import SPLITS, data_splits, read_manifest
 from asrprune.io import read_json
 from tests.builders import REPO
 
@@ -56,16 +56,42 @@ def smoke_run(tmp_path_factory):
     return workdir / "results" / "smoke"
 
 
+SMOKE_PRUNED_SPLITS = load_config(REPO / "config/config.yaml", REPO / "config/smoke.yaml")[
+    "evaluate"
+]["pruned_splits"]
+SMOKE_SPLITS = data_splits(
+    load_config(REPO / "config/config.yaml", REPO / "config/smoke.yaml")["data"]
+)
+
+
 def test_smoke_workflow_builds_the_data_stage(smoke_run):
     report = read_json(smoke_run / "data/report.json")
     assert report["source"] == "embedded"
-    for split in SPLITS:
+    assert list(report["splits"]) == list(SMOKE_SPLITS) == [*SPLITS, "test-newtext", "test-real"]
+    for split in SMOKE_SPLITS:
         kept = read_manifest(smoke_run / f"data/manifests/{split}.jsonl")
         assert report["splits"][split]["utterances"] == len(kept) > 0
         index = read_json(smoke_run / f"data/features/{split}/index.json")
         assert set(index["utterances"]) == {u.id for u in kept}
     assert (smoke_run / "data/bpe.model").stat().st_size > 0
     assert set(read_json(smoke_run / "data/cmvn.json")) >= {"mean", "std"}
+
+
+def test_held_out_text_domain_and_real_speech_never_reach_training(smoke_run):
+    """Training text comes from the training domains only; test-newtext is the held-out
+    domain, read by training voices; test-real is real speech; the data report says so."""
+    splits = read_json(smoke_run / "data/report.json")["splits"]
+    assert set(splits["train"]["domains"]) == {"scripture", "jargon"}
+    assert set(splits["test-newtext"]["domains"]) == {"devil"}
+    assert splits["test-real"]["engines"] == {"human": splits["test-real"]["utterances"]}
+    manifests = {s: read_manifest(smoke_run / f"data/manifests/{s}.jsonl") for s in SMOKE_SPLITS}
+    train_text = {u.text for u in manifests["train"]}
+    assert not train_text & {u.text for u in manifests["test-newtext"]}
+    # training voices: no base voice (speaker id minus its perturbation) of test-other's
+    # held-out ones reads test-newtext
+    base = {k: {u.speaker.rsplit("_", 1)[0] for u in v} for k, v in manifests.items()}
+    assert base["test-newtext"] and not base["test-newtext"] & base["test-other"]
+    assert "text domains (synthesised)" in (smoke_run / "RESULTS.md").read_text()
 
 
 def test_every_job_has_a_log_and_a_benchmark(smoke_run):
@@ -161,8 +187,9 @@ def test_missing_tts_engine_stops_before_any_job(tmp_path):
 
 def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     metrics = read_json(smoke_run / "metrics/teacher.json")
-    assert set(metrics["wer"]) == {"dev", "test-clean", "test-other"}
-    assert all(0 <= w <= 100 for w in metrics["wer"].values())
+    # every evaluation split of the run: the held-out text domain and real speech too
+    assert list(metrics["wer"]) == list(SMOKE_SPLITS[1:])
+    assert all(w >= 0 for w in metrics["wer"].values())  # a 30-step teacher may insert
     assert 0 < metrics["prunable_params"] < metrics["encoder_params"]
     assert metrics["size_mb"] == pytest.approx(metrics["encoder_params"] * 4 / 1e6)
     # smoke.yaml decodes with a token 3-gram counted on the training transcripts, the
@@ -230,7 +257,7 @@ def test_pruning_jobs_write_compact_models_that_are_evaluated(smoke_run, method)
     name = f"{method}-s0.5"
     teacher = read_json(smoke_run / "metrics/teacher.json")
     metrics = read_json(smoke_run / f"metrics/{name}.json")
-    assert set(metrics["wer"]) == {"test-clean", "test-other"}  # evaluate.pruned_splits
+    assert set(metrics["wer"]) == set(SMOKE_PRUNED_SPLITS)
     assert teacher["sparsity"] == 0.0 and teacher["flops_sparsity"] == 0.0
     # a 12-step smoke job does not reach its target; its masks are still cut out
     assert metrics["prunable_params"] <= teacher["prunable_params"]
@@ -249,7 +276,7 @@ def test_pruning_jobs_write_compact_models_that_are_evaluated(smoke_run, method)
 def test_baselines_and_ablations_are_evaluated_like_ours(smoke_run, method):
     metrics = read_json(smoke_run / f"metrics/{method}-s0.5.json")
     summary = read_json(smoke_run / f"pruning/{method}-s0.5.json")
-    assert set(metrics["wer"]) == {"test-clean", "test-other"}  # evaluate.pruned_splits
+    assert set(metrics["wer"]) == set(SMOKE_PRUNED_SPLITS)
     assert metrics["sparsity"] == pytest.approx(summary["sparsity"])
     if method in ("omp", "parp", "svd"):  # magnitude and SVD meet the target by construction
         assert 0.5 <= summary["sparsity"] < 0.55
@@ -279,6 +306,7 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
 
     from asrprune.results.layout import (
         figure_names,
+        model_name,
         significance_tables,
         table_methods,
         table_stems,
@@ -295,8 +323,14 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
         assert table.loc[0, "rtf_change_pct"] == 0.0 and table.loc[0, "size_change_pct"] == 0.0
         assert (smoke_run / f"tables/{name}.md").read_text().startswith("| Sparsity | Method |")
     assert sorted(p.stem for p in (smoke_run / "tables").glob("*.csv")) == sorted(
-        [*table_stems(SMOKE_METHODS), "deploy", "speed_deploy", "latency"]
+        [*table_stems(SMOKE_METHODS, domain_shift=True), "deploy", "speed_deploy", "latency"]
     )
+    shift = pd.read_csv(smoke_run / "tables/domain_shift.csv")
+    assert len(shift) == len(SMOKE_METHODS) * len(sparsities)
+    for row in shift.itertuples():  # the bootstrap scores hypotheses as evaluate did
+        wer = read_json(smoke_run / f"metrics/{model_name(row.method, row.sparsity)}.json")["wer"]
+        assert row.pruned_out == pytest.approx(wer["test-newtext"], abs=1e-9)
+    assert "Pruning in and out of domain" in (smoke_run / "RESULTS.md").read_text()
     for name, rivals in significance_tables(SMOKE_METHODS).items():
         tested = pd.read_csv(smoke_run / f"tables/{name}_significance.csv")
         assert len(tested) == len(rivals) * len(sparsities) * 2  # test-clean and test-other

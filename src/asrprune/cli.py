@@ -50,9 +50,11 @@ def _mlflow_sync(a):
 @command("corpus-embedded", "synthesise the embedded corpus; write raw manifests per split")
 def _corpus_embedded(a):
     from asrprune.data.corpus import EmbeddedCorpusSettings, build_embedded_corpus
+    from asrprune.io import write_json
 
     settings = EmbeddedCorpusSettings.from_dict(a.settings)
     summary = build_embedded_corpus(settings, Path(a.out), a.threads)
+    write_json(Path(a.out) / "summary.json", summary)
     print(json.dumps(summary, indent=2))
 
 
@@ -86,14 +88,14 @@ def _check_split(a):
 
 @command("data-report", "summarise the splits (utterances, hours, speakers, exclusions)")
 def _data_report(a):
-    from asrprune.data.manifest import SPLITS
     from asrprune.data.report import build_report
-    from asrprune.io import write_json
+    from asrprune.io import read_json, write_json
     from asrprune.tracking import child_run, flatten
 
-    manifests = {s: str(Path(a.manifests) / f"{s}.jsonl") for s in SPLITS}
-    excluded = {s: str(Path(a.excluded) / f"{s}.json") for s in SPLITS}
-    report = build_report(a.source, manifests, excluded)
+    manifests = {s: str(Path(a.manifests) / f"{s}.jsonl") for s in a.splits}
+    excluded = {s: str(Path(a.excluded) / f"{s}.json") for s in a.splits}
+    composition = read_json(a.composition) if a.composition else None
+    report = build_report(a.source, manifests, excluded, a.splits, composition)
     write_json(a.out, report)
     if a.mlflow:
         with child_run(a.mlflow, "data", {"stage": "data"}) as run:
@@ -301,7 +303,15 @@ def _tables(a):
 
     seed_sparsities = None if a.seed_sparsities is None else tuple(a.seed_sparsities)
     replicates = Replicates(a.seeds, seed_sparsities)
-    paths = write_tables(a.metrics_dir, a.speed, a.methods, a.sparsities, a.out_dir, replicates)
+    paths = write_tables(
+        a.metrics_dir,
+        a.speed,
+        a.methods,
+        a.sparsities,
+        a.out_dir,
+        replicates,
+        domain_shift=a.domain_shift,
+    )
     for path in paths:
         print(path)
 
@@ -435,6 +445,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--include-open", action="store_true", help="replay runs that never ended too"
     )
 
+    from asrprune.data.manifest import ALL_SPLITS, SPLITS
+
     for name in ("corpus-embedded", "check-split"):
         p[name].add_argument("--settings", required=True, help="the config section, as JSON")
     for name in ("corpus-embedded", "check-split", "extract-features"):
@@ -457,6 +469,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p["data-report"].add_argument("--manifests", required=True, help="folder of <split>.jsonl")
     p["data-report"].add_argument("--excluded", required=True, help="folder of <split>.json")
     p["data-report"].add_argument("--out", required=True)
+    p["data-report"].add_argument(
+        "--splits", nargs="+", choices=ALL_SPLITS, default=list(SPLITS), help="splits to report"
+    )
+    p["data-report"].add_argument(
+        "--composition", help="the embedded corpus's summary.json (domains and engines)"
+    )
     p["data-report"].add_argument("--mlflow", help="ids file from mlflow-init; omit to not log")
 
     p["train-bpe"].add_argument("--manifest", required=True)
@@ -507,8 +525,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p["evaluate"].add_argument(
         "--splits",
         nargs="+",
-        choices=("dev", "test-clean", "test-other"),
-        default=["dev", "test-clean", "test-other"],
+        choices=ALL_SPLITS[1:],
+        default=list(SPLITS[1:]),
         help="splits to decode",
     )
     p["evaluate"].add_argument("--name", required=True, help="model name (e.g. teacher)")
@@ -616,6 +634,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p["tables"].add_argument(
         "--seed-sparsities", nargs="*", type=float, help="where they run (default: every one)"
+    )
+    p["tables"].add_argument(
+        "--domain-shift",
+        action="store_true",
+        help="also the in- against out-of-domain table (pruned models decoded on test-newtext)",
     )
     p["figures"].add_argument("--summaries", nargs="*", default=[], help="L0 jobs' summaries")
     p["figures"].add_argument("--deploy-table", help="tables/deploy.csv (deploy stage)")

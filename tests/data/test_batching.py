@@ -13,9 +13,12 @@ from asrprune.data.batching import (
     DurationBucketSampler,
     SpecAugment,
     UtteranceDataset,
+    VocalTractWarp,
     collate,
     length_batches,
     make_loader,
+    vtlp_matrix,
+    vtlp_source_hz,
 )
 from asrprune.data.features import FeatureStore, compute_cmvn, extract_features
 from asrprune.data.manifest import Utterance, write_manifest
@@ -235,6 +238,42 @@ def test_specaugment_masks_only_real_frames():
     assert torch.equal(out, aug(feats, lens, generator=torch.Generator().manual_seed(0)))
     aug.eval()
     assert aug(feats, lens) is feats
+
+
+def test_vtlp_warp_keeps_the_band_and_is_continuous():
+    hz = torch.linspace(0, 8000, 801)
+    for a in (0.9, 1.0, 1.12):
+        src = vtlp_source_hz(hz, torch.tensor([a]))[0]
+        assert src[0] == 0 and src[-1] == pytest.approx(8000)
+        assert torch.all(src[1:] > src[:-1])  # monotone, so no jump at the bend
+        assert src[100] == pytest.approx(1000 / a)  # below the bend: f / alpha
+
+
+def test_vtlp_matrix_interpolates_and_moves_formants_the_right_way():
+    warp = vtlp_matrix(torch.tensor([1.0, 0.9, 1.1]), 80)
+    assert torch.allclose(warp[0], torch.eye(80), atol=1e-4)
+    assert torch.allclose(warp.sum(-1), torch.ones(3, 80), atol=1e-5)
+    frame = torch.zeros(80)
+    frame[30] = 1.0  # a peak near 1.3 kHz, below the bend
+    peaks = [int(torch.argmax(w @ frame)) for w in warp]
+    assert peaks[1] < 30 < peaks[2]  # a shorter tract (alpha > 1) raises formants
+
+
+def test_vocal_tract_warp_on_a_batch():
+    lens = torch.tensor([50, 20])
+    feats = torch.randn(2, 50, 80)
+    feats[1, 20:] = 0.0  # padding
+    vtlp = VocalTractWarp(0.1)
+    out = vtlp(feats, lens, generator=torch.Generator().manual_seed(0))
+    assert out.shape == feats.shape and not torch.allclose(out, feats)
+    assert torch.equal(out[1, 20:], feats[1, 20:])
+    again = vtlp(feats, lens, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    vtlp.eval()
+    assert vtlp(feats, lens) is feats
+    assert VocalTractWarp(0.0).train()(feats, lens) is feats
+    with pytest.raises(AsrpruneError, match="VTLP range"):
+        VocalTractWarp(0.6)
 
 
 # -----------------------------------------------------------------------------

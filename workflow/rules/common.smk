@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from asrprune.config import load_schema, validate_config
-from asrprune.data.manifest import SPLITS
+from asrprune.data.manifest import ALL_SPLITS, data_splits
 from asrprune.errors import AsrpruneError
 from asrprune.pruning.settings import (
     LATENCY_METHODS,
@@ -39,13 +39,21 @@ RUN = config["run"]
 R = f"results/{RUN}"  # every output of this run lives under here
 DATA_THREADS = config["resources"]["data_threads"]
 SOURCE = config["data"]["source"]
+# The data stage's splits: LibriSpeech's four, and test-newtext when a text domain is
+# held out of the embedded corpus.
+SPLITS = data_splits(config["data"])
+if not set(config["evaluate"]["pruned_splits"]) <= set(SPLITS):
+    raise WorkflowError(
+        f"evaluate.pruned_splits {config['evaluate']['pruned_splits']}: this run's data "
+        f"has only {list(SPLITS)} (test-newtext needs data.embedded.newtext_domain)"
+    )
 # One environment for every rule: the venv of scripts/setup.sh, or this conda env with
 # --use-conda (its post-deploy script installs the package from the repository).
 CONDA_ENV = "../../environment.yml"
 
 
 wildcard_constraints:
-    split="|".join(SPLITS),
+    split="|".join(ALL_SPLITS),
     model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -69,10 +77,10 @@ def section_json(*keys):
 
 
 def evaluate_splits(model):
-    """The splits ``model`` is decoded on: all three for the teacher, else
+    """The splits ``model`` is decoded on: every evaluation split for the teacher, else
     evaluate.pruned_splits."""
     if model == "teacher":
-        return "dev test-clean test-other"
+        return " ".join(SPLITS[1:])
     return " ".join(config["evaluate"]["pruned_splits"])
 
 
@@ -204,7 +212,9 @@ def pruned_models(methods=None):
 # decided by the functions the commands use, so the outputs promised are those written.
 # TABLES: table1, and table2 with ablations, each followed by its _significance file when
 # l0-params ran with a rival there. FIGURES: file stem -> kind (its caption).
-TABLES = table_stems(config["prune"]["methods"])
+# Pruned models decoded on test-newtext: the in- against out-of-domain table too.
+DOMAIN_SHIFT = "test-newtext" in config["evaluate"]["pruned_splits"]
+TABLES = table_stems(config["prune"]["methods"], DOMAIN_SHIFT)
 FIGURES = figure_kinds(config["prune"]["methods"])
 
 

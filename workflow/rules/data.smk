@@ -7,6 +7,7 @@ if SOURCE == "embedded":
     rule corpus_embedded:
         output:
             expand(f"{R}/corpus/{{split}}.jsonl", split=SPLITS),
+            summary=f"{R}/corpus/summary.json",
         log:
             log_path("data", "corpus_embedded"),
         benchmark:
@@ -95,6 +96,8 @@ rule data_report:
     input:
         manifests=expand(f"{R}/data/manifests/{{split}}.jsonl", split=SPLITS),
         excluded=expand(f"{R}/data/excluded/{{split}}.json", split=SPLITS),
+        # the embedded corpus's text domains and engines per split
+        composition=[f"{R}/corpus/summary.json"] if SOURCE == "embedded" else [],
         mlflow=MLFLOW_IDS,
     output:
         report(
@@ -114,11 +117,16 @@ rule data_report:
         **rule_resources("data_report"),
     params:
         source=SOURCE,
+        splits=" ".join(SPLITS),
+        composition=lambda w, input: (
+            f"--composition {input.composition}" if input.composition else ""
+        ),
         manifests=lambda w, input: Path(input.manifests[0]).parent,
         excluded=lambda w, input: Path(input.excluded[0]).parent,
     shell:
         "asrprune data-report --source {params.source} --manifests {params.manifests}"
-        " --excluded {params.excluded} --mlflow {input.mlflow} --out {output} > {log} 2>&1"
+        " --excluded {params.excluded} --splits {params.splits} {params.composition}"
+        " --mlflow {input.mlflow} --out {output} > {log} 2>&1"
 
 
 rule train_bpe:

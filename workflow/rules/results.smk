@@ -7,7 +7,7 @@ rule tables:
         metrics=expand(
             f"{R}/metrics/{{model}}.json", model=["teacher", *pruned_models()]
         ),
-        hyps=expand(f"{R}/metrics/{{model}}.hyps", model=pruned_models()),
+        hyps=expand(f"{R}/metrics/{{model}}.hyps", model=["teacher", *pruned_models()]),
         speed=f"{R}/speed.csv",
     output:
         [
@@ -35,9 +35,11 @@ rule tables:
         methods=config["prune"]["methods"],
         sparsities=config["prune"]["sparsities"],
         replicates=replicates_args(),
+        domain_shift="--domain-shift" if DOMAIN_SHIFT else "",
     shell:
         "asrprune tables --metrics-dir {params.metrics_dir} --speed {input.speed}"
         " --methods {params.methods} --sparsities {params.sparsities} {params.replicates}"
+        " {params.domain_shift}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -424,6 +424,80 @@ class SpecAugment(nn.Module):
 
 
 # -----------------------------------------------------------------------------
+# vocal tract length perturbation
+
+# The fbank's mel axis (asrprune.data.features: Kaldi's defaults at 16 kHz) and the
+# frequency above which VTLP's warp bends back to keep the Nyquist frequency fixed.
+_LOW_HZ, _NYQUIST_HZ, _BEND_HZ = 20.0, 8000.0, 4800.0
+
+
+def _mel(hz: torch.Tensor) -> torch.Tensor:
+    return 1127.0 * torch.log1p(hz / 700.0)
+
+
+def _hz(mel: torch.Tensor) -> torch.Tensor:
+    return 700.0 * torch.expm1(mel / 1127.0)
+
+
+def vtlp_source_hz(hz: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Where a warped spectrum's frequency ``hz`` is read from, per warp factor ``alpha``.
+
+    The warp (Jaitly and Hinton 2013) scales frequencies by ``alpha`` up to a bend, then
+    runs linearly to the Nyquist frequency, so the band stays [0, Nyquist]; this is its
+    inverse. hz: (F,), alpha: (B,) -> (B, F).
+    """
+    alpha = alpha[:, None]
+    bend_out = _BEND_HZ * torch.clamp(alpha, max=1.0)  # warped frequency at the bend
+    bend_in = bend_out / alpha  # its source
+    low = hz / alpha
+    high = _NYQUIST_HZ - (_NYQUIST_HZ - hz) * (_NYQUIST_HZ - bend_in) / (_NYQUIST_HZ - bend_out)
+    return torch.where(hz <= bend_out, low, high)
+
+
+def vtlp_matrix(alpha: torch.Tensor, bins: int) -> torch.Tensor:
+    """Per warp factor, the (bins, bins) linear interpolation that warps a log-mel frame:
+    warped = W @ frame. alpha: (B,) -> (B, bins, bins); alpha 1 gives the identity."""
+    step = (_mel(torch.tensor(_NYQUIST_HZ)) - _mel(torch.tensor(_LOW_HZ))) / (bins + 1)
+    centres = _mel(torch.tensor(_LOW_HZ)) + step * torch.arange(1, bins + 1)  # (bins,)
+    source = _mel(vtlp_source_hz(_hz(centres), alpha.double()).float())  # (B, bins)
+    pos = ((source - _mel(torch.tensor(_LOW_HZ))) / step - 1.0).clamp(0, bins - 1)
+    lower = pos.floor().long().clamp(max=bins - 2)
+    frac = pos - lower
+    rows = torch.zeros(alpha.numel(), bins, bins)
+    rows.scatter_(2, lower[..., None], (1 - frac)[..., None])
+    rows.scatter_add_(2, (lower + 1)[..., None], frac[..., None])
+    return rows
+
+
+class VocalTractWarp(nn.Module):
+    """Vocal tract length perturbation on a padded batch of log-mel features; identity in
+    eval. Each utterance gets a warp factor drawn uniformly from [1 - r, 1 + r]: its
+    frequency axis is stretched or squeezed as a longer or shorter vocal tract would,
+    pitch and speaking rate untouched, so a few TTS voices act as many speakers. Random
+    numbers come from ``generator`` (CPU) if given, as in :class:`SpecAugment`."""
+
+    def __init__(self, alpha_range: float = 0.0):
+        super().__init__()
+        if not 0 <= alpha_range < 0.5:
+            raise AsrpruneError(f"VTLP range {alpha_range!r}: expected a number in [0, 0.5)")
+        self.alpha_range = alpha_range
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """feats: (B, T, F) -> warped copy; padding frames stay as they are (zero)."""
+        if not self.training or self.alpha_range == 0:
+            return feats
+        B, _, F = feats.shape
+        alpha = 1.0 + self.alpha_range * (2 * torch.rand(B, generator=generator) - 1)
+        warp = vtlp_matrix(alpha, F).to(feats.device, feats.dtype)  # (B, F, F)
+        return torch.bmm(feats, warp.transpose(1, 2))
+
+
+# -----------------------------------------------------------------------------
 # loader
 
 

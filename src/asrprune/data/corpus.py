@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,16 @@ from asrprune.apportion import largest_remainder
 from asrprune.config import settings_from_dict
 from asrprune.data import voices as V
 from asrprune.data.augment import NOISE_KINDS, degrade
-from asrprune.data.manifest import SPLITS, Utterance, write_manifest
+from asrprune.data.manifest import ALL_SPLITS, SPLITS, Utterance, write_manifest
+from asrprune.data.real_speech import SPLIT as REAL_SPLIT
+from asrprune.data.real_speech import build_real_split
 from asrprune.data.sentences import (
     BOOKS,
+    NEWTEXT_SPLIT,
     TEXT_PROGRAMS,
     Sentence,
     cache_file,
+    check_domain_choice,
     load_split_sentences,
 )
 from asrprune.errors import AsrpruneError
@@ -49,7 +53,7 @@ _BOOK_CODES = dict(BOOKS)
 # Peak level of an utterance before degradation: recordings are not all equally loud.
 _PEAK_RANGE = (0.3, 0.95)
 # Streams of the seeded RNG, so that no two decisions share random numbers.
-_SENTENCE, _SPEAKER, _AUGMENT, _NOISE, _POOL, _VARIANTS = range(6)
+_SENTENCE, _SPEAKER, _AUGMENT, _NOISE, _POOL, _VARIANTS, _DOMAIN = range(7)
 
 
 def _default_utterances() -> dict[str, int]:
@@ -60,14 +64,25 @@ def _default_engine_weights() -> dict[str, float]:
     return {"espeak": 0.6, "flite": 0.2, "festival": 0.2}
 
 
+def _default_text_domains() -> dict[str, float]:
+    return {"scripture": 1.0}
+
+
 @dataclass(frozen=True)
 class EmbeddedCorpusSettings:
     """What to synthesise; every field has a default, sized for a CPU workstation."""
 
     # Seed of every random choice: same seed, same corpus.
     seed: int = 0
-    # Utterances per split (train, dev, test-clean, test-other).
+    # Utterances per split (train, dev, test-clean, test-other; test-newtext when a
+    # domain is held out).
     utterances: dict[str, int] = field(default_factory=_default_utterances)
+    # Share of training utterances per text domain (asrprune.data.domains); renormalised.
+    text_domains: dict[str, float] = field(default_factory=_default_text_domains)
+    # A domain never trained on, read by training voices as the test-newtext split.
+    newtext_domain: str | None = None
+    # The test-real split: real speech clips from Debian packages (asrprune.data.real_speech).
+    real_speech: bool = False
     # Shortest sentence kept, in words.
     min_words: int = 4
     # Longest sentence kept, in words (short sentences train better).
@@ -110,6 +125,16 @@ class EmbeddedCorpusSettings:
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
 
+    @property
+    def synthesised_splits(self) -> tuple[str, ...]:
+        """LibriSpeech's four splits, then test-newtext if a domain is held out."""
+        return SPLITS + ((NEWTEXT_SPLIT,) if self.newtext_domain is not None else ())
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Every split of the corpus: the synthesised ones, then test-real if asked for."""
+        return self.synthesised_splits + ((REAL_SPLIT,) if self.real_speech else ())
+
 
 def _fail(name: str, value: Any, need: str) -> None:
     raise AsrpruneError(f"embedded corpus setting {name}={value!r}: {need}")
@@ -132,8 +157,21 @@ def _range(name: str, value: Any, lo: float, hi: float, integer: bool = False) -
 
 def _validate(s: EmbeddedCorpusSettings) -> None:
     _number("seed", s.seed, 0, 2**63 - 1, integer=True)
-    if not isinstance(s.utterances, dict) or set(s.utterances) != set(SPLITS):
-        _fail("utterances", s.utterances, f"need a count for exactly the splits {list(SPLITS)}")
+    if not isinstance(s.text_domains, dict) or not s.text_domains:
+        _fail("text_domains", s.text_domains, "need a share per training text domain")
+    for domain, w in s.text_domains.items():
+        _number(f"text_domains.{domain}", w, 0.0, 1e6)
+    if s.newtext_domain is not None and not isinstance(s.newtext_domain, str):
+        _fail("newtext_domain", s.newtext_domain, "need a domain name or null")
+    try:
+        check_domain_choice([d for d, w in s.text_domains.items() if w > 0], s.newtext_domain)
+    except AsrpruneError as e:
+        raise AsrpruneError(f"embedded corpus setting {e}") from None
+    if not isinstance(s.real_speech, bool):
+        _fail("real_speech", s.real_speech, "need true or false")
+    splits = s.synthesised_splits
+    if not isinstance(s.utterances, dict) or set(s.utterances) != set(splits):
+        _fail("utterances", s.utterances, f"need a count for exactly the splits {list(splits)}")
     for split, n in s.utterances.items():
         _number(f"utterances.{split}", n, 0, 10**7, integer=True)
     _number("min_words", s.min_words, 1, 200, integer=True)
@@ -288,6 +326,48 @@ def _book_code(book: str) -> str:
     return _BOOK_CODES.get(book) or re.sub(r"[^A-Za-z]", "", book)[:6]
 
 
+def _sentence_picker(
+    split: str, sentences: list[Sentence], settings: EmbeddedCorpusSettings
+) -> Callable[[int], Sentence]:
+    """The sentence of utterance ``i``, asked for in order i = 0, 1, 2, ...
+
+    One domain: a seeded walk through the sentences (the Bible-only corpus of old). Several
+    (training text): each utterance draws its domain by ``text_domains`` share, then takes
+    that domain's next sentence of its own walk, so a large domain cannot crowd out a small
+    one, and the plan of utterance ``i`` still depends only on utterances before it.
+    """
+    s_idx = ALL_SPLITS.index(split)
+    groups: dict[str, list[Sentence]] = {}
+    for sentence in sentences:
+        groups.setdefault(sentence.domain, []).append(sentence)
+    if len(groups) <= 1:
+        order = _Cycler(len(sentences), settings.seed, _SENTENCE, s_idx)
+        return lambda i: sentences[order[i]]
+    names = [d for d, w in settings.text_domains.items() if w > 0]
+    missing = [d for d in names if d not in groups]
+    if missing or set(groups) - set(names):
+        raise AsrpruneError(
+            f"split {split}: domains with sentences {sorted(groups)} do not match "
+            f"text_domains {names} (no {settings.min_words}-{settings.max_words}-word "
+            f"sentences of {missing}?)"
+        )
+    shares = np.array([settings.text_domains[d] for d in names], dtype=float)
+    shares /= shares.sum()
+    walks = {
+        d: _Cycler(len(groups[d]), settings.seed, _SENTENCE, s_idx, k + 1)
+        for k, d in enumerate(names)
+    }
+    used = dict.fromkeys(names, 0)
+
+    def pick(i: int) -> Sentence:
+        domain = names[int(_rng(settings.seed, _DOMAIN, s_idx, i).choice(len(names), p=shares))]
+        j = used[domain]
+        used[domain] += 1
+        return groups[domain][walks[domain][j]]
+
+    return pick
+
+
 def plan_split(
     split: str,
     count: int,
@@ -299,19 +379,20 @@ def plan_split(
     """Decide sentence, speaker and degradation of each utterance of ``split``.
 
     Sentences are used in a seeded random order, and only reused (by other speakers)
-    once every sentence of the split has been read; speakers take turns likewise.
+    once every sentence of the split (of its domain, when training mixes domains) has
+    been read; speakers take turns likewise.
     """
     if count and not sentences:
         raise AsrpruneError(
             f"split {split}: no sentences of {settings.min_words}-{settings.max_words} words"
         )
-    s_idx = SPLITS.index(split)
+    s_idx = ALL_SPLITS.index(split)
     noisy_share = {"train": settings.train_noisy_fraction, "test-other": 1.0}.get(split, 0.0)
-    sentence_order = _Cycler(len(sentences), settings.seed, _SENTENCE, s_idx)
+    pick_sentence = _sentence_picker(split, sentences, settings)
     speaker_order = _Cycler(len(speakers), settings.seed, _SPEAKER, s_idx)
     plan = []
     for i in range(count):
-        sentence = sentences[sentence_order[i]]
+        sentence = pick_sentence(i)
         speaker = speakers[speaker_order[i]]
         rng = _rng(settings.seed, _AUGMENT, s_idx, i)
         peak = float(rng.uniform(*_PEAK_RANGE))
@@ -351,7 +432,7 @@ def plan_corpus(
         "test-other": speaker_pool(other_voices, settings.test_other_speakers, settings, 1),
     }
     plan = []
-    for split in SPLITS:
+    for split in settings.synthesised_splits:
         pool = pools["test-other" if split == "test-other" else "train"]
         count = settings.utterances[split]
         plan += plan_split(split, count, sentences[split], pool, settings, out_dir)
@@ -401,7 +482,9 @@ def _claim_corpus_dir(out_dir: Path, settings: EmbeddedCorpusSettings) -> None:
     new = settings.to_dict()
     if path.is_file():
         old = read_json(path)
-        changed = [k for k in new if k != "utterances" and old.get(k) != new[k]]
+        # A setting added since that corpus was built reads as its default there.
+        default = EmbeddedCorpusSettings().to_dict()
+        changed = [k for k in new if k != "utterances" and old.get(k, default[k]) != new[k]]
         if changed:
             set_aside(out_dir, f"a corpus built with other settings ({', '.join(changed)})")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -431,7 +514,10 @@ def build_embedded_corpus(
     if not cache_file(cache_dir).is_file():
         programs += TEXT_PROGRAMS
     V.check_programs(programs, {**V.PROGRAM_PACKAGES, **TEXT_PROGRAMS})
-    sentences = load_split_sentences(settings.min_words, settings.max_words, cache_dir)
+    domains = [d for d, w in settings.text_domains.items() if w > 0]
+    sentences = load_split_sentences(
+        settings.min_words, settings.max_words, cache_dir, domains, settings.newtext_domain
+    )
     plan = plan_corpus(settings, out_dir, sentences)
     V.check_engines({job.speaker.voice for job in plan})
     for stale in (out_dir / "audio").glob("*/*/.*.tmp"):
@@ -456,7 +542,7 @@ def build_embedded_corpus(
         V.close_engines()
     synth_seconds = time.perf_counter() - synth_start
     summary: dict[str, Any] = {"splits": {}}
-    for split in SPLITS:
+    for split in settings.synthesised_splits:
         rows = [(job, d) for job, d in zip(plan, durations, strict=True) if job.split == split]
         kept = [
             Utterance(job.id, job.audio, d, job.sentence.text, job.speaker.id)
@@ -472,6 +558,19 @@ def build_embedded_corpus(
             "dropped_too_long": len(rows) - len(kept),
             "sentences_available": len(sentences[split]),
             "sentences_reused": sum(n - 1 for n in texts.values()),
+            "domains": dict(
+                sorted(Counter(j.sentence.domain for j, d in rows if d is not None).items())
+            ),
+            "engines": dict(
+                sorted(Counter(j.speaker.voice.engine for j, d in rows if d is not None).items())
+            ),
+        }
+    if settings.real_speech:
+        n = build_real_split(out_dir)
+        summary["splits"][REAL_SPLIT] = {
+            "utterances": n,
+            "domains": {"real speech": n},
+            "engines": {"human": n},
         }
     seconds = time.perf_counter() - start
     summary["synthesised"] = len(plan) - existing

@@ -12,7 +12,23 @@ from pathlib import Path
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open
 
+# The splits every corpus has, LibriSpeech's names.
 SPLITS = ("train", "dev", "test-clean", "test-other")
+# Evaluation splits only the embedded corpus can have: a text domain never trained on,
+# and the few clips of real speech that Debian packages ship.
+OPTIONAL_SPLITS = ("test-newtext", "test-real")
+# Every split in one fixed order: a split's position seeds its random choices.
+ALL_SPLITS = SPLITS + OPTIONAL_SPLITS
+
+
+def data_splits(data: dict) -> tuple[str, ...]:
+    """The splits a run's data stage makes, from its ``data`` config section."""
+    embedded = data.get("embedded", {}) if data.get("source") == "embedded" else {}
+    return (
+        *SPLITS,
+        *(["test-newtext"] if embedded.get("newtext_domain") else []),
+        *(["test-real"] if embedded.get("real_speech") else []),
+    )
 
 
 @dataclass(frozen=True)

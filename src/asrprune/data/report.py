@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from asrprune.data.manifest import SPLITS, read_manifest
 from asrprune.io import read_json
 
@@ -21,9 +23,24 @@ def split_summary(manifest: str, excluded: str) -> dict:
     }
 
 
-def build_report(source: str, manifests: dict[str, str], excluded: dict[str, str]) -> dict:
-    """Summarise every split; ``manifests`` and ``excluded`` map split name to file."""
-    splits = {s: split_summary(manifests[s], excluded[s]) for s in SPLITS}
+def build_report(
+    source: str,
+    manifests: dict[str, str],
+    excluded: dict[str, str],
+    splits: Sequence[str] = SPLITS,
+    composition: dict | None = None,
+) -> dict:
+    """Summarise every split; ``manifests`` and ``excluded`` map split name to file.
+
+    ``composition`` is the embedded corpus's summary (``corpus/summary.json``): its
+    utterances per text domain and TTS engine join each split's row.
+    """
+    splits = {s: split_summary(manifests[s], excluded[s]) for s in splits}
+    for name, row in splits.items():
+        made = (composition or {}).get("splits", {}).get(name, {})
+        for key in ("domains", "engines"):
+            if key in made:
+                row[key] = made[key]
     return {
         "source": source,
         "splits": splits,

@@ -1,10 +1,12 @@
-"""Sentences for the embedded corpus, read from two public-domain English Bibles.
+"""Sentences for the embedded corpus, read from English texts that Debian ships.
 
-The World English Bible (SWORD module read with ``diatheke``) and the King James Bible
-(``bible`` from bible-kjv) are the only sizeable English texts that Debian ships as
-packages. Verses are joined per chapter and cut at sentence and clause punctuation, so
-utterances are short, natural stretches of text. Whole books go to one split, and an
-identical transcript never lands in two splits, so test text is never trained on.
+The two public-domain Bibles are the core (the scripture domain): the World English Bible
+(SWORD module read with ``diatheke``) and the King James Bible (``bible`` from bible-kjv).
+Verses are joined per chapter and cut at sentence and clause punctuation, so utterances
+are short, natural stretches of text. Whole books go to one split, and an identical
+transcript never lands in two splits, so test text is never trained on. Other domains
+(commentaries, dictionaries; :mod:`asrprune.data.domains`) go to training, or, for the
+one held out, to ``test-newtext``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from asrprune.data import domains as D
+from asrprune.data.manifest import SPLITS
 from asrprune.data.text import APOSTROPHES, has_digits, normalize_transcript, word_count
 from asrprune.data.voices import check_programs
 from asrprune.errors import AsrpruneError
@@ -65,7 +69,7 @@ HELDOUT_BOOKS = {
     "test-clean": ("Ruth", "Lamentations", "Micah", "John", "Galatians", "James"),
     "test-other": ("Judges", "Song of Solomon", "Hosea", "Acts", "I Peter", "Jude"),
 }
-SPLITS = ("train", "dev", "test-clean", "test-other")
+NEWTEXT_SPLIT = "test-newtext"
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,11 @@ class Sentence:
     spoken: str  # the same words with punctuation kept, for natural prosody
     book: str  # canonical book name; the unit that goes to one split
     chapter: int
-    source: str  # "web" or "kjv"
+    source: str  # "web", "kjv", or another source of asrprune.data.domains
+
+    @property
+    def domain(self) -> str:
+        return D.domain_of(self.source)
 
 
 _REF_WEB = re.compile(r"(?:^|>)([^<>]*?) (\d+):(\d+): ")
@@ -109,12 +117,13 @@ def _run(cmd: list[str], package: str) -> str:
     return out.stdout
 
 
-def _web_lines(module: str) -> str:
+def _sword_lines(module: str, package: str) -> str:
+    """The whole of a SWORD module, Genesis to Revelation, as diatheke prints it."""
     modules = _run(["diatheke", "-b", "system", "-k", "modulelist"], "diatheke")
     if not re.search(rf"^{re.escape(module)}\s*:", modules, re.M):
         raise AsrpruneError(
             f"SWORD module {module!r} is not installed; install the Debian package "
-            "'sword-text-web' (diatheke -b system -k modulelist lists what is there)"
+            f"{package!r} (diatheke -b system -k modulelist lists what is there)"
         )
     return _run(["diatheke", "-b", module, "-k", "Gen-Rev"], "diatheke")
 
@@ -191,38 +200,38 @@ def _chapters(verses: Iterable[tuple[str, int, str]]) -> Iterator[tuple[str, int
 
 def sentences_from_verses(verses: Iterable[tuple[str, int, str]], source: str) -> list[Sentence]:
     """Every usable sentence of the verses, in text order (no length filter, no dedupe)."""
+    return [
+        s
+        for book, chapter, text in _chapters(verses)
+        for s in sentences_of(text, book, chapter, source)
+    ]
+
+
+def sentences_of(
+    text: str, book: str, chapter: int, source: str, refuse: bool = False
+) -> list[Sentence]:
+    """The usable sentences of one stretch of running text, in order. ``refuse``: also
+    drop sentences with an abbreviation or acronym (:func:`domains.refuse_unpredictable`)."""
     out = []
-    for book, chapter, text in _chapters(verses):
-        for raw in split_sentences(_SPACES.sub(" ", text)):
-            spoken = to_spoken(raw)
-            if spoken is None:
-                continue
-            transcript = normalize_transcript(spoken)
-            if transcript:
-                out.append(Sentence(transcript, spoken, book, chapter, source))
+    for raw in split_sentences(_SPACES.sub(" ", text)):
+        if refuse and D.refuse_unpredictable(raw):
+            continue
+        spoken = to_spoken(raw)
+        transcript = normalize_transcript(spoken) if spoken else ""
+        if transcript:
+            out.append(Sentence(transcript, spoken, book, chapter, source))
     return out
 
 
-def cache_file(cache_dir: str | Path) -> Path:
-    """Where :func:`extract_sentences` keeps its cache inside ``cache_dir``."""
-    return Path(cache_dir) / f"bible-sentences-v{CACHE_VERSION}.json"
+def cache_file(cache_dir: str | Path, domain: str = "scripture") -> Path:
+    """Where :func:`extract_domain` keeps a domain's sentences inside ``cache_dir``."""
+    stem = "bible" if domain == "scripture" else domain
+    return Path(cache_dir) / f"{stem}-sentences-v{CACHE_VERSION}.json"
 
 
-def extract_sentences(cache_dir: str | Path | None = None) -> list[Sentence]:
-    """All sentences of both Bibles (WEB first), cached as JSON in ``cache_dir``.
-
-    Reading the WEB through diatheke takes seconds; the cache makes reruns instant. The
-    cache file name carries a version, so a change of the extraction rules rebuilds it.
-    """
-    cache = cache_file(cache_dir) if cache_dir is not None else None
-    if cache is not None and cache.is_file():
-        try:
-            with open(cache, encoding="utf-8") as f:
-                return [Sentence(**row) for row in json.load(f)]
-        except (json.JSONDecodeError, TypeError) as e:
-            raise AsrpruneError(f"{cache}: unreadable sentence cache ({e}); delete it") from e
+def _bible_sentences() -> list[Sentence]:
     check_programs(TEXT_PROGRAMS, TEXT_PROGRAMS)
-    web = sentences_from_verses(parse_web(_web_lines(WEB_MODULE)), "web")
+    web = sentences_from_verses(parse_web(_sword_lines(WEB_MODULE, "sword-text-web")), "web")
     kjv = sentences_from_verses(
         parse_kjv(_run(["bible", "-f", "Gen1:1-Rev22:21"], "bible-kjv")), "kjv"
     )
@@ -231,11 +240,71 @@ def extract_sentences(cache_dir: str | Path | None = None) -> list[Sentence]:
             f"Bible text looks incomplete ({len(web)} WEB, {len(kjv)} KJV sentences); "
             "reinstall the Debian packages 'sword-text-web' and 'bible-kjv-text'"
         )
-    sentences = web + kjv
+    return web + kjv
+
+
+def _distinct_verses(verses: Iterable[tuple[str, int, str]]) -> Iterator[tuple[str, int, str]]:
+    """Drop a verse whose text repeats the one before: diatheke prints a commentary note
+    once for every verse it spans."""
+    last = None
+    for verse in verses:
+        if verse[2] != last:
+            yield verse
+        last = verse[2]
+
+
+def commentary_sentences(source: str) -> list[Sentence]:
+    """Sentences of one SWORD commentary, keyed by the Bible chapter they comment on."""
+    module = D.COMMENTARY_MODULES[source]
+    package = f"sword-comm-{source}"
+    return sentences_from_verses(_distinct_verses(parse_web(_sword_lines(module, package))), source)
+
+
+def dictionary_sentences(source: str, directory: Path = D.DICTD_DIR) -> list[Sentence]:
+    """Sentences of one dictd database; an entry is the unit (``book`` = the domain,
+    ``chapter`` = entry number), and sentences an engine may expand are refused."""
+    domain = D.SOURCE_DOMAIN[source]
+    return [
+        s
+        for number, (head, body) in enumerate(D.read_dictd(source, directory), 1)
+        for s in sentences_of(D.clean_entry(source, head, body), domain, number, source, True)
+    ]
+
+
+def _read_domain(domain: str) -> list[Sentence]:
+    if domain == "scripture":
+        return _bible_sentences()
+    sources = D.DOMAINS[domain].sources
+    if domain == "commentary":
+        return [s for source in sources for s in commentary_sentences(source)]
+    return [s for source in sources for s in dictionary_sentences(source)]
+
+
+def extract_domain(domain: str, cache_dir: str | Path | None = None) -> list[Sentence]:
+    """All sentences of one text domain, cached as JSON in ``cache_dir``.
+
+    Reading through diatheke takes seconds to a minute; the cache makes reruns instant.
+    The cache file name carries a version, so a change of the extraction rules rebuilds it.
+    """
+    if domain not in D.DOMAINS:
+        raise AsrpruneError(f"unknown text domain {domain!r}; known: {list(D.DOMAINS)}")
+    cache = cache_file(cache_dir, domain) if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        try:
+            with open(cache, encoding="utf-8") as f:
+                return [Sentence(**row) for row in json.load(f)]
+        except (json.JSONDecodeError, TypeError) as e:
+            raise AsrpruneError(f"{cache}: unreadable sentence cache ({e}); delete it") from e
+    sentences = _read_domain(domain)
     if cache is not None:
         with atomic_open(cache) as f:
             json.dump([dataclasses.asdict(s) for s in sentences], f)
     return sentences
+
+
+def extract_sentences(cache_dir: str | Path | None = None) -> list[Sentence]:
+    """All sentences of both Bibles (WEB first): the scripture domain."""
+    return extract_domain("scripture", cache_dir)
 
 
 def filter_sentences(
@@ -257,23 +326,48 @@ def book_split(book: str, heldout: dict[str, tuple[str, ...]] = HELDOUT_BOOKS) -
     return "train"
 
 
-def assign_splits(
-    sentences: Iterable[Sentence], heldout: dict[str, tuple[str, ...]] = HELDOUT_BOOKS
-) -> dict[str, list[Sentence]]:
-    """Group sentences by the split of their book; each transcript goes to one split only.
+def sentence_split(
+    sentence: Sentence,
+    heldout: dict[str, tuple[str, ...]] = HELDOUT_BOOKS,
+    newtext_domain: str | None = None,
+) -> str | None:
+    """The split a sentence belongs to, or None if it must not be used at all.
 
-    A transcript found in several splits (a stock phrase, or one verse that two books
-    share) is kept in the first of train, dev, test-clean, test-other, so evaluation
-    text is never seen in training. Order within a split is the input order.
+    Scripture goes by book; the held-out domain to ``test-newtext``; every other domain
+    trains, except commentary on a held-out book, which would paraphrase test text.
+    """
+    domain = sentence.domain
+    if domain == newtext_domain:
+        return NEWTEXT_SPLIT
+    if domain == "scripture":
+        return book_split(sentence.book, heldout)
+    if domain == "commentary" and book_split(sentence.book, heldout) != "train":
+        return None
+    return "train"
+
+
+def assign_splits(
+    sentences: Iterable[Sentence],
+    heldout: dict[str, tuple[str, ...]] = HELDOUT_BOOKS,
+    newtext_domain: str | None = None,
+) -> dict[str, list[Sentence]]:
+    """Group sentences by split (:func:`sentence_split`); each transcript in one split only.
+
+    A transcript found in several splits (a stock phrase, one verse that two books share,
+    a quotation) is kept in the first of train, dev, test-clean, test-other, test-newtext,
+    so evaluation text is never seen in training. Order within a split is the input order.
     """
     unknown = set(heldout) - set(SPLITS[1:])
     if unknown:
         raise AsrpruneError(f"held-out books: unknown split(s) {sorted(unknown)}")
-    by_split: dict[str, list[Sentence]] = {split: [] for split in SPLITS}
+    order = [*SPLITS, *([NEWTEXT_SPLIT] if newtext_domain is not None else [])]
+    by_split: dict[str, list[Sentence]] = {split: [] for split in order}
     for s in sentences:
-        by_split[book_split(s.book, heldout)].append(s)
+        split = sentence_split(s, heldout, newtext_domain)
+        if split is not None:
+            by_split[split].append(s)
     taken: set[str] = set()
-    for split in SPLITS:
+    for split in order:
         kept = []
         for s in by_split[split]:
             if s.text not in taken:
@@ -283,8 +377,43 @@ def assign_splits(
     return by_split
 
 
+def check_domain_choice(domains: Iterable[str], newtext_domain: str | None) -> None:
+    """Training domains must include scripture (the evaluation books) and exclude the
+    held-out domain; errors read ``<setting>=<value>: <why>``."""
+    domains = list(domains)
+    known = list(D.DOMAINS)
+    if not set(domains) <= set(known):
+        raise AsrpruneError(f"text_domains={domains}: unknown domain; known: {known}")
+    if "scripture" not in domains:
+        raise AsrpruneError(
+            f"text_domains={domains}: must include scripture, the text of dev, test-clean "
+            "and test-other"
+        )
+    if newtext_domain is not None and newtext_domain not in known:
+        raise AsrpruneError(f"newtext_domain={newtext_domain!r}: unknown; known: {known}")
+    if newtext_domain in domains:
+        raise AsrpruneError(
+            f"newtext_domain={newtext_domain!r}: also a training domain; a held-out "
+            "domain must not be trained on"
+        )
+
+
 def load_split_sentences(
-    min_words: int, max_words: int, cache_dir: str | Path | None = None
+    min_words: int,
+    max_words: int,
+    cache_dir: str | Path | None = None,
+    domains: Iterable[str] = ("scripture",),
+    newtext_domain: str | None = None,
 ) -> dict[str, list[Sentence]]:
-    """Sentences per split, filtered by length, unique within and across splits."""
-    return assign_splits(filter_sentences(extract_sentences(cache_dir), min_words, max_words))
+    """Sentences per split, filtered by length, unique within and across splits.
+
+    ``domains`` are read in the order given (scripture first keeps the Bible-only corpus
+    unchanged); ``newtext_domain``, if given, becomes ``test-newtext``.
+    """
+    domains = list(domains)
+    check_domain_choice(domains, newtext_domain)
+    wanted = domains + ([newtext_domain] if newtext_domain is not None else [])
+    sentences = [s for d in wanted for s in extract_domain(d, cache_dir)]
+    return assign_splits(
+        filter_sentences(sentences, min_words, max_words), newtext_domain=newtext_domain
+    )

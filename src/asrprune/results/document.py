@@ -22,6 +22,7 @@ from pathlib import Path
 
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, json_field, json_number, read_json
+from asrprune.results.layout import DOMAIN_SHIFT
 from asrprune.results.markdown import markdown_table
 from asrprune.results.stage_times import read_jobs, stages_markdown, wall_span
 from asrprune.results.tables import read_speed
@@ -65,9 +66,16 @@ def code_version(repo: str | os.PathLike) -> str:
 # sections
 
 
+def _counts(counts: dict) -> str:
+    """``{"scripture": 30, "jargon": 10}`` as "scripture 30, jargon 10"."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or NONE
+
+
 def data_section(path: str | os.PathLike) -> str:
     report = _read_json(path, "data report")
     splits = json_field(report, path, "splits")
+    # the embedded corpus's text domains and engines per split, where the report has them
+    composed = any("domains" in s for s in splits.values())
     rows = []
     for split, s in splits.items():
         reasons = s.get("excluded_by_reason", {})
@@ -75,28 +83,31 @@ def data_section(path: str | os.PathLike) -> str:
         n, hours, speakers, excluded = (
             json_number(report, path, "splits", split, f) for f in fields
         )
-        rows.append(
-            (
-                split,
-                str(n),
-                f"{hours:.3f}",
-                str(speakers),
-                str(excluded),
-                ", ".join(f"{k} {v}" for k, v in reasons.items()) or NONE,
-            )
+        row = (
+            split,
+            str(n),
+            f"{hours:.3f}",
+            str(speakers),
+            str(excluded),
+            ", ".join(f"{k} {v}" for k, v in reasons.items()) or NONE,
         )
-    rows.append(
-        (
-            "total",
-            str(json_number(report, path, "total", "utterances")),
-            f"{json_number(report, path, 'total', 'hours'):.3f}",
-            NONE,
-            str(json_number(report, path, "total", "excluded")),
-            NONE,
-        )
+        if composed:
+            row += (_counts(s.get("domains", {})), _counts(s.get("engines", {})))
+        rows.append(row)
+    total = (
+        "total",
+        str(json_number(report, path, "total", "utterances")),
+        f"{json_number(report, path, 'total', 'hours'):.3f}",
+        NONE,
+        str(json_number(report, path, "total", "excluded")),
+        NONE,
     )
+    rows.append(total + ((NONE, NONE) if composed else ()))
     header = ("split", "utterances", "hours", "speakers", "excluded", "exclusions by reason")
     align = ("---", "---:", "---:", "---:", "---:", "---")
+    if composed:
+        header += ("text domains (synthesised)", "TTS engines (synthesised)")
+        align += ("---", "---")
     source = json_field(report, path, "source")
     return (
         f"Source: {source}. Utterances kept per split, their hours and speakers, and the "
@@ -152,6 +163,8 @@ def teacher_section(path: str | os.PathLike) -> str:
 
 def table_title(stem: str) -> str:
     """``table1`` -> "Table 1", ``table2_significance`` -> "Table 2: significance"."""
+    if stem == DOMAIN_SHIFT:
+        return "Pruning in and out of domain"
     m = re.fullmatch(r"table(\d+)(_significance)?", stem)
     if not m:
         return stem

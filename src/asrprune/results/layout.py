@@ -157,14 +157,19 @@ def significance_tables(methods: Sequence[str]) -> dict[str, list[str]]:
     return {name: others for name, others in tested.items() if others}
 
 
-def table_stems(methods: Sequence[str]) -> list[str]:
+DOMAIN_SHIFT = "domain_shift"
+
+
+def table_stems(methods: Sequence[str], domain_shift: bool = False) -> list[str]:
     """File stems of the run's tables (each written as .csv and .md): ``table1``, then
-    ``table1_significance`` when it has one, then the same for ``table2``."""
+    ``table1_significance`` when it has one, then the same for ``table2``; then
+    ``domain_shift`` (in- against out-of-domain loss) when ``domain_shift``, i.e. when the
+    pruned models are decoded on test-newtext."""
     tested = significance_tables(methods)
     stems = []
     for name in table_methods(methods):
         stems += [name, f"{name}_significance"] if name in tested else [name]
-    return stems
+    return stems + ([DOMAIN_SHIFT] if domain_shift else [])
 
 
 def structure_sparsity(sparsities: Sequence[float]) -> float:

@@ -70,7 +70,7 @@ def paired_bootstrap(
     )
 
 
-def _errors(runs: list[list[dict]], label: str, split: str):
+def replicate_errors(runs: list[list[dict]], label: str, split: str):
     """Per utterance (sorted ids): reference, word errors averaged over the replicates'
     runs, reference words; every run must hold the same utterances and references."""
     scored = [utterance_errors(rows) for rows in runs]
@@ -99,8 +99,8 @@ def pooled_bootstrap(
     replicates, then the utterances are resampled. The WERs are the means over the
     replicates, and the interval holds what the choice of sentences adds to their
     difference. One run a side is the plain paired bootstrap."""
-    ids_a, refs_a, err_a, words = _errors(runs_a, names[0], split)
-    ids_b, refs_b, err_b, _ = _errors(runs_b, names[1], split)
+    ids_a, refs_a, err_a, words = replicate_errors(runs_a, names[0], split)
+    ids_b, refs_b, err_b, _ = replicate_errors(runs_b, names[1], split)
     if ids_a != ids_b:
         only = sorted(set(ids_a) ^ set(ids_b))
         raise AsrpruneError(

@@ -19,7 +19,9 @@ import pandas as pd
 
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open, json_number, read_json
+from asrprune.results.domain_shift import build_shift_table, shift_markdown
 from asrprune.results.layout import (
+    DOMAIN_SHIFT,
     ONE_SEED,
     TEACHER,
     Replicates,
@@ -230,11 +232,13 @@ def write_tables(
     sparsities: Sequence[float],
     out_dir: str | os.PathLike,
     replicates: Replicates = ONE_SEED,
+    domain_shift: bool = False,
 ) -> list[Path]:
     """Build and write Table 1 and, when ``methods`` has ablations, Table 2; after each,
     ``<table>_significance``: ``l0-params`` against its rivals there, by paired bootstrap
-    of the saved hypotheses, pooled over replicates (``layout.table_stems`` names the
-    files)."""
+    of the saved hypotheses, pooled over replicates; with ``domain_shift``, every job's
+    in- against out-of-domain loss (:mod:`domain_shift`; ``layout.table_stems`` names
+    the files)."""
     tested = significance_tables(methods)
     written = []
     for name, shown in table_methods(methods).items():
@@ -246,4 +250,7 @@ def write_tables(
             )
             markdown = comparisons_markdown(comparisons)
             written += write_table(comparisons, out_dir, f"{name}_significance", markdown)
+    if domain_shift:
+        shift = build_shift_table(metrics_dir, methods, sparsities, replicates)
+        written += write_table(shift, out_dir, DOMAIN_SHIFT, shift_markdown(shift))
     return written

@@ -31,6 +31,7 @@ class TrainSettings:
     specaug_freq_width: int = 27  # widest frequency mask, in mel bins
     specaug_time_masks: int = 10  # time masks per utterance
     specaug_time_width_ratio: float = 0.05  # widest time mask, as a fraction of the utterance
+    vtlp_range: float = 0.0  # VTLP warp factors in [1 - r, 1 + r], with SpecAugment (0: off)
     sorted_first_epoch: bool = True  # first epoch shortest utterances first, then shuffled
     checkpoint_every: int = 500  # steps between checkpoints (one more at the end)
     log_every: int = 25  # steps per logged interval (history, MLflow, progress bar)
@@ -70,6 +71,10 @@ class TrainSettings:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
                 raise AsrpruneError(f"train.{name}: expected a number in [0, 1], got {v!r}")
+        if not isinstance(self.vtlp_range, (int, float)) or not 0 <= self.vtlp_range < 0.5:
+            raise AsrpruneError(
+                f"train.vtlp_range: expected a number in [0, 0.5), got {self.vtlp_range!r}"
+            )
         for name in ("sorted_first_epoch", "bf16"):
             if not isinstance(getattr(self, name), bool):
                 raise AsrpruneError(f"train.{name}: expected true or false")

@@ -46,6 +46,7 @@ from asrprune.data.batching import (
     DurationBucketSampler,
     SpecAugment,
     UtteranceDataset,
+    VocalTractWarp,
     collate,
     length_batches,
 )
@@ -196,6 +197,8 @@ class Trainer:
             s.specaug_time_masks,
             s.specaug_time_width_ratio,
         )
+        self.vtlp = VocalTractWarp(s.vtlp_range)
+        # one stream for both augmentations: with VTLP off, SpecAugment draws as before
         self.specaug_generator = torch.Generator().manual_seed(s.seed + 1)
 
         custom = [{**g, "params": list(g["params"])} for g in param_groups or []]
@@ -398,8 +401,11 @@ class Trainer:
         """One optimiser update on ``batch`` (on the CPU, as collated); returns its metrics."""
         step = self.step + 1
         if self.settings.specaug_on(step):
+            self.vtlp.train()
             self.specaug.train()
-            feats = self.specaug(batch.feats, batch.feat_lens, generator=self.specaug_generator)
+            g = self.specaug_generator
+            feats = self.vtlp(batch.feats, batch.feat_lens, generator=g)
+            feats = self.specaug(feats, batch.feat_lens, generator=g)
             batch = dataclasses.replace(batch, feats=feats)
         batch = batch.to(self.device, non_blocking=True)
         self._set_mode(True)
