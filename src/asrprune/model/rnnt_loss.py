@@ -5,12 +5,15 @@ Why not ``torchaudio.functional.rnnt_loss``: on the CPU its kernel runs on one t
 took about 30% of a teacher step on the 2-core machine (docs/experiments.md#rnn-t-loss).
 Here the work that scales with the vocabulary (log-softmax and its gradient) is ordinary
 vectorised tensor code, and the recursion touches only the blank and label scores:
-T + U small steps, each over the whole batch, with autograd for the gradient.
+T + U small steps, each over the whole batch, with autograd for the gradient. On CUDA,
+``transducer_nll`` keeps torchaudio's fused kernel: it is parallel there and needs no
+copy of the log-probabilities, and the GPU timings of docs/cluster.md were taken with it.
 """
 
 from __future__ import annotations
 
 import torch
+import torchaudio
 
 # Stands in for log(0): finite, so logaddexp and its gradient never see inf - inf, and far
 # below any real path score (a few thousand at worst), so it never wins a logaddexp.
@@ -73,3 +76,34 @@ def rnnt_nll(
     rows = torch.arange(B, device=logits.device)
     final = alphas[rows, last_t + last_u, last_u] + blank_lp[rows, last_t, last_u]
     return -final
+
+
+def torchaudio_nll(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    logit_lens: torch.Tensor,
+    target_lens: torch.Tensor,
+    blank: int,
+) -> torch.Tensor:
+    """``rnnt_nll`` by torchaudio's kernel (arguments and result alike)."""
+    return torchaudio.functional.rnnt_loss(
+        logits.float(),
+        targets.int(),
+        logit_lens.int(),
+        target_lens.int(),
+        blank=blank,
+        reduction="none",
+    )
+
+
+def transducer_nll(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    logit_lens: torch.Tensor,
+    target_lens: torch.Tensor,
+    blank: int,
+) -> torch.Tensor:
+    """The loss the model trains with: torchaudio's fused kernel on CUDA, ``rnnt_nll``
+    elsewhere (the CPU kernel runs on one thread)."""
+    nll = torchaudio_nll if logits.is_cuda else rnnt_nll
+    return nll(logits, targets, logit_lens, target_lens, blank)

@@ -16,7 +16,7 @@ from asrprune.data.tokenizer import BLANK_ID
 from asrprune.errors import AsrpruneError
 from asrprune.model.conformer import ConformerEncoder, Conv2dSubsampling
 from asrprune.model.lowrank import low_rank_savings
-from asrprune.model.rnnt_loss import rnnt_nll
+from asrprune.model.rnnt_loss import transducer_nll
 from asrprune.model.structure import EncoderStructure, ModelConfig
 
 State = tuple[torch.Tensor, ...]  # every tensor (N, ...), batch first
@@ -240,7 +240,7 @@ class Transducer(nn.Module):
         pred = self.predictor(tokens)  # (B, U+1, P)
         logits = self.joiner(enc[:, :, None], pred[:, None])  # (B, T', U+1, V)
         # the RNN-T recursion sums many log-probabilities: fp32 whatever autocast chose
-        rnnt = rnnt_nll(logits, tokens, enc_lens, token_lens, BLANK_ID).mean()
+        rnnt = transducer_nll(logits, tokens, enc_lens, token_lens, BLANK_ID).mean()
         ctc = None if self.ctc_head is None else self._ctc(enc, enc_lens, tokens, token_lens)
         inter = None
         if inter_ctc_block:
