@@ -25,20 +25,20 @@ from asrprune.cli import positive_int
 from asrprune.config import load_config
 from asrprune.model.rnnt_loss import rnnt_nll, torchaudio_nll
 from asrprune.model.structure import ModelConfig
+from asrprune.speed import schedule
 
 VOCAB = 256
 LATTICES = [(13, 90, 22), (5, 300, 60), (40, 30, 8)]  # (utterances, frames, tokens)
 
 
 def interleaved(fns: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
-    """Median seconds of each function, one call of each per round after a warm-up call."""
+    """Median seconds of each function over the rounds of the speed rule's schedule (one
+    warm-up round, then every function once per round)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
+    for r, name in schedule(list(fns), 1, rounds):
+        start = time.perf_counter()
+        fns[name]()
+        if r >= 0:
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 

@@ -267,7 +267,9 @@ def dictionary_sentences(source: str, directory: Path = D.DICTD_DIR) -> list[Sen
     return [
         s
         for number, (head, body) in enumerate(D.read_dictd(source, directory), 1)
-        for s in sentences_of(D.clean_entry(source, head, body), domain, number, source, True)
+        for s in sentences_of(
+            D.clean_entry(source, head, body), domain, number, source, refuse=True
+        )
     ]
 
 

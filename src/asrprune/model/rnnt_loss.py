@@ -16,7 +16,7 @@ import torch
 import torchaudio
 
 # Stands in for log(0): finite, so logaddexp and its gradient never see inf - inf, and far
-# below any real path score (a few thousand at worst), so it never wins a logaddexp.
+# below any real path score (a sum of T + U log-probabilities), so it never wins a logaddexp.
 _LOG_ZERO = -1e30
 
 
