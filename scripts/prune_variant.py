@@ -15,10 +15,11 @@ beside a copy of the other model's hypotheses.
 
 ``--sweep KEY=V1,V2,...`` runs one variant per value (``<name>-<value>``, each with
 ``--set KEY=value`` on top of the others), ``--jobs`` of them at a time, and prints each
-one's WER per split as a Markdown table (a learning-rate sweep on dev, say):
+one's WER per split as a Markdown table (a learning-rate sweep on dev, say; ``--splits
+dev --greedy`` decodes only what the choice reads):
 
     .venv/bin/python scripts/prune_variant.py omp-lr --method omp --sparsity 0.5 \\
-        --sweep prune.finetune.peak_lr=5e-5,1e-4,2e-4,4e-4 --jobs 2
+        --sweep prune.finetune.peak_lr=5e-5,1e-4,2e-4,4e-4 --jobs 2 --splits dev --greedy
 """
 
 from __future__ import annotations
@@ -69,11 +70,19 @@ def variant_config(configfiles: list[str], sets: list[str]) -> dict:
 
 
 def variant_commands(
-    name: str, method: str, sparsity: str, run: Path, config: dict, threads: int
+    name: str,
+    method: str,
+    sparsity: str,
+    run: Path,
+    config: dict,
+    threads: int,
+    splits: list[str] | None = None,
+    full: bool = True,
 ) -> list[list[str]]:
     """``asrprune prune`` and ``asrprune evaluate`` as rule prune and rule evaluate would
     run them for ``method`` at ``sparsity`` from ``run``'s teacher, into
-    ``<run>/variants/<name>/``."""
+    ``<run>/variants/<name>/``; evaluation decodes ``splits`` (None: evaluate's default),
+    greedily only unless ``full``."""
     settings = json.dumps(method_settings(method, config["prune"]), sort_keys=True)
     out = run / "variants" / name
     model = str(out / f"{name}.pt")
@@ -88,6 +97,10 @@ def variant_commands(
     eval_cmd = ["asrprune", "evaluate", "--model", model, *data, "--name", name]
     eval_cmd += ["--out", str(out / f"{name}.json"), "--hyps", str(out / f"{name}.hyps")]
     eval_cmd += ["--beam", str(config["evaluate"]["beam"])]
+    if splits:
+        eval_cmd += ["--splits", *splits]
+    if not full:
+        eval_cmd += ["--no-full"]
     return [prune_cmd, eval_cmd]
 
 
@@ -134,13 +147,19 @@ def main() -> None:
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--sweep", metavar="KEY=V1,V2,...", help="one variant per value")
     p.add_argument("--jobs", type=positive_int, default=1, help="variants run at once")
+    p.add_argument("--splits", nargs="+", help="splits evaluated (default: evaluate's)")
+    p.add_argument(
+        "--greedy", action="store_true", help="greedy search only (cheap, for a dev sweep)"
+    )
     a = p.parse_args()
     run = Path(a.run)
     try:
         jobs = []
         for name, sets in sweep_variants(a.name, a.sets, a.sweep):
             config = variant_config(a.configfile, sets)
-            commands = variant_commands(name, a.method, a.sparsity, run, config, a.threads)
+            commands = variant_commands(
+                name, a.method, a.sparsity, run, config, a.threads, a.splits, not a.greedy
+            )
             jobs.append((name, commands))
     except AsrpruneError as e:
         sys.exit(f"error: {e}")

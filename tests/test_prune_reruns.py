@@ -96,9 +96,10 @@ CHANGES = [
     ("l0.gate_lr", 0.2, L0),
     ("l0.distill_weight", 2.0, L0 - {"l0-nokd"}),  # it distils nothing
     ("l0.reference_seconds", 5.0, EVERY),  # every summary's FLOPs
-    ("train.peak_lr", 1e-3, L0 | {"parp"}),  # those that train while pruning
+    # those that train while pruning, but parp, whose own (prune.overrides) comes first
+    ("train.peak_lr", 1e-3, L0),
     ("train.max_steps", 13, EVERY),  # omp and svd fine-tune that much longer
-    ("finetune.peak_lr", 1e-3, EVERY),
+    ("finetune.peak_lr", 1e-3, EVERY - {"omp"}),  # omp has its own
     ("overrides.omp.finetune.peak_lr", 3e-4, {"omp"}),  # one method's own setting
     ("latency.rounds", 2, {"l0-latency"}),  # its latency table, measured again
 ]

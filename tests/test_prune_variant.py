@@ -52,8 +52,12 @@ def test_a_latency_method_gets_the_runs_latency_table_as_rule_prune_passes_it():
     assert prune[at + 1] == "results/x/latency/cpu-torch-t1.json"
     assert prune[prune.index("--teacher") + 1] == "results/x/models/teacher.pt"
     assert evaluate[evaluate.index("--model") + 1] == "results/x/variants/v/v.pt"
-    prune, _ = prune_variant.variant_commands("v", "l0-params", "0.5", run, config, 1)
+    assert "--splits" not in evaluate and "--no-full" not in evaluate
+    prune, evaluate = prune_variant.variant_commands(
+        "v", "l0-params", "0.5", run, config, 1, ["dev"], full=False
+    )
     assert "--latency-table" not in prune
+    assert evaluate[evaluate.index("--splits") + 1 :][:2] == ["dev", "--no-full"]
 
 
 def test_a_sweep_is_one_variant_per_value_on_top_of_the_other_overrides():
