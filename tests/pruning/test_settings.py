@@ -19,7 +19,16 @@ L0 = ("l0-params", "l0-flops", "l0-nohidden", "l0-coarse", "l0-nokd")
 
 @pytest.fixture(scope="module")
 def prune():
-    return load_config(REPO / "config/config.yaml")["prune"]
+    """The default prune section without its per-method overrides: the shared sections as
+    every method would read them (the overrides have tests of their own below)."""
+    return {**load_config(REPO / "config/config.yaml")["prune"], "overrides": {}}
+
+
+def test_the_default_overrides_are_each_methods_own_rates():
+    prune = load_config(REPO / "config/config.yaml")["prune"]
+    assert method_settings("omp", prune)["finetune"]["peak_lr"] == 8e-4
+    assert method_settings("parp", prune)["train"]["peak_lr"] == 2e-4
+    assert method_settings("l0-params", prune)["train"]["peak_lr"] == prune["train"]["peak_lr"]
 
 
 def test_every_method_a_job_runs_says_what_it_reads():
