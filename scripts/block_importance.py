@@ -15,6 +15,7 @@ model. Decodes with batched greedy search, as the tables' main WER columns do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -22,31 +23,26 @@ import torch
 
 from asrprune.cli import positive_int
 from asrprune.data.batching import UtteranceDataset
-from asrprune.decode import decode_dataset_ways
+from asrprune.decode import GREEDY, decode_dataset_ways
 from asrprune.errors import AsrpruneError
 from asrprune.evaluate import word_errors
 from asrprune.model_file import open_model_file
 from asrprune.results.markdown import markdown_table
 
-GREEDY = (0, None)
 
-
+@contextlib.contextmanager
 def bypassed(block: torch.nn.Module):
     """A context in which ``block`` passes its input through unchanged (no final norm
     means an empty block, which ``ConformerBlock.forward`` returns as the identity)."""
-
-    class _Bypass:
-        def __enter__(self):
-            self.norm, block.norm = block.norm, None
-
-        def __exit__(self, *exc):
-            block.norm = self.norm
-
-    return _Bypass()
+    norm, block.norm = block.norm, None
+    try:
+        yield
+    finally:
+        block.norm = norm
 
 
 def greedy_wer(model, dataset: UtteranceDataset, batch_frames: int) -> float:
-    [(rows, _)] = decode_dataset_ways(model, dataset, [GREEDY], batch_frames=batch_frames)
+    [(rows, _)] = decode_dataset_ways(model, dataset, GREEDY, batch_frames=batch_frames)
     return word_errors([r["ref"] for r in rows], [r["hyp"] for r in rows]).wer
 
 
