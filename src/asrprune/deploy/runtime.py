@@ -24,12 +24,17 @@ from asrprune.model.structure import EncoderStructure, ModelConfig
 from asrprune.model.transducer import ParamCounts, State, Transducer
 
 
-def ort_session(path: Path, threads: int):
+def ort_session(path: Path, threads: int, spinning: bool = True):
+    """A CPU session with ``threads`` intra-op threads. ``spinning`` False makes idle
+    workers sleep at once instead of busy-waiting for the next operator: with many
+    sessions in one process their spinning pools otherwise compete for the cores."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about unused initialisers are noise here
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -107,15 +112,31 @@ class _Joiner:
 
 class OnnxTransducer:
     """An exported folder (``asrprune export``) on ONNX Runtime's CPU provider with
-    ``threads`` intra-op threads; ``tokenizer`` and ``manifest`` (export.json) come along."""
+    ``threads`` intra-op threads for the encoder and ``search_threads`` (default: the same)
+    for the decoder and joiner, which run per search step on a few vectors; ``spinning``
+    as :func:`ort_session`. ``tokenizer`` and ``manifest`` (export.json) come along."""
 
     training = False
 
-    def __init__(self, folder: str | os.PathLike, threads: int = 1):
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        threads: int = 1,
+        *,
+        search_threads: int | None = None,
+        spinning: bool = True,
+    ):
         folder = Path(folder)
         self.manifest = read_manifest(folder)
         self.folder = folder
-        sessions = {name: ort_session(folder / f"{name}.onnx", threads) for name in GRAPHS}
+        sessions = {
+            name: ort_session(
+                folder / f"{name}.onnx",
+                threads if name == "encoder" or search_threads is None else search_threads,
+                spinning,
+            )
+            for name in GRAPHS
+        }
         self.tokenizer = Tokenizer.load(folder / TOKENIZER)
         with torch.device("meta"):  # shapes only: sizes and FLOPs as the model file's
             self.shape = build_model(self.manifest["architecture"], str(folder / MANIFEST))

@@ -1,0 +1,75 @@
+"""ONNX Runtime session settings side by side: why do more threads make decoding slower?
+
+Times exported models (``asrprune export`` folders, ``<exports>/<model>/<precision>``) at
+one thread count under several session settings, all in one process, the variants and
+models taking turns round by round as in the speed rule:
+
+- ``default``: every graph with ``--threads`` intra-op threads, idle workers spinning;
+- ``no-spin``: the same, idle workers sleep at once;
+- ``no-spin, search 1``: as ``no-spin``, with decoder and joiner on one thread;
+- ``1 thread``: every graph on one thread, the reference the others should beat.
+
+    python scripts/bench_ort_threads.py --exports results/embedded/exports \\
+        --data results/embedded/data --threads 2 --models teacher l0-params-s0.5
+
+Prints median encoder RTF and RTF of the whole decode (``--beam``, no LM), and each
+variant's time over ``default``'s for the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+
+from asrprune.data.features import Cmvn
+from asrprune.deploy.runtime import OnnxTransducer
+from asrprune.speed import SpeedModel, load_utterances, measure_rtf, pin_one_thread
+
+VARIANTS = {
+    "default": {},
+    "no-spin": {"spinning": False},
+    "no-spin, search 1": {"spinning": False, "search_threads": 1},
+    "1 thread": {"threads": 1},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--exports", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--models", nargs="+", default=["teacher", "l0-params-s0.5"])
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--beam", type=int, default=8)
+    ap.add_argument("--utterances", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+
+    pin_one_thread()  # torch only glues the search together here
+    utts = load_utterances(args.data, args.utterances)
+    models = []
+    for variant, kwargs in VARIANTS.items():
+        for name in args.models:
+            folder = f"{args.exports}/{name}/{args.precision}"
+            settings = {"threads": args.threads, **kwargs}
+            onnx = OnnxTransducer(folder, settings.pop("threads"), **settings)
+            models.append(SpeedModel(f"{variant} | {name}", onnx, Cmvn.identity(80)))
+    rtf = measure_rtf(models, utts, 1, args.rounds, args.beam)
+    median = {k: (statistics.median(e), statistics.median(d)) for k, (e, d) in rtf.items()}
+    print(f"{args.precision}, {args.threads} thread(s), beam {args.beam}, {len(utts)} utts")
+    print("| variant | model | encoder RTF | decode RTF | encoder / default | decode / default |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for key, (enc, dec) in median.items():
+        variant, name = key.split(" | ")
+        base_enc, base_dec = median[f"default | {name}"]
+        print(
+            f"| {variant} | {name} | {enc:.5f} | {dec:.5f} | {enc / base_enc:.2f} "
+            f"| {dec / base_dec:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    with torch.inference_mode():
+        main()
