@@ -374,9 +374,15 @@ def _results_doc(a):
 
 @command("compare", "paired bootstrap of two models' WER per split: is a really better than b?")
 def _compare(a):
-    from asrprune.results.significance import compare_models
+    from asrprune.results.layout import Replicates, parse_model_name
+    from asrprune.results.significance import compare_jobs
 
-    rows = compare_models(a.metrics_dir, a.a, a.b, a.splits, resamples=a.resamples, seed=a.seed)
+    # with --seeds, each side is its job's replicates, pooled as the significance tables do
+    jobs = [
+        [name] if a.seeds == 1 else Replicates(a.seeds).names(*parse_model_name(name)[:2])
+        for name in (a.a, a.b)
+    ]
+    rows = compare_jobs(a.metrics_dir, *jobs, a.splits, resamples=a.resamples, seed=a.seed)
     print(f"| split | {a.a} WER % | {a.b} WER % | difference | 95% interval | {a.a} better |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for c in rows:
@@ -609,7 +615,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p["compare"].add_argument(
         "--metrics-dir", default="results/embedded/metrics", help="the run's metrics/ folder"
     )
-    p["compare"].add_argument("--splits", nargs="+", default=["test-clean", "test-other"])
+    p["compare"].add_argument(
+        "--splits",
+        nargs="+",
+        default=["test-clean", "test-other"],
+        help="greedy search's splits, or full/<split> for the full decoding",
+    )
+    p["compare"].add_argument(
+        "--seeds", type=int, default=1, help="pool each model's replicates 0 .. seeds-1"
+    )
     p["compare"].add_argument("--resamples", type=int, default=2000)
     p["compare"].add_argument("--seed", type=int, default=0)
     p["vocabulary-errors"].add_argument(

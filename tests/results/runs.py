@@ -27,9 +27,9 @@ def hyps_rows(n_wrong: int, n: int = 40, wrong: str = WRONG) -> list[dict]:
 
 def write_hyps(metrics: Path, name: str, split: str, rows: list[dict]) -> None:
     """``<metrics>/<name>.hyps/<split>.jsonl``, as rule evaluate saves hypotheses."""
-    folder = metrics / f"{name}.hyps"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = metrics / f"{name}.hyps" / f"{split}.jsonl"  # split "full/test-clean": a subfolder
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def structure_at(sparsity: float) -> EncoderStructure:

@@ -62,6 +62,19 @@ def test_compare_reads_a_runs_hypotheses_and_the_cli_prints_a_table(tmp_path, ca
         compare_models(tmp_path, "ours", "svd", ["test-other"])
 
 
+def test_compare_pools_replicates_and_reads_the_full_decoding(tmp_path, capsys):
+    for seed, (ours, svd) in enumerate([(2, 12), (4, 4)]):
+        suffix = f"-seed{seed}" if seed else ""
+        write_hyps(tmp_path, f"l0-params-s0.5{suffix}", "full/test-clean", rows(ours))
+        write_hyps(tmp_path, f"svd-s0.5{suffix}", "full/test-clean", rows(svd))
+    args = ["compare", "l0-params-s0.5", "svd-s0.5", "--metrics-dir", str(tmp_path)]
+    assert main([*args, "--splits", "full/test-clean", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out  # the means over both seeds: (2+4)/2 and (12+4)/2 errors
+    assert f"| full/test-clean | {100 * 3 / 360:.2f} | {100 * 8 / 360:.2f} |" in out
+    assert main([*args, "--splits", "full/test-clean"]) == 0  # seed 0 alone
+    assert f"| {100 * 2 / 360:.2f} | {100 * 12 / 360:.2f} |" in capsys.readouterr().out
+
+
 def test_reference_comparisons_mark_findings_both_ways(tmp_path):
     for split in ("test-clean", "test-other"):
         write_hyps(tmp_path, "l0-params-s0.5", split, rows(6))
