@@ -4,16 +4,18 @@ Times exported models (``asrprune export`` folders, ``<exports>/<model>/<precisi
 one thread count under several session settings, all in one process, the variants and
 models taking turns round by round as in the speed rule:
 
-- ``default``: every graph with ``--threads`` intra-op threads, idle workers spinning;
+- ``spinning``: every graph with ``--threads`` intra-op threads, idle workers spinning
+  (ONNX Runtime's own default, and asrprune's before 2026-12-06);
 - ``no-spin``: the same, idle workers sleep at once;
-- ``no-spin, search 1``: as ``no-spin``, with decoder and joiner on one thread;
+- ``no-spin, search 1``: as ``no-spin``, with decoder and joiner on one thread
+  (:class:`~asrprune.deploy.runtime.OnnxTransducer`'s default);
 - ``1 thread``: every graph on one thread, the reference the others should beat.
 
     python scripts/bench_ort_threads.py --exports results/embedded/exports \\
         --data results/embedded/data --threads 2 --models teacher l0-params-s0.5
 
 Prints median encoder RTF and RTF of the whole decode (``--beam``, no LM), and each
-variant's time over ``default``'s for the same model.
+variant's time over ``spinning``'s for the same model.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from asrprune.data.features import Cmvn
 from asrprune.deploy.runtime import OnnxTransducer
 from asrprune.speed import SpeedModel, load_utterances, measure_rtf, pin_one_thread
 
+ALL = -1  # search_threads: as many as --threads
 VARIANTS = {
-    "default": {},
-    "no-spin": {"spinning": False},
-    "no-spin, search 1": {"spinning": False, "search_threads": 1},
+    "spinning": {"spinning": True, "search_threads": ALL},
+    "no-spin": {"search_threads": ALL},
+    "no-spin, search 1": {},
     "1 thread": {"threads": 1},
 }
 
@@ -54,16 +57,18 @@ def main() -> None:
         for name in args.models:
             folder = f"{args.exports}/{name}/{args.precision}"
             settings = {"threads": args.threads, **kwargs}
+            if settings.get("search_threads") == ALL:
+                settings["search_threads"] = args.threads
             onnx = OnnxTransducer(folder, settings.pop("threads"), **settings)
             models.append(SpeedModel(f"{variant} | {name}", onnx, Cmvn.identity(80)))
     rtf = measure_rtf(models, utts, 1, args.rounds, args.beam)
     median = {k: (statistics.median(e), statistics.median(d)) for k, (e, d) in rtf.items()}
     print(f"{args.precision}, {args.threads} thread(s), beam {args.beam}, {len(utts)} utts")
-    print("| variant | model | encoder RTF | decode RTF | encoder / default | decode / default |")
+    print("| variant | model | encoder RTF | decode RTF | encoder / spinning | decode / spinning |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for key, (enc, dec) in median.items():
         variant, name = key.split(" | ")
-        base_enc, base_dec = median[f"default | {name}"]
+        base_enc, base_dec = median[f"spinning | {name}"]
         print(
             f"| {variant} | {name} | {enc:.5f} | {dec:.5f} | {enc / base_enc:.2f} "
             f"| {dec / base_dec:.2f} |"

@@ -112,9 +112,11 @@ class _Joiner:
 
 class OnnxTransducer:
     """An exported folder (``asrprune export``) on ONNX Runtime's CPU provider with
-    ``threads`` intra-op threads for the encoder and ``search_threads`` (default: the same)
-    for the decoder and joiner, which run per search step on a few vectors; ``spinning``
-    as :func:`ort_session`. ``tokenizer`` and ``manifest`` (export.json) come along."""
+    ``threads`` intra-op threads for the encoder and ``search_threads`` for the decoder and
+    joiner, which run per search step on a few vectors; ``spinning`` as :func:`ort_session`.
+    The defaults are what ``scripts/bench_ort_threads.py`` measured fastest on 2 cores:
+    spinning pools made 2 threads 2x slower than 1. ``tokenizer`` and ``manifest``
+    (export.json) come along."""
 
     training = False
 
@@ -123,8 +125,8 @@ class OnnxTransducer:
         folder: str | os.PathLike,
         threads: int = 1,
         *,
-        search_threads: int | None = None,
-        spinning: bool = True,
+        search_threads: int = 1,
+        spinning: bool = False,
     ):
         folder = Path(folder)
         self.manifest = read_manifest(folder)
@@ -132,7 +134,7 @@ class OnnxTransducer:
         sessions = {
             name: ort_session(
                 folder / f"{name}.onnx",
-                threads if name == "encoder" or search_threads is None else search_threads,
+                threads if name == "encoder" else search_threads,
                 spinning,
             )
             for name in GRAPHS
