@@ -25,6 +25,7 @@ import statistics
 
 import torch
 
+from asrprune.cli import positive_int
 from asrprune.data.features import Cmvn
 from asrprune.deploy.runtime import OnnxTransducer
 from asrprune.speed import SpeedModel, load_utterances, measure_rtf, pin_one_thread
@@ -44,10 +45,10 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--models", nargs="+", default=["teacher", "l0-params-s0.5"])
     ap.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=positive_int, default=2)
     ap.add_argument("--beam", type=int, default=8)
-    ap.add_argument("--utterances", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--utterances", type=positive_int, default=10)
+    ap.add_argument("--rounds", type=positive_int, default=5)
     args = ap.parse_args()
 
     pin_one_thread()  # torch only glues the search together here
