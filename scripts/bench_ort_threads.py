@@ -30,12 +30,12 @@ from asrprune.data.features import Cmvn
 from asrprune.deploy.runtime import OnnxTransducer
 from asrprune.speed import SpeedModel, load_utterances, measure_rtf, pin_one_thread
 
-ALL = -1  # search_threads: as many as --threads
+# (encoder threads, decoder and joiner threads, spinning); None: --threads
 VARIANTS = {
-    "spinning": {"spinning": True, "search_threads": ALL},
-    "no-spin": {"search_threads": ALL},
-    "no-spin, search 1": {},
-    "1 thread": {"threads": 1},
+    "spinning": (None, None, True),
+    "no-spin": (None, None, False),
+    "no-spin, search 1": (None, 1, False),
+    "1 thread": (1, 1, False),
 }
 
 
@@ -54,14 +54,16 @@ def main() -> None:
     pin_one_thread()  # torch only glues the search together here
     utts = load_utterances(args.data, args.utterances)
     models = []
-    for variant, kwargs in VARIANTS.items():
+    for variant, (threads, search_threads, spinning) in VARIANTS.items():
         for name in args.models:
-            folder = f"{args.exports}/{name}/{args.precision}"
-            settings = {"threads": args.threads, **kwargs}
-            if settings.get("search_threads") == ALL:
-                settings["search_threads"] = args.threads
-            onnx = OnnxTransducer(folder, settings.pop("threads"), **settings)
-            models.append(SpeedModel(f"{variant} | {name}", onnx, Cmvn.identity(80)))
+            onnx = OnnxTransducer(
+                f"{args.exports}/{name}/{args.precision}",
+                threads or args.threads,
+                search_threads=search_threads or args.threads,
+                spinning=spinning,
+            )
+            cmvn = Cmvn.identity(onnx.config.input_dim)  # CMVN is inside the graph
+            models.append(SpeedModel(f"{variant} | {name}", onnx, cmvn))
     rtf = measure_rtf(models, utts, 1, args.rounds, args.beam)
     median = {k: (statistics.median(e), statistics.median(d)) for k, (e, d) in rtf.items()}
     print(f"{args.precision}, {args.threads} thread(s), beam {args.beam}, {len(utts)} utts")

@@ -622,7 +622,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="greedy search's splits, or full/<split> for the full decoding",
     )
     p["compare"].add_argument(
-        "--seeds", type=int, default=1, help="pool each model's replicates 0 .. seeds-1"
+        "--seeds", type=positive_int, default=1, help="pool each model's replicates 0 .. seeds-1"
     )
     p["compare"].add_argument("--resamples", type=int, default=2000)
     p["compare"].add_argument("--seed", type=int, default=0)
