@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -200,6 +202,50 @@ def test_batch_decoding_equals_each_utterance_alone(predictor):
             assert beam_search(model, e, el, beam=3) == [beam[b]]
             assert beam_search(model, e, el, beam=4, fusion=fusion) == [fused[b]]
         assert all(len(h) <= 3 * int(n) for h, n in zip(greedy, enc_lens, strict=True))
+
+
+def _reference_beam_search(model, enc, beam):
+    """Modified beam search as written in the papers, for one utterance (T, d): every
+    hypothesis's predictor output from the predictor's forward over all its tokens; the
+    ``beam`` best (hypothesis, blank or token) pairs, merged by token sequence. Returns the
+    best tokens and the number of token extensions kept (predictor steps without reuse)."""
+    beams, kept = {(): 0.0}, 0
+    for t in range(enc.size(0)):
+        pairs = []
+        for tokens, lp in beams.items():
+            pred = model.predictor(torch.tensor([tokens], dtype=torch.long))[0, -1]
+            log_probs = model.joiner(enc[t], pred).log_softmax(-1)
+            for v, score in enumerate((lp + log_probs).tolist()):
+                pairs.append((score, tokens if v == 0 else (*tokens, v), v))
+        pairs.sort(key=lambda p: -p[0])
+        merged = {}
+        for score, key, v in pairs[:beam]:
+            if key in merged:  # the same tokens by blank and by a token: one hypothesis
+                lp, grew = merged[key]
+                merged[key] = (math.log(math.exp(lp) + math.exp(score)), grew and v != 0)
+            else:
+                merged[key] = (score, v != 0)
+        kept += sum(grew for _, grew in merged.values())
+        beams = {key: lp for key, (lp, _) in merged.items()}
+    return list(max(beams, key=beams.get)), kept
+
+
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+def test_beam_search_equals_the_reference_and_reuses_predictor_steps(predictor):
+    # untrained: many symbols, so hypotheses grow, merge and propose the same tokens again
+    model = tiny_model(seed=3, predictor=predictor, structure=pruned_structure()).eval()
+    feats, lens, _, _ = tiny_batch(lengths=(100, 83), num_tokens=(1, 1))
+    steps = []
+    step = model.predictor.step
+    model.predictor.step = lambda token, state: (steps.append(token.numel()), step(token, state))[1]
+    with torch.no_grad():
+        enc, enc_lens, _ = model.encoder(feats, lens)
+        hyps = beam_search(model, enc, enc_lens, beam=4)
+        reference = [_reference_beam_search(model, enc[b, : enc_lens[b]], 4) for b in range(2)]
+    assert hyps == [tokens for tokens, _ in reference]
+    assert sum(len(h) for h in hyps) > 10
+    # one step for the start, then only extensions not computed before
+    assert sum(steps) - 1 < sum(kept for _, kept in reference)
 
 
 def test_beam_of_one_scores_at_least_as_well_as_greedy_with_one_symbol(overfitted):

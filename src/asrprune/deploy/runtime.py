@@ -24,10 +24,12 @@ from asrprune.model.structure import EncoderStructure, ModelConfig
 from asrprune.model.transducer import ParamCounts, State, Transducer
 
 
-def ort_session(path: Path, threads: int, spinning: bool = True):
-    """A CPU session with ``threads`` intra-op threads. ``spinning`` False makes idle
-    workers sleep at once instead of busy-waiting for the next operator: with many
-    sessions in one process their spinning pools otherwise compete for the cores."""
+def ort_session(path: Path, threads: int, spinning: bool = False):
+    """A CPU session with ``threads`` intra-op threads whose idle workers sleep at once
+    unless ``spinning`` (ONNX Runtime's default: they busy-wait for the next operator).
+    Every process here holds many sessions (three graphs per model, one per part of a
+    block in the latency table), and their spinning pools take the cores from each other:
+    two threads ran 2x slower than one (``scripts/bench_ort_threads.py``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -114,9 +116,8 @@ class OnnxTransducer:
     """An exported folder (``asrprune export``) on ONNX Runtime's CPU provider with
     ``threads`` intra-op threads for the encoder and ``search_threads`` for the decoder and
     joiner, which run per search step on a few vectors; ``spinning`` as :func:`ort_session`.
-    The defaults are what ``scripts/bench_ort_threads.py`` measured fastest on 2 cores:
-    spinning pools made 2 threads 2x slower than 1. ``tokenizer`` and ``manifest``
-    (export.json) come along."""
+    The defaults are what ``scripts/bench_ort_threads.py`` measured fastest on 2 cores.
+    ``tokenizer`` and ``manifest`` (export.json) come along."""
 
     training = False
 

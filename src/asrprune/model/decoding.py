@@ -8,7 +8,7 @@ token ids per utterance (blank removed); turn them into text with the tokenizer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -16,7 +16,7 @@ from asrprune.data.tokenizer import BLANK_ID
 from asrprune.errors import AsrpruneError
 from asrprune.model.lexicon import Lexicon
 from asrprune.model.ngram import TokenNgram
-from asrprune.model.transducer import State, Transducer, select_state, where_state
+from asrprune.model.transducer import State, Transducer, where_state
 
 MAX_SYMBOLS_PER_FRAME = 3  # greedy search: tokens one encoder frame may emit at most
 
@@ -100,6 +100,9 @@ class _Hyp:
     log_prob: float
     pred_p: torch.Tensor  # (J,) projected predictor output after ``tokens``
     state: State  # batch of one
+    # token -> (pred_p, state) after ``tokens`` and that token, once computed: the same
+    # extension is proposed frame after frame while this hypothesis stays in the beam
+    children: dict[int, tuple[torch.Tensor, State]] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -119,8 +122,10 @@ def beam_search(
 
     The utterances advance frame by frame together: per frame, one joiner call scores the
     hypotheses of every utterance still running and one predictor call advances those that
-    grew a token, while the choice of each utterance's beam is its own, so the result is
-    each utterance's as if decoded alone (up to float rounding in batched matrix products).
+    grew a token (each hypothesis keeps what its extensions computed, so an extension
+    proposed again on a later frame costs no predictor step), while the choice of each
+    utterance's beam is its own, so the result is each utterance's as if decoded alone (up
+    to float rounding in batched matrix products).
     """
     if beam < 1:
         raise AsrpruneError(f"beam must be >= 1, got {beam}")
@@ -165,29 +170,36 @@ def beam_search(
                 key = hyps[row].tokens if v == BLANK_ID else (*hyps[row].tokens, v)
                 if key in merged:
                     lp, src, tok = merged[key]  # same tokens, so the same predictor state
+                    if v == BLANK_ID:  # the hypothesis itself, whose state is known
+                        src, tok = row, v
                     merged[key] = (_log_add(lp, score), src, tok)
                 else:
                     merged[key] = (score, row, v)
             merged_by.append(merged)
             first += n
-        # advance the predictor, in one batch, for every hypothesis that grew a token
-        grown = [(row, v) for merged in merged_by for _, row, v in merged.values() if v != BLANK_ID]
+        # advance the predictor, in one batch, for every new extension by a token
+        grown = [
+            (row, v)
+            for merged in merged_by
+            for _, row, v in merged.values()
+            if v != BLANK_ID and v not in hyps[row].children
+        ]
         if grown:
-            src = torch.tensor([row for row, _ in grown], device=device)  # (G,)
             tok = torch.tensor([v for _, v in grown], device=device)  # (G,)
-            states = tuple(torch.cat(parts) for parts in zip(*(h.state for h in hyps), strict=True))
-            new_pred, new_state = model.predictor.step(tok, select_state(states, src))
+            parents = [hyps[row].state for row, _ in grown]
+            states = tuple(torch.cat(parts) for parts in zip(*parents, strict=True))
+            new_pred, new_state = model.predictor.step(tok, states)
             new_pred_p = model.joiner.pred_proj(new_pred)  # (G, J)
-        g = 0  # the next grown hypothesis, in the order of ``grown``
+            for g, (row, v) in enumerate(grown):
+                hyps[row].children[v] = (new_pred_p[g], tuple(s[g : g + 1] for s in new_state))
         for b, merged in zip(running, merged_by, strict=True):
             next_hyps = []
             for key, (lp, row, v) in merged.items():
+                parent = hyps[row]
                 if v == BLANK_ID:
-                    next_hyps.append(_Hyp(key, lp, hyps[row].pred_p, hyps[row].state))
+                    next_hyps.append(_Hyp(key, lp, parent.pred_p, parent.state, parent.children))
                 else:
-                    state_g = tuple(s[g : g + 1] for s in new_state)
-                    next_hyps.append(_Hyp(key, lp, new_pred_p[g], state_g))
-                    g += 1
+                    next_hyps.append(_Hyp(key, lp, *parent.children[v]))
             beams[b] = next_hyps
     results = []
     for hyps in beams:
