@@ -358,6 +358,10 @@ def test_latency_table_is_measured_pruned_to_and_checked(smoke_run):
     row = check.set_index("model").loc["l0-latency-s0.5"]
     assert row["target_kept"] == pytest.approx(0.5)
     assert row["modelled_kept"] == pytest.approx(summary["latency_kept"])
+    # SVD keeps the teacher's structure: only its factored layers move its prediction
+    factored = read_json(smoke_run / "metrics/svd-s0.5.json")["low_rank"]
+    assert factored and all(layer["rank"] >= 1 for layer in factored)
+    assert check.set_index("model").loc["svd-s0.5", "modelled_kept"] != pytest.approx(1.0)
     assert "## Latency model" in (smoke_run / "RESULTS.md").read_text()
 
 

@@ -26,6 +26,7 @@ from asrprune.io import atomic_open, write_json
 from asrprune.lm import NO_LM, LmSettings, transcript_lm
 from asrprune.model import Transducer
 from asrprune.model.decoding import MAX_SYMBOLS_PER_FRAME
+from asrprune.model.lowrank import low_rank_layers
 from asrprune.model_file import open_model_file
 
 BYTES_PER_PARAM = 4  # fp32
@@ -201,6 +202,8 @@ def evaluate_model(
         # FLOPs counted for a 10 s utterance
         **model.size_report(FLOPS_FRAMES),
         "structure": model.structure.to_dict(),
+        # the SVD baseline's factored layers, which the structure does not show
+        "low_rank": low_rank_layers(model) if isinstance(model, Transducer) else [],
         "model_extra": loaded.extra,
     }
     if not isinstance(model, Transducer):  # an exported folder on ONNX Runtime

@@ -1,7 +1,9 @@
 """``asrprune latency-table``: time every part of a Conformer block at a grid of widths.
 
 The table is what :class:`asrprune.model.latency.LatencyModel` reads (its docstring says
-what each part is). Every part is built at its width with untrained weights (a dense
+what each part is; the Linear layers, dense and factored, are timed at the full block's
+shapes only, as the SVD baseline factors them). Every part is built at its width with
+untrained weights (a dense
 kernel's time does not depend on the values), fed inputs as long as a fixed set of
 test-clean utterances after subsampling (the speed rule's selection, so attention's
 quadratic term is weighted as the timed data weight it) at batch 1, and timed in rounds:
@@ -45,6 +47,7 @@ from asrprune.model import (
 )
 from asrprune.model.conformer import relative_positions
 from asrprune.model.latency import LatencyModel, grid
+from asrprune.model.lowrank import LowRankLinear
 from asrprune.model.structure import BlockStructure
 from asrprune.pruning.settings import LatencyProfile
 from asrprune.speed import SpeedUtterance, load_utterances, pin_one_thread, schedule
@@ -169,7 +172,47 @@ def build_parts(
         parts.append(
             part(("front", w, 0), _FirstTwo(front), feats, ("feats", "lens"), ("y", "y_lens"))
         )
+    parts.extend(
+        part((kind, k, rank), module, inputs, (name,))
+        for kind, k, rank, module, inputs, name in _linear_parts(
+            config, lengths, pos, x, points=len(ffn_units) - 1
+        )
+    )
     return parts
+
+
+def linear_shapes(config: ModelConfig) -> list[tuple[int, int, str, bool]]:
+    """(in, out, rows, bias) of every distinct Linear layer of a full block: what the SVD
+    baseline factors; rows as :func:`asrprune.model.lowrank.low_rank_layers` names them."""
+    block = ConformerBlock(
+        BlockStructure(config.num_heads, config.ffn_dim, config.ffn_dim), config.d_model, config
+    )
+    shapes = {}
+    for name, m in block.named_modules():
+        if isinstance(m, nn.Linear):
+            rows = "positions" if name.endswith("linear_pos") else "frames"
+            shapes.setdefault((m.in_features, m.out_features, rows), m.bias is not None)
+    return [(*key, bias) for key, bias in shapes.items()]
+
+
+def low_rank_grid(d_in: int, d_out: int, points: int) -> list[int]:
+    """Ranks timed for a d_in x d_out layer: 1, then ``points`` up to the rank at which a
+    factorisation saves no weights."""
+    return sorted({1, *grid(max(d_in * d_out // (d_in + d_out), 2), points)})
+
+
+def _linear_parts(config: ModelConfig, lengths, pos, x, points: int):
+    """(kind, shape index, rank, module, inputs, input name) of each dense ("linear") and
+    factored ("lowrank", at 1 and ``points`` more ranks) layer timed, on a block's rows:
+    the frames, or the position projection's 2T-1 relative positions."""
+    for k, (d_in, d_out, rows, bias) in enumerate(linear_shapes(config)):
+        if rows == "positions":
+            inputs, name = [(p[:, :d_in],) for p in pos], "pos_emb"
+        else:
+            inputs, name = [(x(t, d_in),) for t in lengths], "x"
+        yield "linear", k, 0, nn.Linear(d_in, d_out, bias=bias), inputs, name
+        for rank in low_rank_grid(d_in, d_out, points):
+            yield "lowrank", k, rank, LowRankLinear(d_in, d_out, rank, bias), inputs, name
 
 
 def encoder_part(encoder: nn.Module, utts: Sequence[SpeedUtterance], device) -> _Part:
@@ -254,6 +297,19 @@ def assemble(
         }
     for name in ("rest", "front"):
         table[name] = {"seconds": [measured[(name, w, 0)] for w in range(len(widths))]}
+    table["lowrank"] = []
+    for k, (d_in, d_out, rows, _) in enumerate(linear_shapes(config)):
+        ranks = sorted(r for kind, i, r in measured if kind == "lowrank" and i == k)
+        table["lowrank"].append(
+            {
+                "in": d_in,
+                "out": d_out,
+                "rows": rows,
+                "dense": measured[("linear", k, 0)],
+                "ranks": ranks,
+                "seconds": [measured[("lowrank", k, r)] for r in ranks],
+            }
+        )
     return table
 
 

@@ -14,7 +14,12 @@ import torch
 from asrprune.data.features import Cmvn, extract_features
 from asrprune.data.manifest import write_manifest
 from asrprune.errors import AsrpruneError
-from asrprune.latency_table import TableSettings, measure_latency_table
+from asrprune.latency_table import (
+    TableSettings,
+    linear_shapes,
+    low_rank_grid,
+    measure_latency_table,
+)
 from asrprune.model import ConformerEncoder, save_model
 from asrprune.model.latency import LatencyModel, grid, monotone
 from asrprune.pruning.settings import LatencyProfile, latency_table_path
@@ -77,6 +82,29 @@ def test_the_teachers_prediction_includes_the_overhead(latency):
         float(latency.block(c.d_model, c.num_heads, c.ffn_dim, c.ffn_dim, 1)) for _ in full.blocks
     )
     assert ConformerEncoder.count_latency(full, latency) == pytest.approx(parts + 2e-5)
+
+
+def test_a_factored_layer_adds_its_low_rank_time_over_the_dense_one(latency):
+    c = tiny_config()
+    full = tiny_model(0).encoder.structure
+    dense = ConformerEncoder.count_latency(full, latency)
+    entry = next(e for e in synthetic_table()["lowrank"] if e["rows"] == "frames")
+    shape = {"in": entry["in"], "out": entry["out"], "rows": "frames"}
+    r0, r1 = entry["ranks"][1:3]
+    at = {r: {**shape, "rank": r} for r in (r0, r1, (r0 + r1) / 2)}
+    for r in (r0, r1):
+        saved = entry["seconds"][entry["ranks"].index(r)] - entry["dense"]
+        predicted = ConformerEncoder.count_latency(full, latency, [at[r]])
+        assert predicted == pytest.approx(dense + saved)
+    # linear between grid ranks, and layers add up
+    assert latency.low_rank(at[(r0 + r1) / 2]) == pytest.approx(
+        (latency.low_rank(at[r0]) + latency.low_rank(at[r1])) / 2
+    )
+    two = ConformerEncoder.count_latency(full, latency, [at[r0], at[r1]])
+    assert two == pytest.approx(dense + latency.low_rank(at[r0]) + latency.low_rank(at[r1]))
+    assert latency.low_rank(at[r0]) < 0  # a low rank saves time in this table
+    with pytest.raises(AsrpruneError, match=f"no low-rank timing of a 7 x {c.d_model} layer"):
+        latency.low_rank({"in": 7, "out": c.d_model, "rows": "frames", "rank": 2})
 
 
 def test_bad_tables_name_what_is_wrong():
@@ -143,6 +171,12 @@ def test_table_command_on_a_tiny_model(tmp_path, backend):
         assert rows.shape == (3, len(table[name]["units"]))
         assert (rows[:, 0] == 0).all() and (rows[:, 1:] > 0).all()
     assert all(s > 0 for s in table["rest"]["seconds"] + table["front"]["seconds"])
+    shapes = linear_shapes(c)
+    assert {(e["in"], e["out"], e["rows"]) for e in table["lowrank"]} == {s[:3] for s in shapes}
+    assert ("positions" in {e["rows"] for e in table["lowrank"]}) and len(shapes) >= 4
+    for e in table["lowrank"]:
+        assert e["ranks"][0] == 1 and e["ranks"] == low_rank_grid(e["in"], e["out"], 2)
+        assert e["dense"] > 0 and all(s > 0 for s in e["seconds"])
     model = LatencyModel.load(tmp_path / "t.json")
     predicted = ConformerEncoder.count_latency(tiny_model(0).encoder.structure, model)
     assert predicted == pytest.approx(table["encoder"]["measured"])

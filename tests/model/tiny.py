@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from asrprune.latency_table import linear_shapes, low_rank_grid
 from asrprune.model import BlockStructure, EncoderStructure, ModelConfig, Transducer
 from asrprune.model.latency import grid
 
@@ -88,4 +89,15 @@ def synthetic_table(config=None, noise: float = 0.0, seed: int = 0) -> dict:
         "rest": {"seconds": [cost(10 * d) for d in widths]},
         "front": {"seconds": [cost(1000 * d) for d in widths]},
         "encoder": {"overhead": 2e-5},
+        "lowrank": [
+            {
+                "in": i,
+                "out": o,
+                "rows": rows,
+                "dense": cost(i * o * 100),
+                "ranks": low_rank_grid(i, o, 3),
+                "seconds": [cost((i + o) * r * 100) for r in low_rank_grid(i, o, 3)],
+            }
+            for i, o, rows, _ in linear_shapes(c)
+        ],
     }

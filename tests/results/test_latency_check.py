@@ -102,3 +102,24 @@ def test_another_profile_is_checked_against_the_deploy_speed_rows(run):
     (root / "ort4.json").write_text(json.dumps(table))
     with pytest.raises(AsrpruneError, match="no onnxruntime fp32 rows at 4 thread"):
         build_latency_table(root / "ort4.json", root / "speed_deploy.csv", root / "metrics", models)
+
+
+def test_factored_layers_in_the_metrics_file_enter_the_prediction(run):
+    """The SVD baseline's structure is the teacher's; its metrics' ``low_rank`` list is
+    what the latency model predicts its time from."""
+    root, models, _ = run
+    path = root / "metrics/omp-s0.5.json"
+    metrics = json.loads(path.read_text())
+    files = (root / "latency.json", root / "speed.csv", root / "metrics")
+    before = build_latency_table(*files, models)
+    entry = synthetic_table()["lowrank"][0]
+    layer = {"name": "x", "in": entry["in"], "out": entry["out"], "rows": entry["rows"]}
+    path.write_text(json.dumps({**metrics, "low_rank": [{**layer, "rank": entry["ranks"][1]}]}))
+    after = build_latency_table(*files, models)
+    latency = LatencyModel(synthetic_table())
+    full = ConformerEncoder.count_latency(EncoderStructure.full(tiny_config()), latency)
+    saved = (entry["seconds"][1] - entry["dense"]) / full
+    rows = zip(before.itertuples(), after.itertuples(), strict=True)
+    for b, a in rows:
+        moved = saved if a.model == "omp-s0.5" else 0.0
+        assert a.modelled_kept == pytest.approx(b.modelled_kept + moved)

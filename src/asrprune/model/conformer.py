@@ -25,6 +25,7 @@ convolution, so real frames come out the same as for the utterance alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -944,11 +945,14 @@ class ConformerEncoder(nn.Module):
         return latency.encoder(d, [b.expected_sizes(probs) for b in self.blocks])
 
     @staticmethod
-    def count_latency(structure: EncoderStructure, latency: LatencyModel) -> float:
-        """Seconds the latency model predicts for an encoder of this structure."""
+    def count_latency(
+        structure: EncoderStructure, latency: LatencyModel, low_rank: Sequence[dict] = ()
+    ) -> float:
+        """Seconds the latency model predicts for an encoder of this structure with these
+        factored layers (:func:`asrprune.model.lowrank.low_rank_layers`)."""
         d = structure.d_model
         blocks = [ConformerBlock.structure_sizes(b, d) for b in structure.blocks]
-        return float(latency.encoder(d, blocks))
+        return float(latency.encoder(d, blocks, low_rank))
 
     @torch.no_grad()
     def final_structure(self) -> EncoderStructure:

@@ -5,12 +5,17 @@ and backend a model is meant for, each module of a Conformer block at a grid of 
 the feed-forward module (block width x intermediate channels), attention (width x heads),
 the convolution module (width), what every block does besides its modules (its final
 norm, and the gather and scatter of a block that reads part of the residual stream), and
-the front end (residual width). Times are seconds summed over a fixed set of utterance
-lengths, so attention's quadratic term is weighted as the data weights it.
+the front end (residual width); and, for the SVD baseline, every shape of Linear layer a
+full block has, dense and factored at a grid of ranks. Times are seconds summed over a
+fixed set of utterance lengths, so attention's quadratic term is weighted as the data
+weights it.
 
 :class:`LatencyModel` reads such a table: each module's time is a bilinear interpolation
 of its grid, made monotone first (a running maximum along each axis, so that removing a
-unit never adds time), and a block's time is the sum of its modules'. Evaluated at the
+unit never adds time), and a block's time is the sum of its modules'. A factored layer
+adds the difference between its low-rank time (linear in the rank between grid points)
+and the dense layer's it replaces, which can be negative or, at a high rank, positive: two
+small products can cost more than one. Evaluated at the
 gates' expected sizes it is a differentiable function of them, like the parameter and
 FLOPs counts (:meth:`ConformerEncoder.expected_latency`); evaluated at a compact
 structure's sizes it is the prediction for that model (:meth:`ConformerEncoder.
@@ -116,8 +121,9 @@ class LatencyModel:
         table: the JSON object ``asrprune latency-table`` writes: ``profile``,
             ``config`` (the architecture timed), ``width`` (grid of block widths), per
             module of ``SURFACES`` ``{"units": grid, "seconds": [[...] per width]}``,
-            ``rest`` and ``front`` ``{"seconds": [... per width]}``, and
-            ``encoder.overhead``.
+            ``rest`` and ``front`` ``{"seconds": [... per width]}``,
+            ``encoder.overhead`` and, optionally, ``lowrank``: a list of ``{"in", "out",
+            "rows", "dense": seconds, "ranks": grid, "seconds": [... per rank]}``.
         where: the table's file, for messages.
     """
 
@@ -149,6 +155,20 @@ class LatencyModel:
                         f"{where}: {name}.seconds: expected {len(width)} values, one per width"
                     )
                 self._curves[name] = torch.tensor(monotone(seconds, (width,)), dtype=torch.float64)
+            self._low_rank = {}
+            for i, entry in enumerate(table.get("lowrank", ())):
+                key = (int(entry["in"]), int(entry["out"]), str(entry["rows"]))
+                ranks = _check_grid(entry["ranks"], f"{where}: lowrank[{i}].ranks")
+                seconds = np.asarray(entry["seconds"], dtype=float)
+                if seconds.shape != (len(ranks),):
+                    raise AsrpruneError(
+                        f"{where}: lowrank[{i}].seconds: expected {len(ranks)} values, one per rank"
+                    )
+                self._low_rank[key] = (
+                    torch.tensor(ranks, dtype=torch.float64),
+                    torch.tensor(monotone(seconds, (ranks,)), dtype=torch.float64),
+                    float(entry["dense"]),
+                )
             self.overhead = float(table["encoder"]["overhead"])
             self.scale = float(table["encoder"].get("scale", 1.0))
             if self.overhead < 0 or not self.scale > 0:
@@ -210,10 +230,32 @@ class LatencyModel:
         )
         return present * modules
 
-    def encoder(self, d_model: Size, blocks: Sequence[tuple[Size, ...]]) -> torch.Tensor:
+    def low_rank(self, layer: Mapping[str, Any]) -> float:
+        """Seconds a factored ``layer`` ({"in", "out", "rank", "rows"}, as
+        :func:`asrprune.model.lowrank.low_rank_layers` lists it) adds over the dense layer
+        it replaces (negative where it saves time)."""
+        key = (int(layer["in"]), int(layer["out"]), str(layer["rows"]))
+        if key not in self._low_rank:
+            raise AsrpruneError(
+                f"{self.where}: no low-rank timing of a {key[0]} x {key[1]} layer on "
+                f"{key[2]}; a table from before low-rank timing: rebuild it "
+                "(asrprune latency-table)"
+            )
+        ranks, seconds, dense = self._low_rank[key]
+        i, a = _segment(ranks, layer["rank"])
+        return float(seconds[i] * (1 - a) + seconds[i + 1] * a) - dense
+
+    def encoder(
+        self,
+        d_model: Size,
+        blocks: Sequence[tuple[Size, ...]],
+        low_rank: Sequence[Mapping[str, Any]] = (),
+    ) -> torch.Tensor:
         """Seconds of an encoder of residual width ``d_model`` whose blocks have these
-        (width, heads, ffn1, ffn2, conv) sizes."""
+        (width, heads, ffn1, ffn2, conv) sizes and these factored layers (``low_rank``)."""
         parts = self.curve("front", d_model)
         for sizes in blocks:
             parts = parts + self.block(*sizes)
+        for layer in low_rank:
+            parts = parts + self.low_rank(layer)
         return self.scale * parts + self.overhead

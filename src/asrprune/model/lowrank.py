@@ -73,6 +73,23 @@ def low_rank_ranks(model: nn.Module) -> dict[str, int]:
     return {n: m.rank for n, m in model.named_modules() if isinstance(m, LowRankLinear)}
 
 
+def low_rank_layers(model: nn.Module) -> list[dict]:
+    """Every factored layer of ``model``: ``name``, ``in``, ``out``, ``rank`` and the
+    ``rows`` it runs on ("positions": the position projection's 2T-1 relative positions;
+    "frames": T), what a latency table's low-rank entries are looked up by."""
+    return [
+        {
+            "name": name,
+            "in": m.in_features,
+            "out": m.out_features,
+            "rank": m.rank,
+            "rows": "positions" if name.endswith("linear_pos") else "frames",
+        }
+        for name, m in model.named_modules()
+        if isinstance(m, LowRankLinear)
+    ]
+
+
 def low_rank_savings(blocks: nn.Module, frames: int) -> tuple[int, int]:
     """(parameters, FLOPs) the factored layers under ``blocks`` save, FLOPs for ``frames``
     encoder frames: the position projection runs on 2 frames - 1 relative positions."""

@@ -14,8 +14,8 @@ teacher's encoder time it keeps three ways:
 
 then ``model_error_pct`` = 100 (modelled / measured - 1), the latency model's error, and
 ``target_error_pct`` = 100 (measured / target - 1), how far a job's measured time landed
-from its target. SVD's low-rank layers are not in the latency model (it times full-width
-modules): its error shows what that costs.
+from its target. The SVD baseline's factored layers are modelled from the table's low-rank
+timings (``lowrank``) and the metrics file's ``low_rank`` list.
 """
 
 from __future__ import annotations
@@ -44,12 +44,16 @@ COLUMNS = (
 )
 
 
-def _structure(metrics_dir: Path, model: str) -> EncoderStructure:
+def _modelled(metrics_dir: Path, model: str, latency: LatencyModel) -> float:
+    """The latency model's seconds for ``model``'s structure and factored layers, read
+    from its metrics file (files from before ``low_rank`` was recorded count as none)."""
     path = metrics_dir / f"{model}.json"
     if not path.is_file():
         raise AsrpruneError(f"metrics file not found: {path}")
+    metrics = read_json(path)
     where = f"{path} (structure)"
-    return EncoderStructure.from_dict(json_field(read_json(path), path, "structure"), where)
+    structure = EncoderStructure.from_dict(json_field(metrics, path, "structure"), where)
+    return ConformerEncoder.count_latency(structure, latency, metrics.get("low_rank", ()))
 
 
 def measured_kept(profile: dict, speed_path: str | os.PathLike) -> dict[str, float]:
@@ -97,13 +101,13 @@ def build_latency_table(
         if missing:
             raise AsrpruneError(f"{speed_path}: no rtf_ratio for model {missing[0]!r}")
     metrics_dir = Path(metrics_dir)
-    teacher = ConformerEncoder.count_latency(_structure(metrics_dir, TEACHER), latency)
+    teacher = _modelled(metrics_dir, TEACHER, latency)
     rows = []
     for model in [TEACHER, *models]:
         if model not in measured_by_model:  # not deployed: the deploy speed rule skips it
             continue
         measured = measured_by_model[model]
-        modelled = ConformerEncoder.count_latency(_structure(metrics_dir, model), latency) / teacher
+        modelled = _modelled(metrics_dir, model, latency) / teacher
         target = float("nan")
         if model != TEACHER:
             method, sparsity, _ = parse_model_name(model)
