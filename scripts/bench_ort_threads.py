@@ -64,7 +64,7 @@ def main() -> None:
             )
             cmvn = Cmvn.identity(onnx.config.input_dim)  # CMVN is inside the graph
             models.append(SpeedModel(f"{variant} | {name}", onnx, cmvn))
-    rtf = measure_rtf(models, utts, 1, args.rounds, args.beam)
+    rtf = measure_rtf(models, utts, 1, args.rounds, [(args.beam, None)])
     median = {k: (statistics.median(e), statistics.median(d)) for k, (e, d) in rtf.items()}
     print(f"{args.precision}, {args.threads} thread(s), beam {args.beam}, {len(utts)} utts")
     print("| variant | model | encoder RTF | decode RTF | encoder / spinning | decode / spinning |")

@@ -157,18 +157,26 @@ def load_speed_models(paths: Sequence[str | os.PathLike]) -> list[SpeedModel]:
 # measuring
 
 
+Search = tuple[int, Fusion | None]  # (beam, fusion): greedy for beam 0 or 1, as search()
+GREEDY: tuple[Search, ...] = ((0, None),)
+
+
 @torch.inference_mode()
 def time_decode(
-    model: Transducer, feats: torch.Tensor, beam: int = 0, fusion: Fusion | None = None
-) -> tuple[float, float]:
-    """Seconds of the encoder, and of the encoder plus search (greedy for ``beam`` 0, else
-    beam search with ``fusion``), on feats (1, T, 80)."""
+    model: Transducer, feats: torch.Tensor, searches: Sequence[Search] = GREEDY
+) -> tuple[float, ...]:
+    """Seconds of the encoder on feats (1, T, 80), then of the encoder plus each search of
+    ``searches`` on its output: one encoder pass serves them all."""
     lens = torch.tensor([feats.size(1)])
     start = time.perf_counter()
     enc, enc_lens, _ = model.encoder(feats, lens)  # (1, T', d)
-    encoded = time.perf_counter()
-    search(model, enc, enc_lens, beam, fusion)
-    return encoded - start, time.perf_counter() - start
+    encoder = time.perf_counter() - start
+    totals = []
+    for beam, fusion in searches:
+        start = time.perf_counter()
+        search(model, enc, enc_lens, beam, fusion)
+        totals.append(encoder + time.perf_counter() - start)
+    return (encoder, *totals)
 
 
 def measure_rtf(
@@ -176,26 +184,25 @@ def measure_rtf(
     utts: Sequence[SpeedUtterance],
     warmup_rounds: int,
     rounds: int,
-    beam: int = 0,
-    fusion: Fusion | None = None,
-) -> dict[str, tuple[list[float], list[float]]]:
-    """Per model, the RTF of the encoder and of encoder + search (``time_decode``'s), per
-    timed round."""
+    searches: Sequence[Search] = GREEDY,
+) -> dict[str, list[list[float]]]:
+    """Per model, per timed round, the RTF of the encoder and of encoder + each search
+    (``time_decode``'s): ``[encoder, search 1, ...]``, each a list over the rounds."""
     audio = sum(u.seconds for u in utts)
     by_name = {m.name: m for m in models}
     with torch.inference_mode():  # each model's normalised inputs, once, outside the timing
         inputs = {m.name: [m.cmvn.apply(u.feats) for u in utts] for m in models}  # (1, T, 80)
-    rtf: dict[str, tuple[list[float], list[float]]] = {m.name: ([], []) for m in models}
+    rtf = {m.name: [[] for _ in range(1 + len(searches))] for m in models}
     for r, name in schedule(list(by_name), warmup_rounds, rounds):
-        enc = dec = 0.0
+        seconds = [0.0] * (1 + len(searches))
         for feats in inputs[name]:
-            e, d = time_decode(by_name[name].model, feats, beam, fusion)
-            enc, dec = enc + e, dec + d
+            times = time_decode(by_name[name].model, feats, searches)
+            seconds = [a + b for a, b in zip(seconds, times, strict=True)]
         if r >= 0:
-            rtf[name][0].append(enc / audio)
-            rtf[name][1].append(dec / audio)
+            for series, s in zip(rtf[name], seconds, strict=True):
+                series.append(s / audio)
         if name == models[0].name:
-            print(f"round {r}: {name} RTF {enc / audio:.4f}", file=sys.stderr)
+            print(f"round {r}: {name} RTF {seconds[0] / audio:.4f}", file=sys.stderr)
     return rtf
 
 

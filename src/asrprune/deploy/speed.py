@@ -12,7 +12,8 @@ Columns of ``speed_deploy.csv`` (one row per model and setting, settings in turn
   output out; ONNX Runtime's encoder graph holds the CMVN and the joiner's encoder
   projection too, which PyTorch runs outside the timing: a few per cent of one block).
 - ``rtf_greedy``: encoder plus greedy search; ``rtf_full``: encoder plus the evaluation's
-  full decoding (beam search with the LM as configured), empty without one.
+  full decoding (beam search with the LM as configured), empty without one. Both searches
+  run on the same encoder pass, whose time each includes.
 - ``encoder_ratio`` / ``full_ratio``: ``rtf_encoder`` / ``rtf_full`` over the teacher's
   in the same setting: what pruning buys there.
 - ``vs_torch``: the same model's PyTorch fp32 ``rtf_encoder`` at the same thread count over
@@ -129,34 +130,26 @@ def measure_deploy_speed(
                 if backend == "torch"
                 else _onnx_models(names, exports, precision, threads)
             )
-            label = f"{backend} {precision}, {threads} thread(s)"
-            print(f"{label}: greedy", file=sys.stderr)
-            greedy = measure_rtf(models, utts, settings.warmup_rounds, settings.rounds)
-            full = None
-            if beam > 1:
-                print(f"{label}: beam {beam}", file=sys.stderr)
-                full = measure_rtf(
-                    models, utts, settings.warmup_rounds, settings.rounds, beam, fusion
-                )
-            encoder = {n: statistics.median(greedy[n][0]) for n in names}
+            searches = [(0, None), *([(beam, fusion)] if beam > 1 else [])]
+            print(f"{backend} {precision}, {threads} thread(s)", file=sys.stderr)
+            rtf = measure_rtf(models, utts, settings.warmup_rounds, settings.rounds, searches)
+            median = {n: [statistics.median(series) for series in rtf[n]] for n in names}
             if backend == "torch":
-                torch_rtf = encoder
+                torch_rtf = {n: median[n][0] for n in names}
+            teacher = median[names[0]]
             for name in names:
+                encoder, greedy, *full = median[name]
                 row = {
                     "model": name,
                     "backend": backend,
                     "precision": precision,
                     "threads": threads,
-                    "rtf_encoder": encoder[name],
-                    "rtf_greedy": statistics.median(greedy[name][1]),
-                    "rtf_full": statistics.median(full[name][1]) if full else None,
-                    "encoder_ratio": encoder[name] / encoder[names[0]],
-                    "full_ratio": (
-                        statistics.median(full[name][1]) / statistics.median(full[names[0]][1])
-                        if full
-                        else None
-                    ),
-                    "vs_torch": torch_rtf[name] / encoder[name],
+                    "rtf_encoder": encoder,
+                    "rtf_greedy": greedy,
+                    "rtf_full": full[0] if full else None,
+                    "encoder_ratio": encoder / teacher[0],
+                    "full_ratio": full[0] / teacher[2] if full else None,
+                    "vs_torch": torch_rtf[name] / encoder,
                 }
                 rows.append(row)
     write_rows(out_csv, rows)
