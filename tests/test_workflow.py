@@ -333,10 +333,13 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
     assert "Pruning in and out of domain" in (smoke_run / "RESULTS.md").read_text()
     for name, rivals in significance_tables(SMOKE_METHODS).items():
         tested = pd.read_csv(smoke_run / f"tables/{name}_significance.csv")
-        assert len(tested) == len(rivals) * len(sparsities) * 2  # test-clean and test-other
+        # greedy and (evaluate.full_sparsities: 50%) full decoding, test-clean and test-other
+        assert len(tested) == len(rivals) * len(sparsities) * 2 * 2
+        assert set(tested["decoding"]) == {"greedy", "full"}
         for row in tested.itertuples():
             # the bootstrap scores the saved hypotheses as the evaluation scored the split
-            wer = read_json(smoke_run / f"metrics/{row.b}.json")["wer"]
+            metrics = read_json(smoke_run / f"metrics/{row.b}.json")
+            wer = metrics["wer"] if row.decoding == "greedy" else metrics["full"]["wer"]
             assert row.wer_b == pytest.approx(wer[row.split], abs=1e-9)
     for stem in figure_names(SMOKE_METHODS):
         for ext in ("png", "pdf"):

@@ -311,6 +311,7 @@ def _tables(a):
         a.out_dir,
         replicates,
         domain_shift=a.domain_shift,
+        full_sparsities=a.full_sparsities,
     )
     for path in paths:
         print(path)
@@ -648,6 +649,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p["tables"].add_argument(
         "--seed-sparsities", nargs="*", type=float, help="where they run (default: every one)"
+    )
+    p["tables"].add_argument(
+        "--full-sparsities",
+        nargs="*",
+        type=float,
+        default=[],
+        help="sparsities whose models have the full decoding too: significance tests both",
     )
     p["tables"].add_argument(
         "--domain-shift",

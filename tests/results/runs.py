@@ -80,7 +80,8 @@ def write_run(root: Path, methods, sparsities, rtf=None) -> Path:
 
     Model k (in the order written) has RTF ``rtf[name]`` (default 0.9 * 0.97^k), size
     ``TEACHER_SIZE_MB * (1 - sparsity)``, WER 10 + k / 20 + k in its metrics, and saved
-    test hypotheses with k wrong utterances of 40 (the teacher none).
+    test hypotheses with k wrong utterances of 40 (the teacher none); at 50% also the full
+    decoding's, with k // 2 wrong.
     """
     rtf = dict(rtf or {})
     full = EncoderStructure.full(tiny_config())
@@ -97,6 +98,8 @@ def write_run(root: Path, methods, sparsities, rtf=None) -> Path:
         speed.append({"model": name, "rtf_median": rtf.get(name, 0.9 * 0.97**k)})
         for split in ("test-clean", "test-other"):
             write_hyps(root / "metrics", name, split, hyps_rows(k))
+            if s == 0.5:
+                write_hyps(root / "metrics", name, f"full/{split}", hyps_rows(k // 2))
         summary = {"name": name, "structure": structure_at(s).to_dict()}
         if method in L0_METHODS:
             summary["history"] = history(s)

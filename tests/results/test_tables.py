@@ -174,6 +174,30 @@ def test_written_tables_round_trip_and_table2_needs_ablations(tmp_path):
     assert list(table2.columns[: len(REQUIRED)]) == REQUIRED
 
 
+def test_significance_also_tests_the_full_decoding_where_models_have_it(tmp_path):
+    methods = ["l0-params", "omp"]
+    run = write_run(tmp_path, methods, [0.3, 0.5])
+    out = tmp_path / "tables"
+    write_tables(
+        run / "metrics", run / "speed.csv", methods, [0.3, 0.5], out, full_sparsities=[0.5]
+    )
+    tested = pd.read_csv(out / "table1_significance.csv")
+    assert list(zip(tested["decoding"], tested["sparsity"], tested["split"], strict=True)) == [
+        ("greedy", 0.3, "test-clean"),
+        ("greedy", 0.3, "test-other"),
+        ("greedy", 0.5, "test-clean"),
+        ("greedy", 0.5, "test-other"),
+        ("full", 0.5, "test-clean"),
+        ("full", 0.5, "test-other"),
+    ]
+    # models 3 and 4 (l0-params-s0.5, omp-s0.5): 3 and 4 wrong greedy, 1 and 2 in full
+    full = tested[tested["decoding"] == "full"]
+    assert full["delta"].tolist() == pytest.approx([100 * (1 - 2) / 360] * 2)
+    lines = (out / "table1_significance.md").read_text().splitlines()
+    assert lines[2].startswith("| 30% |") and lines[3].startswith("| 50% |")
+    assert lines[4].startswith("| 50%, full decoding | -0.28 [")
+
+
 def test_markdown_prints_each_sparsity_once_with_changes(tmp_path):
     run = write_run(
         tmp_path, ["l0-params", "omp"], [0.5], rtf={"teacher": 0.2, "l0-params-s0.5": 0.15}

@@ -186,6 +186,17 @@ REPLICATES = Replicates(
 )
 
 
+def full_sparsities_args():
+    """Rule tables' --full-sparsities: the sparsities whose models have the full decoding
+    (evaluate.full_sparsities, null: all), none when evaluate.beam gives it to none."""
+    evaluate = config["evaluate"]
+    where = evaluate["full_sparsities"]
+    where = config["prune"]["sparsities"] if where is None else where
+    if evaluate["beam"] <= 1 or not where:
+        return ""
+    return "--full-sparsities " + " ".join(map(str, where))
+
+
 def replicates_args():
     """Rule tables' replicate flags: none for one seed, so its command is as before."""
     if REPLICATES.seeds == 1:

@@ -35,11 +35,12 @@ rule tables:
         methods=config["prune"]["methods"],
         sparsities=config["prune"]["sparsities"],
         replicates=replicates_args(),
+        full=full_sparsities_args(),
         domain_shift="--domain-shift" if DOMAIN_SHIFT else "",
     shell:
         "asrprune tables --metrics-dir {params.metrics_dir} --speed {input.speed}"
         " --methods {params.methods} --sparsities {params.sparsities} {params.replicates}"
-        " {params.domain_shift}"
+        " {params.full} {params.domain_shift}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 

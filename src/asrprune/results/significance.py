@@ -26,6 +26,7 @@ from asrprune.results.markdown import markdown_table
 
 # What the tables' significance files test: the splits of Table 1's WER columns.
 TEST_SPLITS = ("test-clean", "test-other")
+FULL = "full"  # the subfolder of <model>.hyps/ with the full decoding's hypotheses
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,29 @@ def reference_comparisons(
     return pd.DataFrame(rows)
 
 
+def decoding_comparisons(
+    metrics_dir: str | os.PathLike,
+    others: Sequence[str],
+    sparsities: Sequence[float],
+    full_sparsities: Sequence[float] = (),
+    replicates: Replicates = ONE_SEED,
+    **options,
+) -> pd.DataFrame:
+    """:func:`reference_comparisons` with greedy search at every sparsity, then with the
+    full decoding (beam and LM; the hypotheses under ``<model>.hyps/full/``) at those of
+    ``full_sparsities`` that are in ``sparsities``; a ``decoding`` column says which."""
+    greedy = reference_comparisons(
+        metrics_dir, others, sparsities, TEST_SPLITS, replicates, **options
+    )
+    frames = [greedy.assign(decoding="greedy")]
+    full_at = [s for s in sorted(sparsities) if any(abs(s - f) < 1e-9 for f in full_sparsities)]
+    if full_at:
+        splits = [f"{FULL}/{split}" for split in TEST_SPLITS]
+        full = reference_comparisons(metrics_dir, others, full_at, splits, replicates, **options)
+        frames.append(full.assign(decoding="full", split=full["split"].str.split("/").str[-1]))
+    return pd.concat(frames, ignore_index=True)
+
+
 def _cell(c) -> str:
     """``+0.41 [-0.22, +1.00]``: bold when ours is better beyond chance, italic worse."""
     delta = f"{c.delta:+.2f}"
@@ -207,22 +231,27 @@ def _cell(c) -> str:
 
 
 def comparisons_markdown(table: pd.DataFrame) -> str:
-    """One row per sparsity, one column per method, the splits' cells joined by " / "."""
+    """One row per sparsity and decoding (greedy first), one column per method, the
+    splits' cells joined by " / "."""
+    if "decoding" not in table:
+        table = table.assign(decoding="greedy")
     methods = list(dict.fromkeys(table["method"]))
     splits = list(dict.fromkeys(table["split"]))
     header = ["Sparsity", *(f"{REFERENCE} against {m}" for m in methods)]
     body = []
-    for sparsity, group in table.groupby("sparsity", sort=True):
-        cells = [f"{sparsity:.0%}"]
-        for method in methods:
-            rows = group[group["method"] == method].set_index("split")
-            cells.append(" / ".join(_cell(rows.loc[s]) for s in splits))
-        body.append(cells)
+    for decoding in ("greedy", "full"):
+        for sparsity, group in table[table["decoding"] == decoding].groupby("sparsity"):
+            cells = [f"{sparsity:.0%}" + (", full decoding" if decoding == "full" else "")]
+            for method in methods:
+                rows = group[group["method"] == method].set_index("split")
+                cells.append(" / ".join(_cell(rows.loc[s]) for s in splits))
+            body.append(cells)
     seeds = int(table["seeds"].max()) if "seeds" in table else 1
     pooled = f" (each side the mean over its {seeds} replicates)" if seeds > 1 else ""
     note = (
         f"\nWER difference in points ({REFERENCE} minus the other; {' / '.join(splits)}) "
-        f"and its 95% paired-bootstrap interval{pooled}. Bold: ours better, the interval "
-        "excludes 0; italic: ours worse, likewise.\n"
+        f"and its 95% paired-bootstrap interval{pooled}, by greedy search, and by the full "
+        "decoding (beam search with the LM) where the row says so. Bold: ours better, the "
+        "interval excludes 0; italic: ours worse, likewise.\n"
     )
     return markdown_table(header, body, align=("---",) * len(header)) + note

@@ -29,7 +29,7 @@ from asrprune.results.layout import (
     table_methods,
 )
 from asrprune.results.markdown import markdown_table
-from asrprune.results.significance import comparisons_markdown, reference_comparisons
+from asrprune.results.significance import comparisons_markdown, decoding_comparisons
 
 COLUMNS = (
     "sparsity",
@@ -233,10 +233,12 @@ def write_tables(
     out_dir: str | os.PathLike,
     replicates: Replicates = ONE_SEED,
     domain_shift: bool = False,
+    full_sparsities: Sequence[float] = (),
 ) -> list[Path]:
     """Build and write Table 1 and, when ``methods`` has ablations, Table 2; after each,
     ``<table>_significance``: ``l0-params`` against its rivals there, by paired bootstrap
-    of the saved hypotheses, pooled over replicates; with ``domain_shift``, every job's
+    of the saved hypotheses, pooled over replicates, for greedy search and, at
+    ``full_sparsities``, the full decoding too; with ``domain_shift``, every job's
     in- against out-of-domain loss (:mod:`domain_shift`; ``layout.table_stems`` names
     the files)."""
     tested = significance_tables(methods)
@@ -245,8 +247,8 @@ def write_tables(
         table = build_table(metrics_dir, speed_path, shown, sparsities, replicates)
         written += write_table(table, out_dir, name)
         if name in tested:
-            comparisons = reference_comparisons(
-                metrics_dir, tested[name], sparsities, replicates=replicates
+            comparisons = decoding_comparisons(
+                metrics_dir, tested[name], sparsities, full_sparsities, replicates
             )
             markdown = comparisons_markdown(comparisons)
             written += write_table(comparisons, out_dir, f"{name}_significance", markdown)
