@@ -122,9 +122,11 @@ def measure_deploy_speed(
     rows: list[dict] = []
     for threads in thread_counts(settings, cores):
         pin_one_thread()
-        torch.set_num_threads(threads)
         torch_rtf: dict[str, float] = {}
         for backend, precision in BACKENDS:
+            # with ONNX Runtime, PyTorch only keeps the search's books, on one thread: at
+            # more its idle pool would compete with ONNX Runtime's for the cores
+            torch.set_num_threads(threads if backend == "torch" else 1)
             models = (
                 torch_models
                 if backend == "torch"
