@@ -30,6 +30,7 @@ from asrprune.model.lowrank import low_rank_layers
 from asrprune.model_file import open_model_file
 
 BYTES_PER_PARAM = 4  # fp32
+FULL_HYPS = "full"  # the subfolder of <model>.hyps/ with the full decoding's hypotheses
 MB = 1e6  # decimal megabytes
 FLOPS_FRAMES = 1000  # FLOPs are reported for a 10 s utterance
 
@@ -219,7 +220,7 @@ def evaluate_model(
     hyps_dir = Path(hyps_dir)
     ways = [((0, None), hyps_dir, f"{name} greedy")]
     if full:
-        ways.append(((beam, fusion), hyps_dir / "full", f"{name} beam {beam}"))
+        ways.append(((beam, fusion), hyps_dir / FULL_HYPS, f"{name} beam {beam}"))
     greedy, *rest = _score_splits(model, datasets, ways, batch_frames=batch_frames, device=dev)
     result |= greedy
     if full:

@@ -3,15 +3,14 @@
 The table is what :class:`asrprune.model.latency.LatencyModel` reads (its docstring says
 what each part is; the Linear layers, dense and factored, are timed at the full block's
 shapes only, as the SVD baseline factors them). Every part is built at its width with
-untrained weights (a dense
-kernel's time does not depend on the values), fed inputs as long as a fixed set of
-test-clean utterances after subsampling (the speed rule's selection, so attention's
-quadratic term is weighted as the timed data weight it) at batch 1, and timed in rounds:
-every part once per round, in the same order, after warm-up rounds, so a burst of load
-from elsewhere slows every part of that round alike. A part's entry is the median over
-the timed rounds of its seconds summed over the utterances. The teacher's own encoder
-runs in the same rounds; its median minus the modelled full encoder is the table's
-``encoder.overhead``.
+untrained weights (a dense kernel's time does not depend on the values), fed inputs as
+long as a fixed set of test-clean utterances after subsampling (the speed rule's
+selection, so attention's quadratic term is weighted as the timed data weight it) at batch
+1, and timed in rounds: every part once per round, in the same order, after warm-up
+rounds, so a burst of load from elsewhere slows every part of that round alike. A part's
+entry is the median over the timed rounds of its seconds summed over the utterances. The
+teacher's own encoder runs in the same rounds; its median minus the modelled full encoder
+is the table's ``encoder.overhead``.
 
 Backends: ``torch`` (eager, as the speed rule times) on ``cpu`` or ``cuda``, and
 ``onnxruntime`` (CPU): each part exported to ONNX as the deploy stage exports the encoder
@@ -47,7 +46,7 @@ from asrprune.model import (
 )
 from asrprune.model.conformer import relative_positions
 from asrprune.model.latency import LatencyModel, grid
-from asrprune.model.lowrank import LowRankLinear
+from asrprune.model.lowrank import LowRankLinear, layer_rows
 from asrprune.model.structure import BlockStructure
 from asrprune.pruning.settings import LatencyProfile
 from asrprune.speed import SpeedUtterance, load_utterances, pin_one_thread, schedule
@@ -183,15 +182,15 @@ def build_parts(
 
 def linear_shapes(config: ModelConfig) -> list[tuple[int, int, str, bool]]:
     """(in, out, rows, bias) of every distinct Linear layer of a full block: what the SVD
-    baseline factors; rows as :func:`asrprune.model.lowrank.low_rank_layers` names them."""
+    baseline factors; rows as :func:`asrprune.model.lowrank.layer_rows` names them."""
     block = ConformerBlock(
         BlockStructure(config.num_heads, config.ffn_dim, config.ffn_dim), config.d_model, config
     )
     shapes = {}
     for name, m in block.named_modules():
         if isinstance(m, nn.Linear):
-            rows = "positions" if name.endswith("linear_pos") else "frames"
-            shapes.setdefault((m.in_features, m.out_features, rows), m.bias is not None)
+            key = (m.in_features, m.out_features, layer_rows(name))
+            shapes.setdefault(key, m.bias is not None)
     return [(*key, bias) for key, bias in shapes.items()]
 
 

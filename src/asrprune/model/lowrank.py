@@ -73,17 +73,23 @@ def low_rank_ranks(model: nn.Module) -> dict[str, int]:
     return {n: m.rank for n, m in model.named_modules() if isinstance(m, LowRankLinear)}
 
 
+def layer_rows(name: str) -> str:
+    """The rows a block's Linear layer ``name`` runs on: "positions", the position
+    projection's 2T-1 relative positions, or "frames", the T encoder frames."""
+    return "positions" if name.endswith("linear_pos") else "frames"
+
+
 def low_rank_layers(model: nn.Module) -> list[dict]:
     """Every factored layer of ``model``: ``name``, ``in``, ``out``, ``rank`` and the
-    ``rows`` it runs on ("positions": the position projection's 2T-1 relative positions;
-    "frames": T), what a latency table's low-rank entries are looked up by."""
+    ``rows`` it runs on (:func:`layer_rows`), what a latency table's low-rank entries are
+    looked up by."""
     return [
         {
             "name": name,
             "in": m.in_features,
             "out": m.out_features,
             "rank": m.rank,
-            "rows": "positions" if name.endswith("linear_pos") else "frames",
+            "rows": layer_rows(name),
         }
         for name, m in model.named_modules()
         if isinstance(m, LowRankLinear)
@@ -97,6 +103,6 @@ def low_rank_savings(blocks: nn.Module, frames: int) -> tuple[int, int]:
     for name, m in blocks.named_modules():
         if isinstance(m, LowRankLinear):
             saved = LowRankLinear.saved_params(m.in_features, m.out_features, m.rank)
-            rows = 2 * frames - 1 if name.endswith("linear_pos") else frames
+            rows = 2 * frames - 1 if layer_rows(name) == "positions" else frames
             params, flops = params + saved, flops + 2 * rows * saved
     return params, flops

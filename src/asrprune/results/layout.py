@@ -46,7 +46,8 @@ def parse_model_name(model: str) -> tuple[str, float, int]:
     return m["method"], float(m["sparsity"]), int(m["seed"] or 0)
 
 
-def _among(value: float, values: Sequence[float]) -> bool:
+def among(value: float, values: Sequence[float]) -> bool:
+    """Whether ``value`` is one of ``values``, as sparsities read from text compare."""
     return any(abs(value - v) < 1e-9 for v in values)
 
 
@@ -64,7 +65,7 @@ class Replicates:
             raise AsrpruneError(f"prune.seeds: expected 1 or more, got {self.seeds}")
 
     def count(self, sparsity: float) -> int:
-        return self.seeds if self.sparsities is None or _among(sparsity, self.sparsities) else 1
+        return self.seeds if self.sparsities is None or among(sparsity, self.sparsities) else 1
 
     def names(self, method: str, sparsity: float) -> list[str]:
         """The models of ``method`` at ``sparsity``, seed 0 (the unsuffixed name) first."""
@@ -78,7 +79,7 @@ def pruned_models(
     methods: Sequence[str], sparsities: Sequence[float], replicates: Replicates = ONE_SEED
 ) -> list[str]:
     """Every pruned model of a run: each method at each sparsity, with its replicates."""
-    stray = [s for s in replicates.sparsities or () if not _among(s, sparsities)]
+    stray = [s for s in replicates.sparsities or () if not among(s, sparsities)]
     if stray:
         raise AsrpruneError(
             f"prune.seed_sparsities: {stray[0]:g} is not among prune.sparsities "
@@ -93,7 +94,7 @@ def full_decoding(model: str, full_sparsities: Sequence[float] | None) -> bool:
     sparsity is in ``full_sparsities`` (None: every model)."""
     if model == TEACHER or full_sparsities is None:
         return True
-    return _among(parse_model_name(model)[1], full_sparsities)
+    return among(parse_model_name(model)[1], full_sparsities)
 
 
 def deploy_models(

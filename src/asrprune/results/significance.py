@@ -19,14 +19,13 @@ import numpy as np
 import pandas as pd
 
 from asrprune.errors import AsrpruneError
-from asrprune.evaluate import word_errors
+from asrprune.evaluate import FULL_HYPS, word_errors
 from asrprune.io import read_jsonl
-from asrprune.results.layout import ONE_SEED, REFERENCE, Replicates
+from asrprune.results.layout import ONE_SEED, REFERENCE, Replicates, among
 from asrprune.results.markdown import markdown_table
 
 # What the tables' significance files test: the splits of Table 1's WER columns.
 TEST_SPLITS = ("test-clean", "test-other")
-FULL = "full"  # the subfolder of <model>.hyps/ with the full decoding's hypotheses
 
 
 @dataclass(frozen=True)
@@ -212,9 +211,9 @@ def decoding_comparisons(
         metrics_dir, others, sparsities, TEST_SPLITS, replicates, **options
     )
     frames = [greedy.assign(decoding="greedy")]
-    full_at = [s for s in sorted(sparsities) if any(abs(s - f) < 1e-9 for f in full_sparsities)]
+    full_at = [s for s in sorted(sparsities) if among(s, full_sparsities)]
     if full_at:
-        splits = [f"{FULL}/{split}" for split in TEST_SPLITS]
+        splits = [f"{FULL_HYPS}/{split}" for split in TEST_SPLITS]
         full = reference_comparisons(metrics_dir, others, full_at, splits, replicates, **options)
         frames.append(full.assign(decoding="full", split=full["split"].str.split("/").str[-1]))
     return pd.concat(frames, ignore_index=True)
