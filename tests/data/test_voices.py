@@ -40,7 +40,8 @@ def test_speaker_id_is_stable_and_path_safe():
     assert V.Speaker(V.BaseVoice("flite", "rms"), 1.0, 0, 1.0).id == "flite_rms_s100p+0t100"
     assert os.sep not in speaker.id
     assert V.sox_effects(speaker) == [
-        "speed", "1.05", "pitch", "-120", "tempo", "-s", "0.95", "rate", "-h", "16000"
+        "rate", "-h", "16000", "speed", "1.05", "pitch", "-120", "tempo", "-s", "0.95",
+        "rate", "-h", "16000",
     ]  # fmt: skip
 
 
