@@ -39,6 +39,19 @@ def test_predictor_steps_equal_its_forward(overrides):
     assert torch.allclose(torch.stack(steps, dim=1), full, atol=1e-6)
 
 
+def test_lstm_steps_from_the_input_gate_table_equal_its_forward():
+    pred = tiny_model(predictor="lstm", predictor_layers=2).predictor.eval()
+    _, _, tokens, _ = tiny_batch()
+    table = pred.input_gate_table()
+    assert table.shape == (VOCAB, 4 * pred.dim)
+    state = pred.init_state(3)
+    steps = []
+    for token in torch.cat((torch.zeros(3, 1, dtype=torch.long), tokens), dim=1).T:
+        out, state = pred.step(token, state, table[token])
+        steps.append(out)
+    assert torch.allclose(torch.stack(steps, dim=1), pred(tokens), atol=1e-6)
+
+
 @pytest.mark.parametrize("predictor", ["stateless", "lstm"])
 def test_forward_gives_finite_losses_and_gradients(predictor):
     model = tiny_model(predictor=predictor, structure=pruned_structure()).train()

@@ -58,14 +58,18 @@ class StatelessDecoderGraph(nn.Module):
 
 
 class LstmDecoderGraph(nn.Module):
-    """One LSTM predictor step, projected, with the state after it."""
+    """One LSTM predictor step, projected, with the state after it. The first layer's input
+    term of every token is a constant table: the search runs this graph on nearly every
+    frame, and the table halves a one-layer step's multiply-adds."""
 
     def __init__(self, model: Transducer):
         super().__init__()
         self.predictor, self.proj = model.predictor, model.joiner.pred_proj
+        with torch.no_grad():
+            self.register_buffer("input_gates", self.predictor.input_gate_table())  # (V, 4 dim)
 
     def forward(self, y: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
-        out, (h, c) = self.predictor.step(y, (h, c))
+        out, (h, c) = self.predictor.step(y, (h, c), self.input_gates[y])
         return self.proj(out), h, c  # (N, J), (N, layers, dim) x 2
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from asrprune.data.tokenizer import BLANK_ID
@@ -77,20 +78,28 @@ class Fusion:
     weight: float = 0.0
     token_bonus: float = 0.0
     lexicon: Lexicon | None = None
+    # what scores() gave, by all that it depends on: the LM's history, or without a
+    # lexicon nothing else; beam search asks once per new hypothesis, and most repeat
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.lm is None and self.lexicon is None:
             raise AsrpruneError("fusion needs a language model, a lexicon or both")
 
     def scores(self, tokens: tuple[int, ...]) -> torch.Tensor:
-        """(V,) what emitting each token after ``tokens`` adds to a hypothesis's score."""
-        if self.lm is None:
-            out = torch.full((self.lexicon.vocab_size,), self.token_bonus)
-        else:
-            out = self.lm.log_probs(tokens) * self.weight + self.token_bonus
-        out[BLANK_ID] = 0.0
-        if self.lexicon is not None:
-            out = out + self.lexicon.mask(tokens)
+        """(V,) what emitting each token after ``tokens`` adds to a hypothesis's score
+        (shared: do not write to it)."""
+        key = tokens if self.lexicon is not None or self.lm is None else self.lm.history(tokens)
+        out = self._memo.get(key)
+        if out is None:
+            if self.lm is None:
+                out = torch.full((self.lexicon.vocab_size,), self.token_bonus)
+            else:
+                out = self.lm.log_probs(tokens) * self.weight + self.token_bonus
+            out[BLANK_ID] = 0.0
+            if self.lexicon is not None:
+                out = out + self.lexicon.mask(tokens)
+            self._memo[key] = out
         return out
 
 
@@ -100,6 +109,7 @@ class _Hyp:
     log_prob: float
     pred_p: torch.Tensor  # (J,) projected predictor output after ``tokens``
     state: State  # batch of one
+    fused: torch.Tensor | None  # (V,) what fusion adds to each next token; None without
     # token -> (pred_p, state) after ``tokens`` and that token, once computed: the same
     # extension is proposed frame after frame while this hypothesis stays in the beam
     children: dict[int, tuple[torch.Tensor, State]] = field(default_factory=dict)
@@ -135,32 +145,36 @@ def beam_search(
     enc_p = model.joiner.enc_proj(encoder_out)  # (B, T, J)
     state = model.predictor.init_state(1, device)
     pred, state = model.predictor.step(torch.full((1,), BLANK_ID, device=device), state)
-    start = _Hyp((), 0.0, model.joiner.pred_proj(pred)[0], state)
+
+    def fused(tokens: tuple[int, ...]) -> torch.Tensor | None:
+        return None if fusion is None else fusion.scores(tokens)
+
+    start = _Hyp((), 0.0, model.joiner.pred_proj(pred)[0], state, fused(()))
     beams: list[list[_Hyp]] = [[start] for _ in range(B)]
-    fused: dict[tuple[int, ...], torch.Tensor] = {}  # tokens -> fusion scores, per call
-
-    def fusion_scores(tokens: tuple[int, ...]) -> torch.Tensor:
-        if tokens not in fused:
-            fused[tokens] = fusion.scores(tokens).to(device)
-        return fused[tokens]
-
+    owners: dict[tuple[int, ...], torch.Tensor] = {}  # each row's utterance, per beam layout
     for t in range(max(lens, default=0)):
         running = [b for b in range(B) if lens[b] > t]
         hyps = [h for b in running for h in beams[b]]
-        owner = torch.tensor([b for b in running for _ in beams[b]], device=device)  # (N,)
+        if len(running) == 1:  # one utterance left (or decoded alone): broadcast its frame
+            enc_t = enc_p[running[0], t : t + 1]  # (1, J)
+        else:
+            layout = tuple(b for b in running for _ in beams[b])
+            if layout not in owners:
+                owners[layout] = torch.tensor(layout, device=device)
+            enc_t = enc_p[owners[layout], t]  # (N, J)
         pred_p = torch.stack([h.pred_p for h in hyps])  # (N, J)
-        log_probs = model.joiner.joint(enc_p[owner, t], pred_p).float().log_softmax(-1)  # (N, V)
+        scores = model.joiner.joint(enc_t, pred_p).float().log_softmax(-1)  # (N, V)
         if fusion is not None:
-            log_probs = log_probs + torch.stack([fusion_scores(h.tokens) for h in hyps])
-        prior = torch.tensor([h.log_prob for h in hyps], device=device)  # (N,)
-        scores = prior[:, None] + log_probs  # (N, V)
+            scores += torch.stack([h.fused for h in hyps]).to(device)
+        # numpy builds a small array from floats in a fraction of torch.tensor's time
+        prior = torch.from_numpy(np.array([h.log_prob for h in hyps], dtype=np.float32))
+        scores += prior.to(device)[:, None]
         V = scores.size(1)
         merged_by: list[dict[tuple[int, ...], tuple[float, int, int]]] = []
         first = 0  # the running utterance's first row of ``hyps``
         for b in running:
             n = len(beams[b])
-            flat = scores[first : first + n].flatten()
-            top = flat.topk(min(beam, flat.numel()))
+            top = scores[first : first + n].flatten().topk(min(beam, n * V))
             merged: dict[tuple[int, ...], tuple[float, int, int]] = {}  # tokens -> (lp, row, tok)
             for score, index in zip(top.values.tolist(), top.indices.tolist(), strict=True):
                 if score == -math.inf:  # a lexicon left fewer than ``beam`` extensions
@@ -185,21 +199,24 @@ def beam_search(
             if v != BLANK_ID and v not in hyps[row].children
         ]
         if grown:
-            tok = torch.tensor([v for _, v in grown], device=device)  # (G,)
+            tok = torch.from_numpy(np.array([v for _, v in grown])).to(device)  # (G,)
             parents = [hyps[row].state for row, _ in grown]
             states = tuple(torch.cat(parts) for parts in zip(*parents, strict=True))
             new_pred, new_state = model.predictor.step(tok, states)
-            new_pred_p = model.joiner.pred_proj(new_pred)  # (G, J)
-            for g, (row, v) in enumerate(grown):
-                hyps[row].children[v] = (new_pred_p[g], tuple(s[g : g + 1] for s in new_state))
+            new_pred_p = model.joiner.pred_proj(new_pred).unbind(0)  # G x (J,)
+            new_states = zip(*(s.split(1) for s in new_state), strict=True)  # G x state
+            for (row, v), p, s in zip(grown, new_pred_p, new_states, strict=True):
+                hyps[row].children[v] = (p, s)
         for b, merged in zip(running, merged_by, strict=True):
             next_hyps = []
             for key, (lp, row, v) in merged.items():
                 parent = hyps[row]
                 if v == BLANK_ID:
-                    next_hyps.append(_Hyp(key, lp, parent.pred_p, parent.state, parent.children))
+                    next_hyps.append(
+                        _Hyp(key, lp, parent.pred_p, parent.state, parent.fused, parent.children)
+                    )
                 else:
-                    next_hyps.append(_Hyp(key, lp, *parent.children[v]))
+                    next_hyps.append(_Hyp(key, lp, *parent.children[v], fused(key)))
             beams[b] = next_hyps
     results = []
     for hyps in beams:

@@ -46,7 +46,6 @@ class TokenNgram:
                 for k in range(order):
                     self.counts[k][tuple(ids[i - k : i])][ids[i]] += 1
         self._probs: dict[tuple[int, ...], np.ndarray] = {}
-        self._log_probs: dict[tuple[int, ...], torch.Tensor] = {}
 
     def _unigram(self) -> np.ndarray:
         p = np.zeros(self.vocab_size)
@@ -76,12 +75,13 @@ class TokenNgram:
         self._probs[history] = p
         return p
 
+    def history(self, tokens: Sequence[int]) -> tuple[int, ...]:
+        """The last order-1 of ``tokens``, BOS-padded: all that the next token depends on."""
+        k = self.order - 1
+        last = tuple(tokens[len(tokens) - k :]) if k else ()
+        return (_BOS,) * (k - len(last)) + last
+
     def log_probs(self, tokens: Sequence[int]) -> torch.Tensor:
         """(V,) float log-probabilities of the next token after ``tokens``; blank -inf."""
-        k = self.order - 1
-        last = tuple(tokens[len(tokens) - k :]) if k else ()  # called per hypothesis and frame
-        history = (_BOS,) * (k - len(last)) + last
-        if history not in self._log_probs:
-            with np.errstate(divide="ignore"):
-                self._log_probs[history] = torch.from_numpy(np.log(self.probs(history))).float()
-        return self._log_probs[history]
+        with np.errstate(divide="ignore"):
+            return torch.from_numpy(np.log(self.probs(self.history(tokens)))).float()

@@ -70,6 +70,12 @@ class Predictor(nn.Module):
             out, _ = self.lstm(self.embedding(torch.cat((start, tokens), dim=1)))  # (B, U+1, dim)
         return self.dropout(out)
 
+    def input_gate_table(self) -> torch.Tensor:
+        """(V, 4 dim) the LSTM's first-layer input term of every token: a step's input
+        depends on its token alone, so a table saves half a one-layer step's work."""
+        lstm = self.lstm
+        return F.linear(self.embedding.weight, lstm.weight_ih_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)
+
     def init_state(self, batch: int, device=None) -> State:
         """The state before any token: blank history (stateless) or zero (h, c) (LSTM)."""
         if self.kind == "stateless":
@@ -80,8 +86,15 @@ class Predictor(nn.Module):
         zeros = torch.zeros(batch, self.layers, self.dim, device=device, dtype=dtype)
         return (zeros, zeros.clone())  # h, c: (N, layers, dim)
 
-    def step(self, token: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One token per sequence: token (N,) -> output (N, dim) and the state after it."""
+    def step(
+        self, token: torch.Tensor, state: State, input_gates: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """One token per sequence: token (N,) -> output (N, dim) and the state after it.
+
+        LSTM only: ``input_gates`` (N, 4 dim), if given, is the first layer's input term
+        for these tokens, ``W_ih e(token) + b_ih + b_hh`` (:meth:`input_gate_table` rows),
+        which then is not computed here.
+        """
         if self.kind == "stateless":
             history = torch.cat((state[0], token[:, None]), dim=1)  # (N, context)
             return self._stateless(history)[:, -1], (history[:, 1:],)
@@ -90,11 +103,16 @@ class Predictor(nn.Module):
         x, (h, c) = self.embedding(token), state  # (N, dim), (N, layers, dim) x 2
         hs, cs = [], []
         for k in range(self.layers):
-            gates = F.linear(
-                x, getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"bias_ih_l{k}")
-            ) + F.linear(
-                h[:, k], getattr(self.lstm, f"weight_hh_l{k}"), getattr(self.lstm, f"bias_hh_l{k}")
-            )  # (N, 4 dim): input, forget, cell and output gates, nn.LSTM's order
+            if k == 0 and input_gates is not None:
+                gates = input_gates + F.linear(h[:, 0], self.lstm.weight_hh_l0)
+            else:
+                gates = F.linear(
+                    x, getattr(self.lstm, f"weight_ih_l{k}"), getattr(self.lstm, f"bias_ih_l{k}")
+                ) + F.linear(
+                    h[:, k],
+                    getattr(self.lstm, f"weight_hh_l{k}"),
+                    getattr(self.lstm, f"bias_hh_l{k}"),
+                )  # (N, 4 dim): input, forget, cell and output gates, nn.LSTM's order
             i, f, g, o = gates.chunk(4, dim=1)
             cs.append(torch.sigmoid(f) * c[:, k] + torch.sigmoid(i) * torch.tanh(g))
             x = torch.sigmoid(o) * torch.tanh(cs[-1])
