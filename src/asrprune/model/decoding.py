@@ -103,7 +103,7 @@ class Fusion:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Hyp:
     tokens: tuple[int, ...]
     log_prob: float
