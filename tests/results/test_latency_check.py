@@ -63,8 +63,39 @@ def test_the_markdown_summarises_errors_and_targets_and_goes_into_results(run, t
     assert "| Model | Time kept: target | modelled | measured |" in text
     assert "Latency model error over 5 models: median" in text
     assert "Latency-target jobs within 5% of their target:" in text
+    assert "At matched time" not in text  # no l0-flops job to compare with
     document = build_document(**fake_run(tmp_path / "doc"), latency_table=md)
     assert "\n## Latency model\n" in document and text in document
+
+
+def test_each_flops_job_meets_the_latency_job_nearest_in_measured_time(tmp_path):
+    methods, sparsities = ["l0-latency", "l0-flops"], [0.3, 0.5]
+    # time kept: the FLOPs budget's 50% job (0.66) is nearer the latency job at 30% (0.70)
+    # than at 50% (0.50); models 1-4 (latency 30%, flops 30%, latency 50%, flops 50%) get
+    # 1-4 wrong utterances of 40
+    rtf = {"teacher": 1.0, "l0-latency-s0.3": 0.7, "l0-flops-s0.3": 0.8}
+    rtf |= {"l0-latency-s0.5": 0.5, "l0-flops-s0.5": 0.66}
+    write_run(tmp_path, methods, sparsities, rtf)
+    (tmp_path / "latency.json").write_text(json.dumps(synthetic_table()))
+    models = [model_name(m, s) for s in sparsities for m in methods]
+    md = write_latency_table(
+        tmp_path / "latency.json", tmp_path / "speed.csv", tmp_path / "metrics", models,
+        tmp_path / "tables",
+    )[1]  # fmt: skip
+    matched = pd.read_csv(tmp_path / "tables/latency_matched.csv")
+    assert list(zip(matched["rival"], matched["model"], matched["split"], strict=True)) == [
+        ("l0-flops-s0.3", "l0-latency-s0.3", "test-clean"),
+        ("l0-flops-s0.3", "l0-latency-s0.3", "test-other"),
+        ("l0-flops-s0.5", "l0-latency-s0.3", "test-clean"),
+        ("l0-flops-s0.5", "l0-latency-s0.3", "test-other"),
+    ]
+    last = matched.iloc[-1]
+    assert (last["rival_kept"], last["model_kept"]) == pytest.approx((0.66, 0.7))
+    assert last["delta"] == pytest.approx(last["wer_model"] - last["wer_rival"])
+    assert last["delta"] < 0  # one wrong utterance against four
+    text = md.read_text()
+    assert "## At matched time" in text
+    assert "| l0-flops-s0.5 (0.660) | l0-latency-s0.3 (0.700) |" in text
 
 
 def test_a_model_missing_from_speed_is_named(run):

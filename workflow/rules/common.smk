@@ -289,10 +289,13 @@ def latency_speed():
 
 
 def latency_table_files():
-    """The latency model's check, Markdown first ([] without a latency-target method)."""
+    """The latency model's check, Markdown first, and the matched-time comparisons ([]
+    without a latency-target method)."""
     if not any(m in LATENCY_METHODS for m in config["prune"]["methods"]):
         return []
-    return [f"{R}/tables/latency.{ext}" for ext in ("md", "csv")]
+    return [f"{R}/tables/latency.{ext}" for ext in ("md", "csv")] + [
+        f"{R}/tables/latency_matched.csv"
+    ]
 
 
 def run_targets():

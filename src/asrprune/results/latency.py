@@ -16,6 +16,10 @@ then ``model_error_pct`` = 100 (modelled / measured - 1), the latency model's er
 ``target_error_pct`` = 100 (measured / target - 1), how far a job's measured time landed
 from its target. The SVD baseline's factored layers are modelled from the table's low-rank
 timings (``lowrank``) and the metrics file's ``low_rank`` list.
+
+``latency_matched.csv`` asks what a time budget buys over a proxy: each ``l0-flops`` job
+against the latency-target job nearest to it in measured time, greedy WER on the test
+sets, paired bootstrap pooling the replicates both jobs have.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from pathlib import Path
 import pandas as pd
 
 from asrprune.errors import AsrpruneError
-from asrprune.io import json_field, read_json
+from asrprune.io import atomic_open, json_field, read_json
 from asrprune.model import ConformerEncoder, EncoderStructure, LatencyModel
 from asrprune.pruning.settings import LATENCY_METHODS, SPEED_RULE_PROFILE
 from asrprune.results.layout import TEACHER, parse_model_name
 from asrprune.results.markdown import markdown_table
+from asrprune.results.significance import TEST_SPLITS, compare_jobs
 from asrprune.results.tables import read_speed, write_table
 
 COLUMNS = (
@@ -126,6 +131,110 @@ def build_latency_table(
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+MATCHED_COLUMNS = (
+    "rival",
+    "rival_kept",
+    "model",
+    "model_kept",
+    "split",
+    "wer_model",
+    "wer_rival",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "seeds",
+)
+
+# the proxy-budget method a latency-target job is compared with at matched measured time
+MATCHED_RIVAL = "l0-flops"
+
+
+def _jobs(models: Sequence[str]) -> dict[tuple[str, float], list[str]]:
+    """(method, sparsity) -> its replicates' model names, seed 0 first."""
+    jobs: dict[tuple[str, float], list[tuple[int, str]]] = {}
+    for model in models:
+        method, sparsity, seed = parse_model_name(model)
+        jobs.setdefault((method, sparsity), []).append((seed, model))
+    return {job: [m for _, m in sorted(names)] for job, names in jobs.items()}
+
+
+def matched_time_comparisons(
+    table: pd.DataFrame, metrics_dir: str | os.PathLike, models: Sequence[str], **options
+) -> pd.DataFrame:
+    """Each ``l0-flops`` job of ``models`` against the latency-target job nearest to it in
+    measured time (``table``'s ``measured_kept``, each job's mean over its replicates), on
+    each test split: ``a`` is the latency-target job. Both sides pool the first k
+    replicates, k the fewer of the two jobs'. Empty without both kinds of job."""
+    measured = dict(zip(table["model"], table["measured_kept"], strict=True))
+
+    def job_time(names: list[str]) -> float:
+        times = [measured[n] for n in names if n in measured]
+        return sum(times) / len(times) if times else float("nan")
+
+    jobs = _jobs(models)
+    timed = {job: job_time(names) for job, names in jobs.items()}
+    targets = [j for j in jobs if j[0] in LATENCY_METHODS and not pd.isna(timed[j])]
+    rows = []
+    for job in sorted(j for j in jobs if j[0] == MATCHED_RIVAL and not pd.isna(timed[j])):
+        if not targets:
+            break
+        near = min(targets, key=lambda j: (abs(timed[j] - timed[job]), j[1]))
+        k = min(len(jobs[job]), len(jobs[near]))
+        for c in compare_jobs(metrics_dir, jobs[near][:k], jobs[job][:k], TEST_SPLITS, **options):
+            rows.append(
+                {
+                    "rival": c.b,
+                    "rival_kept": timed[job],
+                    "model": c.a,
+                    "model_kept": timed[near],
+                    "split": c.split,
+                    "wer_model": c.wer_a,
+                    "wer_rival": c.wer_b,
+                    "delta": c.delta,
+                    "ci_low": c.ci_low,
+                    "ci_high": c.ci_high,
+                    "seeds": c.seeds,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def matched_markdown(matched: pd.DataFrame) -> str:
+    """One row per rival job: both jobs' measured time kept and the WER difference per
+    split, as the significance tables write it."""
+    if matched.empty:
+        return ""
+    header = ("Proxy job (time kept)", "Latency-target job (time kept)", "WER difference")
+    body = []
+    for (rival, model), group in matched.groupby(["rival", "model"], sort=False):
+        first = group.iloc[0]
+        cells = []
+        for r in group.itertuples(index=False):
+            delta = f"{r.delta:+.2f}"
+            if r.ci_high < 0:
+                delta = f"**{delta}**"
+            elif r.ci_low > 0:
+                delta = f"*{delta}*"
+            cells.append(f"{delta} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]")
+        body.append(
+            (
+                f"{rival} ({first.rival_kept:.3f})",
+                f"{model} ({first.model_kept:.3f})",
+                " / ".join(cells),
+            )
+        )
+    splits = " / ".join(dict.fromkeys(matched["split"]))
+    seeds = int(matched["seeds"].max())
+    pooled = f", pooling up to {seeds} replicates a side" if seeds > 1 else ""
+    return (
+        "\n## At matched time\n\n"
+        + markdown_table(header, body, align=("---",) * 3)
+        + f"\nGreedy WER difference in points (latency-target job minus the proxy job; "
+        f"{splits}) and its 95% paired-bootstrap interval{pooled}. Bold: the time "
+        "budget better, the interval excludes 0; italic: worse, likewise.\n"
+    )
+
+
 def latency_markdown(table: pd.DataFrame) -> str:
     header = (
         "Model",
@@ -171,6 +280,15 @@ def write_latency_table(
     models: Sequence[str],
     out_dir: str | os.PathLike,
 ) -> list[Path]:
-    """``latency.csv`` and ``latency.md`` under ``out_dir``."""
+    """``latency.csv``, ``latency.md`` (with the matched-time comparisons, if any) and
+    ``latency_matched.csv`` under ``out_dir``."""
     table = build_latency_table(table_path, speed_path, metrics_dir, models)
-    return write_table(table, out_dir, "latency", latency_markdown(table))
+    matched = matched_time_comparisons(table, metrics_dir, models)
+    if matched.empty:
+        matched = pd.DataFrame(columns=MATCHED_COLUMNS)
+    text = latency_markdown(table) + matched_markdown(matched)
+    paths = write_table(table, out_dir, "latency", text)
+    matched_csv = Path(out_dir) / "latency_matched.csv"
+    with atomic_open(matched_csv) as f:
+        matched.to_csv(f, index=False)
+    return [*paths, matched_csv]
