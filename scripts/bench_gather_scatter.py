@@ -1,12 +1,14 @@
-"""A block's hidden-subset gather and scatter, as index ops and as one-hot products.
+"""A block's hidden-subset gather and scatter: index ops, one-hot products, transposed.
 
 A block that keeps ``--width`` of the ``--d-model`` dimensions of the residual stream
 gathers them before its modules and scatters its output back. PyTorch runs that as
 ``index_select`` / ``index_copy``; exported as they are, ONNX Runtime gets a Gather and a
-ScatterElements on the last axis. The alternative is a product with the one-hot
-(width, d_model) matrix (and, for the scatter, a mask of the dimensions passed through).
-This times both forms, on both runtimes, for ``--frames`` encoder frames at batch 1, each
-the minimum over ``--rounds`` rounds of ``--calls`` calls (the forms take turns):
+ScatterElements on the last axis. Alternatives: a product with the one-hot (width,
+d_model) matrix (and, for the scatter, a mask of the dimensions passed through), or index
+ops on the middle axis of the transposed stream (the scatter as one gather from x and h
+side by side). This times every form, on both runtimes, for ``--frames`` encoder frames
+at batch 1, each the minimum over ``--rounds`` rounds of ``--calls`` calls (the forms take
+turns):
 
     python scripts/bench_gather_scatter.py --width 110 --d-model 144 --frames 167
 
@@ -45,11 +47,19 @@ def forms(d_model: int, width: int, seed: int = 0) -> dict[str, _Form]:
     index = torch.from_numpy(np.sort(rng.choice(d_model, width, replace=False)))
     one_hot = torch.from_numpy(np.eye(d_model, dtype=np.float32)[index.numpy()])
     passed = 1 - one_hot.sum(0)
+    source = torch.arange(d_model)  # output dimension j: x's j, or h's k if j is kept k-th
+    source[index] = d_model + torch.arange(width)
+
+    def transposed(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)[:, rows].transpose(1, 2)
+
     return {
         "gather, index": _Form(lambda x, h: x.index_select(-1, index) + h),
         "gather, one-hot": _Form(lambda x, h: x @ one_hot.t() + h),
+        "gather, transposed": _Form(lambda x, h: transposed(x, index) + h),
         "scatter, index": _Form(lambda x, h: x.index_copy(-1, index, h)),
         "scatter, one-hot": _Form(lambda x, h: x * passed + h @ one_hot),
+        "scatter, transposed": _Form(lambda x, h: transposed(torch.cat((x, h), -1), source)),
     }
 
 

@@ -69,6 +69,10 @@ def test_export_equals_pytorch_on_other_shapes_and_decodes_alike(tmp_path, varia
         graph = onnx_graphs.load(str(tmp_path / "onnx/encoder.onnx")).graph
         ops = {n.op_type for n in graph.node}
         assert not ops & {"ScatterElements", "ScatterND", "OneHot"}
+        # hidden subsets are gathered on the middle axis of the transposed stream
+        gathers = [n for n in graph.node if n.op_type == "Gather"]
+        axes = {a.i for n in gathers for a in n.attribute if a.name == "axis"}
+        assert 1 in axes and not axes & {2, -1}, axes
 
 
 def test_int8_export_is_smaller_and_decodes(tmp_path):
