@@ -323,8 +323,14 @@ def test_smoke_run_writes_the_tables_and_figures(smoke_run):
         assert table.loc[0, "rtf_change_pct"] == 0.0 and table.loc[0, "size_change_pct"] == 0.0
         assert (smoke_run / f"tables/{name}.md").read_text().startswith("| Sparsity | Method |")
     assert sorted(p.stem for p in (smoke_run / "tables").glob("*.csv")) == sorted(
-        [*table_stems(SMOKE_METHODS, domain_shift=True), "deploy", "speed_deploy", "latency"]
+        [
+            *table_stems(SMOKE_METHODS, domain_shift=True),
+            *("deploy", "speed_deploy", "latency", "latency_matched"),
+        ]
     )
+    matched = pd.read_csv(smoke_run / "tables/latency_matched.csv")  # l0-flops against l0-latency
+    assert set(matched["rival"]) == {model_name("l0-flops", s) for s in sparsities}
+    assert "### At matched time" in (smoke_run / "tables/latency.md").read_text()
     shift = pd.read_csv(smoke_run / "tables/domain_shift.csv")
     assert len(shift) == len(SMOKE_METHODS) * len(sparsities)
     for row in shift.itertuples():  # the bootstrap scores hypotheses as evaluate did
@@ -590,8 +596,8 @@ DEPLOY_TIMINGS = ("rtf_encoder", "rtf_greedy", "rtf_full", "encoder_ratio", "ful
 
 
 # what a run measures, so two runs differ in it: l0-latency prunes to a latency table timed
-# on the machine, and the latency check compares timings
-MEASURED = {"method": "l0-latency", "table": "latency.csv"}
+# on the machine, and the latency check compares timings (and pairs jobs by them)
+MEASURED = {"method": "l0-latency", "tables": ("latency.csv", "latency_matched.csv")}
 
 
 def _tables(run, ignore=(*TIMINGS, *DEPLOY_TIMINGS, "vs_torch")):
@@ -601,7 +607,7 @@ def _tables(run, ignore=(*TIMINGS, *DEPLOY_TIMINGS, "vs_torch")):
 
     tables = {}
     for p in sorted((run / "tables").glob("*.csv")):
-        if p.name == MEASURED["table"]:
+        if p.name in MEASURED["tables"]:
             continue
         table = pd.read_csv(p).drop(columns=list(ignore), errors="ignore")
         if "method" in table.columns:

@@ -94,7 +94,7 @@ def test_each_flops_job_meets_the_latency_job_nearest_in_measured_time(tmp_path)
     assert last["delta"] == pytest.approx(last["wer_model"] - last["wer_rival"])
     assert last["delta"] < 0  # one wrong utterance against four
     text = md.read_text()
-    assert "## At matched time" in text
+    assert "### At matched time" in text
     assert "| l0-flops-s0.5 (0.660) | l0-latency-s0.3 (0.700) |" in text
 
 

@@ -227,7 +227,7 @@ def matched_markdown(matched: pd.DataFrame) -> str:
     seeds = int(matched["seeds"].max())
     pooled = f", pooling up to {seeds} replicates a side" if seeds > 1 else ""
     return (
-        "\n## At matched time\n\n"
+        "\n### At matched time\n\n"
         + markdown_table(header, body, align=("---",) * 3)
         + f"\nGreedy WER difference in points (latency-target job minus the proxy job; "
         f"{splits}) and its 95% paired-bootstrap interval{pooled}. Bold: the time "
