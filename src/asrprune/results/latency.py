@@ -36,7 +36,7 @@ from asrprune.model import ConformerEncoder, EncoderStructure, LatencyModel
 from asrprune.pruning.settings import LATENCY_METHODS, SPEED_RULE_PROFILE
 from asrprune.results.layout import TEACHER, parse_model_name
 from asrprune.results.markdown import markdown_table
-from asrprune.results.significance import TEST_SPLITS, compare_jobs
+from asrprune.results.significance import TEST_SPLITS, compare_jobs, interval_cell
 from asrprune.results.tables import read_speed, write_table
 
 COLUMNS = (
@@ -208,14 +208,7 @@ def matched_markdown(matched: pd.DataFrame) -> str:
     body = []
     for (rival, model), group in matched.groupby(["rival", "model"], sort=False):
         first = group.iloc[0]
-        cells = []
-        for r in group.itertuples(index=False):
-            delta = f"{r.delta:+.2f}"
-            if r.ci_high < 0:
-                delta = f"**{delta}**"
-            elif r.ci_low > 0:
-                delta = f"*{delta}*"
-            cells.append(f"{delta} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]")
+        cells = [interval_cell(r) for r in group.itertuples(index=False)]
         body.append(
             (
                 f"{rival} ({first.rival_kept:.3f})",

@@ -219,8 +219,9 @@ def decoding_comparisons(
     return pd.concat(frames, ignore_index=True)
 
 
-def _cell(c) -> str:
-    """``+0.41 [-0.22, +1.00]``: bold when ours is better beyond chance, italic worse."""
+def interval_cell(c) -> str:
+    """``+0.41 [-0.22, +1.00]`` from ``c``'s delta and interval: bold when the first model
+    is better beyond chance, italic when worse."""
     delta = f"{c.delta:+.2f}"
     if c.ci_high < 0:
         delta = f"**{delta}**"
@@ -243,7 +244,7 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
             cells = [f"{sparsity:.0%}" + (", full decoding" if decoding == "full" else "")]
             for method in methods:
                 rows = group[group["method"] == method].set_index("split")
-                cells.append(" / ".join(_cell(rows.loc[s]) for s in splits))
+                cells.append(" / ".join(interval_cell(rows.loc[s]) for s in splits))
             body.append(cells)
     seeds = int(table["seeds"].max()) if "seeds" in table else 1
     pooled = f" (each side the mean over its {seeds} replicates)" if seeds > 1 else ""
