@@ -174,10 +174,9 @@ def matched_time_comparisons(
     jobs = _jobs(models)
     timed = {job: job_time(names) for job, names in jobs.items()}
     targets = [j for j in jobs if j[0] in LATENCY_METHODS and not pd.isna(timed[j])]
+    rivals = [j for j in jobs if j[0] == MATCHED_RIVAL and not pd.isna(timed[j])]
     rows = []
-    for job in sorted(j for j in jobs if j[0] == MATCHED_RIVAL and not pd.isna(timed[j])):
-        if not targets:
-            break
+    for job in sorted(rivals) if targets else []:
         near = min(targets, key=lambda j: (abs(timed[j] - timed[job]), j[1]))
         k = min(len(jobs[job]), len(jobs[near]))
         for c in compare_jobs(metrics_dir, jobs[near][:k], jobs[job][:k], TEST_SPLITS, **options):
@@ -196,7 +195,7 @@ def matched_time_comparisons(
                     "seeds": c.seeds,
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(MATCHED_COLUMNS))
 
 
 def matched_markdown(matched: pd.DataFrame) -> str:
@@ -277,8 +276,6 @@ def write_latency_table(
     ``latency_matched.csv`` under ``out_dir``."""
     table = build_latency_table(table_path, speed_path, metrics_dir, models)
     matched = matched_time_comparisons(table, metrics_dir, models)
-    if matched.empty:
-        matched = pd.DataFrame(columns=MATCHED_COLUMNS)
     text = latency_markdown(table) + matched_markdown(matched)
     paths = write_table(table, out_dir, "latency", text)
     matched_csv = Path(out_dir) / "latency_matched.csv"
