@@ -105,9 +105,17 @@ def test_no_shuffle_is_ascending_every_epoch():
     assert epoch(sampler) == epoch(sampler)
 
 
-def test_over_budget_utterance_is_named():
-    with pytest.raises(AsrpruneError, match=r"'long-one' has 900 frames \(9.00 s\)"):
-        DurationBucketSampler([100, 900], 800, ids=["short", "long-one"])
+def test_over_budget_utterance_gets_a_batch_of_its_own():
+    # valid data longer than a small job's budget (pruning's 12 s against the corpus's
+    # 20 s) must not stop the job; every other batch keeps the budget
+    lengths = [100, 900, 300, 1000, 200]
+    sampler = DurationBucketSampler(lengths, 800, ids=["a", "long-one", "b", "long-two", "c"])
+    assert sampler.oversized == ["long-one", "long-two"]
+    batches = epoch(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(5))
+    for b in batches:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 800
+    assert [1] in batches and [3] in batches
 
 
 def test_resume_yields_exactly_the_remaining_batches():

@@ -108,8 +108,10 @@ class DurationBucketSampler(Sampler[list[int]]):
     """Length-bucketed batches of dataset indices under a frame budget.
 
     Budget: a batch's *padded* size, ``len(batch) * max(lengths in batch)``, never exceeds
-    ``max_frames`` (10 ms frames before subsampling; 100 frames = 1 s of audio). Padded,
-    not summed, because padded tensors are what activations and memory are sized by.
+    ``max_frames`` (10 ms frames before subsampling; 100 frames = 1 s of audio), except
+    that an utterance longer than the budget is a batch of its own (``oversized`` lists
+    them). Padded, not summed, because padded tensors are what activations and memory are
+    sized by.
 
     Batches are cut once, greedily, from the utterances sorted by length, so every epoch
     holds the same batches; only their order changes, shuffled per epoch by a generator
@@ -159,13 +161,12 @@ class DurationBucketSampler(Sampler[list[int]]):
             raise AsrpruneError(
                 f"max_utterances={max_utterances} is below the {world_size} processes"
             )
-        for i, n in enumerate(lengths):
-            if n > max_frames:
-                name = ids[i] if ids is not None else f"index {i}"
-                raise AsrpruneError(
-                    f"utterance {name!r} has {n} frames ({n / 100:.2f} s), over the batch "
-                    f"budget max_frames={max_frames}; filter long utterances or raise the budget"
-                )
+        # an utterance over the budget is valid data (the data checks bound its length):
+        # it gets a batch of its own, as in ESPnet's samplers, rather than stopping a job
+        # whose budget is smaller than the teacher's (prune.train.max_frames)
+        self.oversized = [
+            ids[i] if ids is not None else i for i, n in enumerate(lengths) if n > max_frames
+        ]
         self.max_frames = int(max_frames)
         self.shuffle = shuffle
         self.seed = int(seed)

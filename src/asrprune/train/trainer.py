@@ -180,6 +180,13 @@ class Trainer:
             rank=self.world.rank,
             world_size=self.world.size,
         )
+        if self.sampler.oversized and self.world.main:
+            print(
+                f"note: {len(self.sampler.oversized)} training utterances are longer than "
+                f"max_frames={s.max_frames} and get a batch each (the longest: "
+                f"{max(train_data.lengths)} frames)",
+                file=sys.stderr,
+            )
         # A DataLoader draws its workers' base seed from a generator each time it is
         # iterated; its own generator keeps that draw out of the global stream that dropout
         # uses, so a resumed job (which starts mid-epoch) replays dropout exactly.
