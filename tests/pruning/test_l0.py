@@ -348,7 +348,10 @@ def test_a_baseline_job_meets_its_target_and_trains_as_long_as_ours(
     record = read_json(tmp_path / f"{name}.json")
     assert record["prune_steps"] == prune_steps
     assert summary["finetune_steps"] == finetune_steps
-    assert 0.3 <= record["sparsity"] < 0.36
+    # never under the target, over it by at most one unit: a whole convolution module is
+    # 10% of this d=32 model's prunable parameters, and which units go depends on the
+    # teacher's weights, which differ from CPU to CPU (0.362 on one, under 0.36 on another)
+    assert 0.3 <= record["sparsity"] < 0.4
     model = load_model(tmp_path / f"{name}.pt").model
     assert model.param_counts().prunable == record["prunable_params"]
 
