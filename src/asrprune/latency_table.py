@@ -7,10 +7,15 @@ untrained weights (a dense kernel's time does not depend on the values), fed inp
 long as a fixed set of test-clean utterances after subsampling (the speed rule's
 selection, so attention's quadratic term is weighted as the timed data weight it) at batch
 1, and timed in rounds: every part once per round, in the same order, after warm-up
-rounds, so a burst of load from elsewhere slows every part of that round alike. A part's
-entry is the median over the timed rounds of its seconds summed over the utterances. The
-teacher's own encoder runs in the same rounds; its median minus the modelled full encoder
-is the table's ``encoder.overhead``.
+rounds. A part's entry is its fastest round's seconds summed over the utterances: load
+from elsewhere on a shared machine only adds time, and minima repeat between runs where
+medians do not (the speed rule's ratios take minima too).
+
+Parts timed alone run faster than inside a whole encoder, whose weights no longer all fit
+the caches. So two whole encoders run in the same rounds, the teacher's and a reference
+at half its heads and channels (untrained), and ``encoder.scale`` and
+``encoder.overhead`` are fitted through both: whole = scale x parts + overhead (the
+overhead kept >= 0 and the teacher's prediction exact).
 
 Backends: ``torch`` (eager, as the speed rule times) on ``cpu`` or ``cuda``, and
 ``onnxruntime`` (CPU): each part exported to ONNX as the deploy stage exports the encoder
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -37,8 +41,10 @@ from asrprune.errors import AsrpruneError
 from asrprune.io import write_json
 from asrprune.model import (
     ConformerBlock,
+    ConformerEncoder,
     Conv2dSubsampling,
     ConvModule,
+    EncoderStructure,
     FeedForward,
     ModelConfig,
     RelPositionMultiHeadAttention,
@@ -60,7 +66,8 @@ class TableSettings:
     warmup_rounds: int = 1
     rounds: int = 5
     width_points: int = 5  # grid points of block width (the largest is d_model)
-    unit_points: int = 6  # grid points of FFN channels (0 and the full width among them)
+    unit_points: int = 6  # grid points of FFN channels (0 and the full width among them;
+    # the fewest a module can keep, width_multiple, is timed besides)
     width_multiple: int = 1  # grid widths multiples of this (prune.l0.width_multiple)
 
     def __post_init__(self):
@@ -122,9 +129,11 @@ def build_parts(
     widths: Sequence[int],
     ffn_units: Sequence[int],
     device: torch.device,
+    rank_points: int,
 ) -> list[_Part]:
     """Every part of the table, each with its inputs for the given utterance ``frames``
-    (input feature frames), in the order they are timed."""
+    (input feature frames), in the order they are timed; factored layers at 1 and
+    ``rank_points`` more ranks."""
     gen = torch.Generator().manual_seed(0)
     lengths = [int(Conv2dSubsampling.output_length(t, config.subsampling)) for t in frames]
     pos = [relative_positions(t, config.d_model, device) for t in lengths]
@@ -158,13 +167,16 @@ def build_parts(
             )
         conv = _Residual(ConvModule(d, config.d_model, config.conv_kernel), 1.0)
         parts.append(part(("conv", w, 1), conv, zip(states, valid, strict=True), ("x", "valid")))
-        # a block with no module: its final norm, and the gather and scatter of a block
-        # narrower than the residual stream
-        hidden = None if d == config.d_model else tuple(range(d))
-        bare = ConformerBlock(BlockStructure(0, 0, 0, False, hidden), config.d_model, config)
+        # a block with no module: its final norm, in a stream of its own width ("rest")
+        # and, reading d of the residual stream's dimensions, with the gather and scatter
+        bare = ConformerBlock(BlockStructure(0, 0, 0, False), d, config)
+        names = ("x", "pos_emb", "valid")
+        parts.append(part(("rest", w, 0), bare, zip(states, pos, valid, strict=True), names))
+        gathered = BlockStructure(0, 0, 0, False, tuple(range(d)))
+        bare = ConformerBlock(gathered, config.d_model, config)
         streams = [x(t, config.d_model) for t in lengths]
         inputs = zip(streams, pos, valid, strict=True)
-        parts.append(part(("rest", w, 0), bare, inputs, ("x", "pos_emb", "valid")))
+        parts.append(part(("gather", w, 0), bare, inputs, names))
         front = Conv2dSubsampling(
             config.input_dim, config.subsampling_channels, d, config.subsampling
         )
@@ -174,7 +186,7 @@ def build_parts(
     parts.extend(
         part((kind, k, rank), module, inputs, (name,))
         for kind, k, rank, module, inputs, name in _linear_parts(
-            config, lengths, pos, x, points=len(ffn_units) - 1
+            config, lengths, pos, x, points=rank_points
         )
     )
     return parts
@@ -214,13 +226,30 @@ def _linear_parts(config: ModelConfig, lengths, pos, x, points: int):
             yield "lowrank", k, rank, LowRankLinear(d_in, d_out, rank, bias), inputs, name
 
 
-def encoder_part(encoder: nn.Module, utts: Sequence[SpeedUtterance], device) -> _Part:
-    """The teacher's whole encoder on the utterances' own features (their values do not
-    change its time)."""
+def encoder_part(encoder: nn.Module, utts: Sequence[SpeedUtterance], device, key: int = 0) -> _Part:
+    """A whole encoder on the utterances' own features (their values do not change its
+    time); ``key`` 0 is the teacher's, 1 the reference's."""
     inputs = [(u.feats.to(device), torch.tensor([u.feats.size(1)]).to(device)) for u in utts]
     return _Part(
-        ("encoder", 0, 0), _FirstTwo(encoder).eval(), inputs, ("feats", "lens"), ("y", "y_lens")
+        ("encoder", key, 0), _FirstTwo(encoder).eval(), inputs, ("feats", "lens"), ("y", "y_lens")
     )
+
+
+def reference_structure(config: ModelConfig) -> EncoderStructure:
+    """The second whole encoder timed beside the teacher's: every block at half its heads
+    and channels, so the two fix how the whole encoder's time scales with its parts'."""
+    block = BlockStructure(max(1, config.num_heads // 2), config.ffn_dim // 2, config.ffn_dim // 2)
+    return EncoderStructure(config.d_model, (block,) * config.num_blocks)
+
+
+def fit_encoder(whole: Sequence[float], parts: Sequence[float]) -> dict[str, float]:
+    """``scale`` and ``overhead`` with whole = scale * parts + overhead through the
+    teacher's (first) and the reference's (second) timings; the overhead kept within
+    [0, the teacher's time), then the scale set so the teacher's prediction is exact."""
+    (w_full, w_ref), (p_full, p_ref) = whole, parts
+    slope = (w_full - w_ref) / (p_full - p_ref) if p_full != p_ref else w_full / p_full
+    overhead = min(max(w_full - slope * p_full, 0.0), 0.5 * w_full)
+    return {"overhead": overhead, "scale": (w_full - overhead) / p_full}
 
 
 def bind(part: _Part, profile: LatencyProfile, folder: Path) -> Callable[[int], None]:
@@ -274,7 +303,7 @@ def time_parts(
         _sync(device)
         if r >= 0:
             seconds[key].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in seconds.items()}
+    return {k: min(v) for k, v in seconds.items()}
 
 
 def assemble(
@@ -294,7 +323,7 @@ def assemble(
                 [measured[(name, w, u)] if u else 0.0 for u in grid_u] for w in range(len(widths))
             ],
         }
-    for name in ("rest", "front"):
+    for name in ("rest", "gather", "front"):
         table[name] = {"seconds": [measured[(name, w, 0)] for w in range(len(widths))]}
     table["lowrank"] = []
     for k, (d_in, d_out, rows, _) in enumerate(linear_shapes(config)):
@@ -312,35 +341,27 @@ def assemble(
     return table
 
 
-def measure_latency_table(
-    model_path: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    out: str | os.PathLike,
-    profile: LatencyProfile | None = None,
+def time_table(
+    teacher: nn.Module,
+    utts: Sequence[SpeedUtterance],
+    profile: LatencyProfile,
     settings: TableSettings = TableSettings(),
 ) -> dict:
-    """Time the parts of the model's architecture and the model's own encoder (the
-    teacher) on ``data_dir``'s test-clean lengths; write the table to ``out``.
-    ``profile`` None: one torch thread on the CPU, the speed rule's."""
-    profile = LatencyProfile() if profile is None else profile
-    if profile.device == "cuda" and not torch.cuda.is_available():
-        raise AsrpruneError("latency table: the profile's device is cuda, but none is available")
-    if profile.threads == 1:
-        pin_one_thread()
-    else:
-        torch.set_num_threads(profile.threads)
+    """Time the parts of the unpruned ``teacher``'s architecture and its own encoder on
+    ``utts``' lengths with the profile's backend (threads already set): the table."""
+    config = teacher.config
     device = torch.device(profile.device)
-    saved = load_model(model_path)
-    teacher, config = saved.model.eval().to(device), saved.model.config
-    if teacher.encoder.structure != teacher.encoder.structure.full(config):
-        raise AsrpruneError(f"{model_path}: the latency table is timed on the unpruned teacher")
-    utts: list[SpeedUtterance] = load_utterances(data_dir, settings.utterances)
+    teacher = teacher.eval().to(device)
     frames = [u.feats.size(1) for u in utts]
     m = settings.width_multiple
     widths = grid(config.d_model, settings.width_points, least=8, multiple=m)
-    ffn_units = [0, *grid(config.ffn_dim, settings.unit_points - 1, multiple=m)]
-    parts = build_parts(config, frames, widths, ffn_units, device)
+    # the fewest channels a module can keep is timed too: a module's cost does not fall
+    # linearly to 0 with its channels, it has a fixed part while present
+    ffn_units = sorted({0, m, *grid(config.ffn_dim, settings.unit_points - 1, multiple=m)})
+    parts = build_parts(config, frames, widths, ffn_units, device, settings.unit_points - 1)
+    reference = reference_structure(config)
     parts.append(encoder_part(teacher.encoder, utts, device))
+    parts.append(encoder_part(ConformerEncoder(config, reference).to(device), utts, device, 1))
     print(
         f"latency table ({profile.name}): {len(parts)} parts, {len(utts)} utterances, "
         f"{settings.warmup_rounds} + {settings.rounds} rounds",
@@ -359,20 +380,52 @@ def measure_latency_table(
         "audio_seconds": sum(u.seconds for u in utts),
         "host": {"machine": platform.machine(), "torch": torch.__version__},
         **assemble(measured, config, widths, ffn_units),
-        "encoder": {"measured": measured[("encoder", 0, 0)], "overhead": 0.0, "scale": 1.0},
+        "encoder": {"overhead": 0.0, "scale": 1.0},
     }
-    whole = table["encoder"]["measured"]
-    parts = type(teacher.encoder).count_latency(teacher.encoder.structure, LatencyModel(table))
-    table["encoder"] |= {
-        "parts": parts,
-        "overhead": max(whole - parts, 0.0),
-        "scale": min(whole / parts, 1.0),
+    bare = LatencyModel(table)  # the parts alone: no overhead, no scale
+    whole = [measured[("encoder", k, 0)] for k in (0, 1)]
+    sums = [ConformerEncoder.count_latency(s, bare) for s in (teacher.encoder.structure, reference)]
+    table["encoder"] = {
+        "measured": whole[0],
+        "parts": sums[0],
+        "reference": {"structure": reference.to_dict(), "measured": whole[1], "parts": sums[1]},
+        **fit_encoder(whole, sums),
     }
-    write_json(out, table)
     print(
-        f"latency table: teacher encoder {table['encoder']['measured']:.4f} s measured, "
-        f"{parts:.4f} s as the sum of its parts (overhead {table['encoder']['overhead']:.4f} "
-        f"s, parts scaled by {table['encoder']['scale']:.3f})",
+        f"latency table: teacher encoder {whole[0]:.4f} s measured, {sums[0]:.4f} s as the "
+        f"sum of its parts; reference {whole[1]:.4f} and {sums[1]:.4f} s: whole = "
+        f"{table['encoder']['scale']:.3f} x parts + {table['encoder']['overhead']:.4f} s",
         file=sys.stderr,
     )
+    return table
+
+
+def set_threads(profile: LatencyProfile) -> None:
+    """The profile's intra-op threads for this process."""
+    if profile.threads == 1:
+        pin_one_thread()
+    else:
+        torch.set_num_threads(profile.threads)
+
+
+def measure_latency_table(
+    model_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    profile: LatencyProfile | None = None,
+    settings: TableSettings = TableSettings(),
+) -> dict:
+    """Time the parts of the model's architecture and the model's own encoder (the
+    teacher) on ``data_dir``'s test-clean lengths; write the table to ``out``.
+    ``profile`` None: one torch thread on the CPU, the speed rule's."""
+    profile = LatencyProfile() if profile is None else profile
+    if profile.device == "cuda" and not torch.cuda.is_available():
+        raise AsrpruneError("latency table: the profile's device is cuda, but none is available")
+    set_threads(profile)
+    teacher = load_model(model_path).model
+    if teacher.encoder.structure != teacher.encoder.structure.full(teacher.config):
+        raise AsrpruneError(f"{model_path}: the latency table is timed on the unpruned teacher")
+    utts: list[SpeedUtterance] = load_utterances(data_dir, settings.utterances)
+    table = time_table(teacher, utts, profile, settings)
+    write_json(out, table)
     return table

@@ -75,6 +75,49 @@ def test_a_block_of_width_zero_or_no_modules_costs_its_rest_only(latency):
     assert float(latency.block(16, 0, 0, 0, 0)) == pytest.approx(float(latency.curve("rest", 16)))
 
 
+def test_a_block_narrower_than_its_stream_pays_the_gather(latency):
+    c = tiny_config()
+    rest, gather = (float(latency.curve(n, 16)) for n in ("rest", "gather"))
+    sizes = (16, 2, 40, 40, 1)
+    own = float(latency.block(*sizes))
+    assert float(latency.block(*sizes, stream=16)) == pytest.approx(own)  # no gather
+    assert float(latency.block(*sizes, stream=c.d_model)) == pytest.approx(own - rest + gather)
+    # from one dimension below the stream in full, and differentiable in the width
+    width = torch.tensor(15.5, requires_grad=True)
+    half = latency.block(width, 2, 40, 40, 1, stream=16)
+    half.backward()
+    assert width.grad is not None and torch.isfinite(width.grad)
+    extra = float(latency.curve("gather", 15.5) - latency.curve("rest", 15.5))
+    assert float(half.detach()) == pytest.approx(
+        float(latency.block(15.5, 2, 40, 40, 1)) + extra / 2
+    )
+
+
+def test_a_module_with_a_few_channels_costs_its_fixed_part(latency):
+    """FFN channels are timed at 1 too: a module's time does not fall linearly to 0."""
+    c = tiny_config()
+    one, first = 1, grid(c.ffn_dim, 4)[0]
+    at_one = float(latency.surface("ffn", c.d_model, one))
+    at_first = float(latency.surface("ffn", c.d_model, first))
+    linear_from_zero = at_first * one / first
+    assert at_one > 1.5 * linear_from_zero
+    assert float(latency.surface("ffn", c.d_model, 0.5)) == pytest.approx(at_one / 2)
+
+
+def test_the_encoder_fit_goes_through_teacher_and_reference():
+    from asrprune.latency_table import fit_encoder
+
+    # whole = 1.2 parts + 0.01 through both points
+    fit = fit_encoder([1.2 * 0.2 + 0.01, 1.2 * 0.1 + 0.01], [0.2, 0.1])
+    assert fit == pytest.approx({"overhead": 0.01, "scale": 1.2})
+    # a negative intercept is not a time: none, and the teacher stays exact
+    fit = fit_encoder([0.25, 0.1], [0.2, 0.1])
+    assert fit["overhead"] == 0 and fit["scale"] * 0.2 == pytest.approx(0.25)
+    # an intercept above half the teacher's time is capped there
+    fit = fit_encoder([0.25, 0.24], [0.2, 0.1])
+    assert fit["overhead"] == pytest.approx(0.125) and fit["scale"] * 0.2 + 0.125 == 0.25
+
+
 def test_the_teachers_prediction_includes_the_overhead(latency):
     c = tiny_config()
     full = tiny_model(0).encoder.structure
@@ -164,13 +207,14 @@ def test_table_command_on_a_tiny_model(tmp_path, backend):
     assert table["profile"]["backend"] == backend
     c = tiny_config()
     assert table["width"] == grid(c.d_model, 3, least=8)
-    assert table["ffn"]["units"] == [0, *grid(c.ffn_dim, 2)]
+    assert table["ffn"]["units"] == [0, 1, *grid(c.ffn_dim, 2)]
     assert table["mhsa"]["units"] == list(range(c.num_heads + 1))
     for name in ("ffn", "mhsa", "conv"):
         rows = np.array(table[name]["seconds"])
         assert rows.shape == (3, len(table[name]["units"]))
         assert (rows[:, 0] == 0).all() and (rows[:, 1:] > 0).all()
-    assert all(s > 0 for s in table["rest"]["seconds"] + table["front"]["seconds"])
+    for name in ("rest", "gather", "front"):
+        assert all(s > 0 for s in table[name]["seconds"])
     shapes = linear_shapes(c)
     assert {(e["in"], e["out"], e["rows"]) for e in table["lowrank"]} == {s[:3] for s in shapes}
     assert ("positions" in {e["rows"] for e in table["lowrank"]}) and len(shapes) >= 4
@@ -180,7 +224,9 @@ def test_table_command_on_a_tiny_model(tmp_path, backend):
     model = LatencyModel.load(tmp_path / "t.json")
     predicted = ConformerEncoder.count_latency(tiny_model(0).encoder.structure, model)
     assert predicted == pytest.approx(table["encoder"]["measured"])
-    assert table["encoder"]["overhead"] == 0 or table["encoder"]["scale"] == 1
+    encoder = table["encoder"]
+    assert 0 <= encoder["overhead"] <= encoder["measured"] / 2 and encoder["scale"] > 0
+    assert encoder["reference"]["measured"] > 0 and encoder["reference"]["parts"] > 0
     assert ConformerEncoder.count_latency(pruned_structure(), model) > 0
     save_model(
         tmp_path / "small.pt", tiny_model(1, pruned_structure()), b"", Cmvn.identity().to_dict()

@@ -70,7 +70,7 @@ def synthetic_table(config=None, noise: float = 0.0, seed: int = 0) -> dict:
     c = config or tiny_config()
     rng = np.random.default_rng(seed)
     widths = grid(c.d_model, 4, least=8)
-    ffn_units = [0, *grid(c.ffn_dim, 4)]
+    ffn_units = [0, 1, *grid(c.ffn_dim, 4)]
 
     def cost(flops: float) -> float:
         return 1e-5 + flops * 1e-9 + noise * rng.uniform(-1, 1) * 1e-5
@@ -87,6 +87,7 @@ def synthetic_table(config=None, noise: float = 0.0, seed: int = 0) -> dict:
         "mhsa": surface(range(c.num_heads + 1), lambda d, h: 8 * d * h * c.head_dim * 100),
         "conv": surface([0, 1], lambda d, u: 6 * d * c.d_model * 100),
         "rest": {"seconds": [cost(10 * d) for d in widths]},
+        "gather": {"seconds": [cost(30 * d) for d in widths]},
         "front": {"seconds": [cost(1000 * d) for d in widths]},
         "encoder": {"overhead": 2e-5},
         "lowrank": [

@@ -14,10 +14,13 @@ Columns of ``speed_deploy.csv`` (one row per model and setting, settings in turn
 - ``rtf_greedy``: encoder plus greedy search; ``rtf_full``: encoder plus the evaluation's
   full decoding (beam search with the LM as configured), empty without one. Both searches
   run on the same encoder pass, whose time each includes.
-- ``encoder_ratio`` / ``full_ratio``: ``rtf_encoder`` / ``rtf_full`` over the teacher's
-  in the same setting: what pruning buys there.
-- ``vs_torch``: the same model's PyTorch fp32 ``rtf_encoder`` at the same thread count over
+- ``encoder_ratio`` / ``full_ratio``: the encoder's / the full decoding's RTF over the
+  teacher's in the same setting: what pruning buys there.
+- ``vs_torch``: the same model's PyTorch fp32 encoder RTF at the same thread count over
   this row's: what the backend buys.
+
+Ratios, as in ``speed.csv``, compare each model's fastest round (its least disturbed);
+the RTF columns are medians.
 """
 
 from __future__ import annotations
@@ -136,11 +139,13 @@ def measure_deploy_speed(
             print(f"{backend} {precision}, {threads} thread(s)", file=sys.stderr)
             rtf = measure_rtf(models, utts, settings.warmup_rounds, settings.rounds, searches)
             median = {n: [statistics.median(series) for series in rtf[n]] for n in names}
+            least = {n: [min(series) for series in rtf[n]] for n in names}
             if backend == "torch":
-                torch_rtf = {n: median[n][0] for n in names}
-            teacher = median[names[0]]
+                torch_rtf = {n: least[n][0] for n in names}
+            teacher = least[names[0]]
             for name in names:
                 encoder, greedy, *full = median[name]
+                fastest = least[name]
                 row = {
                     "model": name,
                     "backend": backend,
@@ -149,9 +154,9 @@ def measure_deploy_speed(
                     "rtf_encoder": encoder,
                     "rtf_greedy": greedy,
                     "rtf_full": full[0] if full else None,
-                    "encoder_ratio": encoder / teacher[0],
-                    "full_ratio": full[0] / teacher[2] if full else None,
-                    "vs_torch": torch_rtf[name] / encoder,
+                    "encoder_ratio": fastest[0] / teacher[0],
+                    "full_ratio": fastest[2] / teacher[2] if full else None,
+                    "vs_torch": torch_rtf[name] / fastest[0],
                 }
                 rows.append(row)
     write_rows(out_csv, rows)

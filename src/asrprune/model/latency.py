@@ -4,9 +4,9 @@ A latency table (``asrprune latency-table``, asrprune.latency_table) times, on t
 and backend a model is meant for, each module of a Conformer block at a grid of widths:
 the feed-forward module (block width x intermediate channels), attention (width x heads),
 the convolution module (width), what every block does besides its modules (its final
-norm, and the gather and scatter of a block that reads part of the residual stream), and
-the front end (residual width); and, for the SVD baseline, every shape of Linear layer a
-full block has, dense and factored at a grid of ranks. Times are seconds summed over a
+norm; and with the gather and scatter of a block that reads part of the residual stream),
+and the front end (residual width); and, for the SVD baseline, every shape of Linear layer
+a full block has, dense and factored at a grid of ranks. Times are seconds summed over a
 fixed set of utterance lengths, so attention's quadratic term is weighted as the data
 weights it.
 
@@ -19,12 +19,11 @@ small products can cost more than one. Evaluated at the
 gates' expected sizes it is a differentiable function of them, like the parameter and
 FLOPs counts (:meth:`ConformerEncoder.expected_latency`); evaluated at a compact
 structure's sizes it is the prediction for that model (:meth:`ConformerEncoder.
-count_latency`): the two agree exactly for binary masks. The teacher's encoder is timed
-with the parts: where it takes longer than its parts' sum, the difference (position
-embeddings, masks, calls) is a constant ``overhead``; where it takes less (parts timed
-alone can miss the caches a whole forward keeps warm), every part is scaled by
-``scale`` < 1. Either way the teacher's prediction is its measurement, and no prediction
-is negative.
+count_latency`): the two agree exactly for binary masks. A whole encoder takes longer
+than its parts timed alone (its weights do not all stay in the caches): the table fits
+``scale`` and a constant ``overhead`` (>= 0) from the teacher's and a half-size
+reference encoder's measured times, and the prediction is scale x parts + overhead, the
+teacher's exact. No prediction is negative.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from asrprune.errors import AsrpruneError
 
 Size = int | float | torch.Tensor
 SURFACES = ("ffn", "mhsa", "conv")  # module -> (width x units) grid of seconds
-CURVES = ("rest", "front")  # width -> seconds
+CURVES = ("rest", "gather", "front")  # width -> seconds
 PROFILE_KEYS = ("device", "backend", "threads")
 # the architecture keys a latency table's parts are built from
 TIMED_CONFIG = (
@@ -213,20 +212,36 @@ class LatencyModel:
         return top * (1 - a) + bottom * a
 
     def curve(self, name: str, width: Size) -> torch.Tensor:
-        """Seconds of ``rest`` or ``front`` at ``width`` (linear)."""
+        """Seconds of ``rest``, ``gather`` or ``front`` at ``width`` (linear)."""
         seconds = self._curves[name]
         i, a = _segment(self._width, width)
         return seconds[i] * (1 - a) + seconds[i + 1] * a
 
-    def block(self, width: Size, heads: Size, ffn1: Size, ffn2: Size, conv: Size) -> torch.Tensor:
-        """Seconds of one block of these (exact or expected) sizes; 0 for width 0."""
+    def block(
+        self,
+        width: Size,
+        heads: Size,
+        ffn1: Size,
+        ffn2: Size,
+        conv: Size,
+        stream: Size | None = None,
+    ) -> torch.Tensor:
+        """Seconds of one block of these (exact or expected) sizes in a residual stream of
+        width ``stream`` (None: the block's own width); 0 for width 0. A block narrower
+        than its stream pays the gather and scatter on top of its rest: in full from one
+        dimension less than the stream, so the sum is exact for integer widths and
+        differentiable in expected ones."""
         present = torch.as_tensor(width, dtype=torch.float64).clamp(max=1.0)
+        rest = self.curve("rest", width)
+        if stream is not None:
+            narrower = (torch.as_tensor(stream, dtype=torch.float64) - width).clamp(0.0, 1.0)
+            rest = rest + narrower * (self.curve("gather", width) - rest).clamp(min=0.0)
         modules = (
             self.surface("ffn", width, ffn1)
             + self.surface("mhsa", width, heads)
             + self.surface("conv", width, conv)
             + self.surface("ffn", width, ffn2)
-            + self.curve("rest", width)
+            + rest
         )
         return present * modules
 
@@ -255,7 +270,7 @@ class LatencyModel:
         (width, heads, ffn1, ffn2, conv) sizes and these factored layers (``low_rank``)."""
         parts = self.curve("front", d_model)
         for sizes in blocks:
-            parts = parts + self.block(*sizes)
+            parts = parts + self.block(*sizes, stream=d_model)
         for layer in low_rank:
             parts = parts + self.low_rank(layer)
         return self.scale * parts + self.overhead
