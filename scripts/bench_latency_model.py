@@ -11,8 +11,10 @@ prints, per structure, the modelled and measured fraction of the teacher's time 
 
     .venv/bin/python scripts/bench_latency_model.py --structures 16 --out bench-latency.json
 
-The JSON keeps the table and every structure's measurement, so changes to the latency
-model can be scored against the same timings (``--score bench-latency.json``).
+The JSON keeps each run's table and every structure's rounds, so changes to the latency
+model can be scored against the same timings (``--score bench-latency.json``); with
+``--repeat 2`` it also says how far each structure's measured time moves between runs
+when rounds are summarised by their median and by their fastest.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import argparse
 import json
 import random
 import statistics
-import sys
 from pathlib import Path
 
 import torch
@@ -167,23 +168,51 @@ def score(result: dict) -> list[float]:
     return errors["now"]
 
 
+def repeatability(results: list[dict]) -> None:
+    """How far the measured kept time of each structure moves between runs, by the
+    statistic the rounds are summarised with: median over median, or fastest over fastest
+    (each run against the first)."""
+    for name, stat in (("median", statistics.median), ("fastest", min)):
+
+        def kept_times(r: dict, stat=stat) -> list[float]:
+            base = stat(r["teacher_rounds"])
+            return [stat(row["rounds"]) / base for row in r["rows"]]
+
+        first = kept_times(results[0])
+        moves = [
+            abs(100 * (b / a - 1))
+            for r in results[1:]
+            for a, b in zip(first, kept_times(r), strict=True)
+        ]
+        print(
+            f"between runs, {name} rounds: median move {statistics.median(moves):.1f}%, "
+            f"largest {max(moves):.1f}%"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--structures", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup-rounds", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, help="write the table and timings here (JSON)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure this many times (table and timings)"
+    )
+    parser.add_argument("--out", type=Path, help="write the tables and timings here (JSON)")
     parser.add_argument("--score", type=Path, help="score an earlier --out file, no timing")
     args = parser.parse_args()
     if args.score:
-        score(json.loads(args.score.read_text()))
-        return
-    result = measure(args)
-    if args.out:
-        args.out.write_text(json.dumps(result))
-    print(f"teacher encoder RTF {result['teacher_rtf']:.5f}", file=sys.stderr)
-    score(result)
+        results = json.loads(args.score.read_text())
+    else:
+        results = [measure(args) for _ in range(args.repeat)]
+        if args.out:
+            args.out.write_text(json.dumps(results))
+    for i, result in enumerate(results):
+        print(f"run {i}: teacher encoder RTF {result['teacher_rtf']:.5f}")
+        score(result)
+    if len(results) > 1:
+        repeatability(results)
 
 
 if __name__ == "__main__":

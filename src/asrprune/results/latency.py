@@ -7,8 +7,9 @@ teacher's encoder time it keeps three ways:
   (empty for the other methods);
 - ``modelled_kept``: the latency model's prediction for the model's structure over the
   teacher's (asrprune.model.latency; the table the run's l0-latency jobs pruned to);
-- ``measured_kept``: the encoder's median RTF over the teacher's, timed side by side on
-  the table's profile: ``speed.csv``'s ``rtf_ratio`` for the cpu, torch, 1-thread profile
+- ``measured_kept``: the encoder's RTF over the teacher's (their fastest rounds), timed
+  side by side on the table's profile: ``speed.csv``'s ``rtf_ratio`` for the cpu, torch,
+  1-thread profile
   (rule speed, the paper's protocol), else ``speed_deploy.csv``'s ``encoder_ratio`` at the
   profile's backend (fp32) and threads (rule speed_deploy: the deployed models only);
 
