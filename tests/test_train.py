@@ -107,6 +107,43 @@ def test_loss_falls_on_a_tiny_overfitted_set(corpus, data, tmp_path):
     assert result.step == 60 and result.resumed_from is None
 
 
+def test_the_banded_rnnt_loss_learns_and_its_additive_joiner_is_checkpointed(
+    corpus, data, tmp_path
+):
+    """Pruned RNN-T on the tiny set: both losses fall, the full loss on dev is finite, the
+    additive joiner trains and travels in the checkpoint, not in the model."""
+    settings = tiny_settings(
+        max_steps=60,
+        log_every=10,
+        eval_every=60,
+        specaug_start_step=60,
+        rnnt_band=2,
+        rnnt_band_warmup_steps=10,
+    )
+    model = new_model(corpus)
+    trainer = Trainer(model, data[0], data[1], settings, tmp_path / "run", threads=2)
+    simple = trainer.extra_modules["simple_joiner"]
+    before = simple.am.weight.detach().clone()
+    result = trainer.run(progress=False)
+    rows = result.history["train"]
+    assert rows[-1]["rnnt_loss"] < 0.5 * rows[0]["rnnt_loss"]
+    assert rows[-1]["simple_loss"] < 0.8 * rows[0]["simple_loss"]
+    assert not torch.equal(simple.am.weight, before)
+    state = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert any(k.startswith("extra.simple_joiner") for k in state["modules"])
+    assert not any("simple" in k for k in model.state_dict())
+    assert math.isfinite(result.history["dev"][-1]["rnnt_loss"])
+    with pytest.raises(AsrpruneError, match="rnnt_band"):
+        Trainer(
+            new_model(corpus),
+            data[0],
+            None,
+            settings,
+            tmp_path / "other",
+            loss_fn=TransducerLoss(settings, simple),
+        )
+
+
 # -----------------------------------------------------------------------------
 # resume
 

@@ -59,6 +59,20 @@ def rnnt_nll(
     label_lp = (  # (B, T, U): emit token u + 1 at node (t, u)
         log_probs[:, :, :U].gather(3, targets.long()[:, None, :, None].expand(B, T, U, 1))
     ).squeeze(3)
+    return lattice_nll(blank_lp, label_lp, logit_lens, target_lens)
+
+
+def lattice_nll(
+    blank_lp: torch.Tensor,
+    label_lp: torch.Tensor,
+    logit_lens: torch.Tensor,
+    target_lens: torch.Tensor,
+) -> torch.Tensor:
+    """-log of the summed probability of every path through the lattice whose node (t, u)
+    leaves by a blank with log-probability ``blank_lp`` (B, T, U + 1) and by token u + 1
+    with ``label_lp`` (B, T, U); (B,), differentiable with respect to both."""
+    B, T, U1 = blank_lp.shape
+    U = U1 - 1
     # alpha over diagonals n = t + u: node (t, u) is reached from (t - 1, u) by a blank
     # and from (t, u - 1) by token u
     blank_in = _skew(blank_lp, 1)  # [n, u] = blank_lp[n - u - 1, u]: into (n - u, u)
@@ -73,7 +87,7 @@ def rnnt_nll(
         alphas.append(alpha)
     alphas = torch.stack(alphas, dim=1)  # (B, T + U, U + 1)
     last_t, last_u = logit_lens.long() - 1, target_lens.long()
-    rows = torch.arange(B, device=logits.device)
+    rows = torch.arange(B, device=blank_lp.device)
     final = alphas[rows, last_t + last_u, last_u] + blank_lp[rows, last_t, last_u]
     return -final
 

@@ -16,6 +16,7 @@ from asrprune.data.tokenizer import BLANK_ID
 from asrprune.errors import AsrpruneError
 from asrprune.model.conformer import ConformerEncoder, Conv2dSubsampling
 from asrprune.model.lowrank import low_rank_savings
+from asrprune.model.pruned_rnnt import pruned_rnnt_nll
 from asrprune.model.rnnt_loss import transducer_nll
 from asrprune.model.structure import EncoderStructure, ModelConfig
 
@@ -166,6 +167,8 @@ class TransducerOutput:
     encoder_out: torch.Tensor  # (B, T', d_model)
     encoder_lens: torch.Tensor  # (B,)
     hidden: list[torch.Tensor] | None  # every block's output (B, T', d_model), if asked
+    # the additive joiner's loss when the RNN-T loss was banded (pruned RNN-T), else None
+    simple_loss: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,11 @@ class Transducer(nn.Module):
         token_lens: torch.Tensor,
         return_hidden: bool = False,
         inter_ctc_block: int = 0,
+        band: tuple[nn.Module, int] | None = None,
     ) -> TransducerOutput:
+        """Losses of a batch. ``band`` = (a ``SimpleJoiner``, tokens per frame): the RNN-T
+        loss is the pruned one (asrprune.model.pruned_rnnt) and ``simple_loss`` the
+        additive joiner's."""
         if inter_ctc_block and self.ctc_head is None:
             raise AsrpruneError("intermediate CTC needs the model's CTC head (model.ctc_head)")
         if not 0 <= inter_ctc_block <= len(self.encoder.blocks):
@@ -263,15 +270,24 @@ class Transducer(nn.Module):
         enc = enc[:, : int(enc_lens.max())]  # (B, T', d)
         tokens = tokens[:, : int(token_lens.max())]  # (B, U)
         pred = self.predictor(tokens)  # (B, U+1, P)
-        logits = self.joiner(enc[:, :, None], pred[:, None])  # (B, T', U+1, V)
-        # the RNN-T recursion sums many log-probabilities: fp32 whatever autocast chose
-        rnnt = transducer_nll(logits, tokens, enc_lens, token_lens, BLANK_ID).mean()
+        simple = None
+        if band is None:
+            logits = self.joiner(enc[:, :, None], pred[:, None])  # (B, T', U+1, V)
+            # the RNN-T recursion sums many log-probabilities: fp32 whatever autocast chose
+            rnnt = transducer_nll(logits, tokens, enc_lens, token_lens, BLANK_ID).mean()
+        else:
+            simple_joiner, size = band
+            simple, rnnt = pruned_rnnt_nll(
+                self.joiner, simple_joiner, enc, pred, tokens, enc_lens, token_lens, size, BLANK_ID
+            )
+            simple, rnnt = simple.mean(), rnnt.mean()
         ctc = None if self.ctc_head is None else self._ctc(enc, enc_lens, tokens, token_lens)
         inter = None
         if inter_ctc_block:
             h = hidden[inter_ctc_block - 1][:, : enc.size(1)]  # (B, T', d)
             inter = self._ctc(h, enc_lens, tokens, token_lens)
-        return TransducerOutput(rnnt, ctc, inter, enc, enc_lens, hidden if return_hidden else None)
+        hidden = hidden if return_hidden else None
+        return TransducerOutput(rnnt, ctc, inter, enc, enc_lens, hidden, simple)
 
     def _ctc(self, enc, enc_lens, tokens, token_lens) -> torch.Tensor:
         log_probs = F.log_softmax(self.ctc_head(enc).float(), dim=-1)  # (B, T', V)

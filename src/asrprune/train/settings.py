@@ -32,6 +32,9 @@ class TrainSettings:
     specaug_time_masks: int = 10  # time masks per utterance
     specaug_time_width_ratio: float = 0.05  # widest time mask, as a fraction of the utterance
     vtlp_range: float = 0.0  # VTLP warp factors in [1 - r, 1 + r], with SpecAugment (0: off)
+    rnnt_band: int = 0  # pruned RNN-T: tokens per frame the joiner sees (0: every token)
+    rnnt_band_simple_weight: float = 0.5  # weight of the pruned loss's additive-joiner loss
+    rnnt_band_warmup_steps: int = 0  # steps the banded loss counts 0.1, not 1 (bands settle)
     sorted_first_epoch: bool = True  # first epoch shortest utterances first, then shuffled
     checkpoint_every: int = 500  # steps between checkpoints (one more at the end)
     log_every: int = 25  # steps per logged interval (history, MLflow, progress bar)
@@ -48,6 +51,8 @@ class TrainSettings:
             "warmup_steps",
             "ctc_weight_switch_step",
             "inter_ctc_block",
+            "rnnt_band",
+            "rnnt_band_warmup_steps",
             "specaug_start_step",
             "specaug_freq_masks",
             "specaug_freq_width",
@@ -61,7 +66,8 @@ class TrainSettings:
             low = 1 if name in positive else 0
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise AsrpruneError(f"train.{name}: expected an integer >= {low}, got {v!r}")
-        for name in ("peak_lr", "weight_decay", "grad_clip", "ctc_weight_start", "ctc_weight_end"):
+        numbers = ("peak_lr", "weight_decay", "grad_clip", "ctc_weight_start", "ctc_weight_end")
+        for name in (*numbers, "rnnt_band_simple_weight"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
                 raise AsrpruneError(f"train.{name}: expected a number >= 0, got {v!r}")
@@ -100,6 +106,11 @@ class TrainSettings:
     def ctc_weight(self, step: int) -> float:
         """CTC weight of (1-based) ``step``: a switch, not a ramp, at ctc_weight_switch_step."""
         return self.ctc_weight_start if step <= self.ctc_weight_switch_step else self.ctc_weight_end
+
+    def band_weight(self, step: int) -> float:
+        """Weight of the banded (pruned) RNN-T loss at (1-based) ``step``: 0.1 while the
+        additive joiner's bands are still poor, then 1."""
+        return 0.1 if step <= self.rnnt_band_warmup_steps else 1.0
 
     def specaug_on(self, step: int) -> bool:
         return step > self.specaug_start_step

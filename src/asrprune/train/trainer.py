@@ -56,6 +56,7 @@ from asrprune.evaluate import word_errors
 from asrprune.io import atomic_path, write_json
 from asrprune.model import Transducer
 from asrprune.model.decoding import search
+from asrprune.model.pruned_rnnt import SimpleJoiner
 from asrprune.train.loss import LossFn, TransducerLoss
 from asrprune.train.settings import TrainSettings
 from asrprune.train.state import rng_state, seed_everything, set_rng_state
@@ -165,8 +166,21 @@ class Trainer:
             # e.g. a V100, or a CPU without AVX512-BF16 or AMX: fp16 would need loss scaling
             print(f"note: no native bf16 on {self.device}; training in fp32", file=sys.stderr)
         self.model = model.to(self.device)
-        self.extra_modules = {k: m.to(self.device) for k, m in (extra_modules or {}).items()}
-        self.loss_fn = loss_fn if loss_fn is not None else TransducerLoss(s)
+        extra_modules = dict(extra_modules or {})
+        if s.rnnt_band:
+            if loss_fn is not None:
+                raise AsrpruneError(
+                    "train.rnnt_band (the pruned RNN-T loss) trains with the default loss "
+                    "only (the teacher's); set it to 0 for this job"
+                )
+            c = model.config
+            extra_modules["simple_joiner"] = SimpleJoiner(
+                model.structure.d_model, c.predictor_dim, c.vocab_size
+            )
+        self.extra_modules = {k: m.to(self.device) for k, m in extra_modules.items()}
+        if loss_fn is None:
+            loss_fn = TransducerLoss(s, self.extra_modules.get("simple_joiner"))
+        self.loss_fn = loss_fn
         self.train_data, self.dev_data = train_data, dev_data
         seed_everything(s.seed)
 
