@@ -159,6 +159,8 @@ def test_bad_tables_name_what_is_wrong():
         LatencyModel({"profile": {}}, "t.json")
     with pytest.raises(AsrpruneError, match="width"):
         LatencyModel({**synthetic_table(), "width": [8, 8, 16]})
+    with pytest.raises(AsrpruneError, match="t.json: no gather timings.*rebuild it"):
+        LatencyModel({k: v for k, v in synthetic_table().items() if k != "gather"}, "t.json")
     with pytest.raises(AsrpruneError, match="timed another architecture.*d_model"):
         LatencyModel(synthetic_table()).check_config(tiny_config(d_model=48))
 

@@ -148,6 +148,11 @@ class LatencyModel:
                 )
             self._curves = {}
             for name in CURVES:
+                if name == "gather" and name not in table:
+                    raise AsrpruneError(
+                        f"{where}: no gather timings (a table from before 2026-12-07): "
+                        "rebuild it (asrprune latency-table)"
+                    )
                 seconds = np.asarray(table[name]["seconds"], dtype=float)
                 if seconds.shape != (len(width),):
                     raise AsrpruneError(
