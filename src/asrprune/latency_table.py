@@ -245,7 +245,7 @@ def reference_structure(config: ModelConfig) -> EncoderStructure:
 def fit_encoder(whole: Sequence[float], parts: Sequence[float]) -> dict[str, float]:
     """``scale`` and ``overhead`` with whole = scale * parts + overhead through the
     teacher's (first) and the reference's (second) timings; the overhead kept within
-    [0, the teacher's time), then the scale set so the teacher's prediction is exact."""
+    [0, half the teacher's time], then the scale set so the teacher's prediction is exact."""
     (w_full, w_ref), (p_full, p_ref) = whole, parts
     slope = (w_full - w_ref) / (p_full - p_ref) if p_full != p_ref else w_full / p_full
     overhead = min(max(w_full - slope * p_full, 0.0), 0.5 * w_full)
