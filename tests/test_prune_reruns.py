@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from asrprune.config import load_config
-from asrprune.results.layout import L0_METHODS, model_name, parse_model_name
+from asrprune.results.layout import ABLATIONS, L0_METHODS, model_name, parse_model_name
 from tests.builders import REPO
 
 SMOKE = REPO / "config/smoke.yaml"
@@ -111,8 +111,9 @@ def test_a_changed_setting_reruns_only_the_jobs_that_read_it(made, key, value, r
 
 
 def test_replicates_are_jobs_of_their_own_with_their_seeds_moved(tmp_path):
-    """prune.seeds 2 at 50%: a second job per method there, its seeds one on, and the
-    tables told; nothing else changes."""
+    """prune.seeds 2 at 50%: a second job per method of prune.seed_methods there (the
+    default leaves the ablations out), its seeds one on, and the tables told; nothing
+    else changes."""
     corpus = tmp_path / "results/smoke/corpus/train.jsonl"
     corpus.parent.mkdir(parents=True)
     corpus.touch()
@@ -126,10 +127,14 @@ def test_replicates_are_jobs_of_their_own_with_their_seeds_moved(tmp_path):
         if re.match(r"(?:local)?rule prune:", job)
         for m in [re.search(r"^\s*wildcards: model=(\S+)$", job, re.M)]
     }
-    assert set(pruned) == {n for m in EVERY for n in (model_name(m, 0.5), model_name(m, 0.5, 1))}
+    replicated = [m for m in EVERY if m not in ABLATIONS]
+    assert set(pruned) == {model_name(m, 0.5) for m in EVERY} | {
+        model_name(m, 0.5, 1) for m in replicated
+    }
     seeds = {name: re.findall(r'\\?"seed\\?": (\d+)', job) for name, job in pruned.items()}
-    for method in EVERY:
+    for method in replicated:
         first, second = seeds[model_name(method, 0.5)], seeds[model_name(method, 0.5, 1)]
         assert first and [int(s) + 1 for s in first] == [int(s) for s in second]
     tables = next(job for job in jobs if re.match(r"(?:local)?rule tables:", job))
-    assert "--seeds 2 --seed-sparsities 0.5" in tables
+    seed_methods = "--seed-methods l0-params l0-flops l0-latency omp parp svd"
+    assert f"--seeds 2 --seed-sparsities 0.5 {seed_methods}" in tables

@@ -278,8 +278,10 @@ def test_baselines_and_ablations_are_evaluated_like_ours(smoke_run, method):
     summary = read_json(smoke_run / f"pruning/{method}-s0.5.json")
     assert set(metrics["wer"]) == set(SMOKE_PRUNED_SPLITS)
     assert metrics["sparsity"] == pytest.approx(summary["sparsity"])
-    if method in ("omp", "parp", "svd"):  # magnitude and SVD meet the target by construction
-        assert 0.5 <= summary["sparsity"] < 0.55
+    # magnitude and SVD meet the target by construction, overshooting by less than their
+    # largest unit (a convolution module is 10% of the tiny model's prunable parameters)
+    if method in ("omp", "parp", "svd"):
+        assert 0.5 <= summary["sparsity"] < 0.6
 
 
 def test_pruning_and_fine_tuning_are_logged_under_the_parent_run(smoke_run):

@@ -302,7 +302,8 @@ def _tables(a):
     from asrprune.results.tables import write_tables
 
     seed_sparsities = None if a.seed_sparsities is None else tuple(a.seed_sparsities)
-    replicates = Replicates(a.seeds, seed_sparsities)
+    seed_methods = None if a.seed_methods is None else tuple(a.seed_methods)
+    replicates = Replicates(a.seeds, seed_sparsities, seed_methods)
     paths = write_tables(
         a.metrics_dir,
         a.speed,
@@ -649,6 +650,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p["tables"].add_argument(
         "--seed-sparsities", nargs="*", type=float, help="where they run (default: every one)"
+    )
+    p["tables"].add_argument(
+        "--seed-methods", nargs="*", help="the methods replicated (default: every one)"
     )
     p["tables"].add_argument(
         "--full-sparsities",

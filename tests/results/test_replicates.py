@@ -52,6 +52,19 @@ def test_replicates_run_where_asked_and_once_elsewhere():
         Replicates(0)
 
 
+def test_seed_methods_replicate_only_the_methods_named():
+    ours_only = Replicates(2, (0.5,), ("omp",))
+    assert pruned_models(["omp", "l0-nokd"], [0.3, 0.5], ours_only) == [
+        "omp-s0.3",
+        "omp-s0.5",
+        "omp-s0.5-seed1",
+        "l0-nokd-s0.3",
+        "l0-nokd-s0.5",
+    ]
+    with pytest.raises(AsrpruneError, match="prune.seed_methods: unknown 'l0-typo'"):
+        pruned_models(["omp"], [0.5], Replicates(2, None, ("l0-typo",)))
+
+
 def test_a_replicate_moves_every_seed_its_method_reads():
     prune = {
         "l0": {"reference_seconds": 10.0, "gate_lr": 0.1},
@@ -108,6 +121,17 @@ def test_tables_give_the_mean_and_spread_of_replicates(tmp_path):
     )
     tested = next(p for p in written if p.name == "table1_significance.md").read_text()
     assert "+0.00" in tested and "mean over its 2 replicates" in tested
+    # omp run once (prune.seed_methods): ours pools its 2 (1 and 3 wrong), omp's 2 wrong
+    written = write_tables(
+        run / "metrics",
+        run / "speed.csv",
+        ["l0-params", "omp"],
+        [0.5],
+        tmp_path / "one-omp",
+        Replicates(2, None, ("l0-params",)),
+    )
+    tested = next(p for p in written if p.name == "table1_significance.md").read_text()
+    assert "+0.00" in tested and "ours the mean over its 2 replicates, the other over its 1" in tested
 
 
 def test_pooled_bootstrap_averages_replicates_and_one_each_is_the_paired_one():

@@ -183,6 +183,11 @@ REPLICATES = Replicates(
         if config["prune"]["seed_sparsities"] is None
         else tuple(config["prune"]["seed_sparsities"])
     ),
+    (
+        None
+        if config["prune"]["seed_methods"] is None
+        else tuple(config["prune"]["seed_methods"])
+    ),
 )
 
 
@@ -205,7 +210,9 @@ def replicates_args():
     sparsities = (
         "" if where is None else " --seed-sparsities " + " ".join(map(str, where))
     )
-    return f"--seeds {REPLICATES.seeds}{sparsities}"
+    methods = REPLICATES.methods
+    methods = "" if methods is None else " --seed-methods " + " ".join(methods)
+    return f"--seeds {REPLICATES.seeds}{sparsities}{methods}"
 
 
 def pruned_models(methods=None):

@@ -53,23 +53,27 @@ def among(value: float, values: Sequence[float]) -> bool:
 
 @dataclass(frozen=True)
 class Replicates:
-    """Config prune.seeds and prune.seed_sparsities: each method's job at a sparsity of
-    ``sparsities`` (None: every one) runs ``seeds`` times, as seeds 0 .. seeds-1; once
-    elsewhere."""
+    """Config prune.seeds, prune.seed_sparsities and prune.seed_methods: the job of each
+    of ``methods`` (None: every method) at each of ``sparsities`` (None: every one) runs
+    ``seeds`` times, as seeds 0 .. seeds-1; every other job once."""
 
     seeds: int = 1
     sparsities: tuple[float, ...] | None = None
+    methods: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.seeds < 1:
             raise AsrpruneError(f"prune.seeds: expected 1 or more, got {self.seeds}")
 
-    def count(self, sparsity: float) -> int:
-        return self.seeds if self.sparsities is None or among(sparsity, self.sparsities) else 1
+    def count(self, method: str, sparsity: float) -> int:
+        replicated = (self.sparsities is None or among(sparsity, self.sparsities)) and (
+            self.methods is None or method in self.methods
+        )
+        return self.seeds if replicated else 1
 
     def names(self, method: str, sparsity: float) -> list[str]:
         """The models of ``method`` at ``sparsity``, seed 0 (the unsuffixed name) first."""
-        return [model_name(method, sparsity, k) for k in range(self.count(sparsity))]
+        return [model_name(method, sparsity, k) for k in range(self.count(method, sparsity))]
 
 
 ONE_SEED = Replicates()  # one job per method and sparsity, the default
@@ -85,6 +89,7 @@ def pruned_models(
             f"prune.seed_sparsities: {stray[0]:g} is not among prune.sparsities "
             f"({', '.join(f'{t:g}' for t in sparsities)})"
         )
+    check_methods(replicates.methods or (), "prune.seed_methods")
     return [name for m in methods for s in sparsities for name in replicates.names(m, s)]
 
 
@@ -121,11 +126,11 @@ def deploy_models(
     return [TEACHER, *(model_name(m, s) for s in deploy_sparsities for m in chosen)]
 
 
-def check_methods(methods: Sequence[str]) -> None:
+def check_methods(methods: Sequence[str], key: str = "methods") -> None:
     unknown = [m for m in methods if m not in (*TABLE1_METHODS, *ABLATIONS)]
     if unknown:
         raise AsrpruneError(
-            f"methods: unknown {', '.join(map(repr, unknown))}; expected some of "
+            f"{key}: unknown {', '.join(map(repr, unknown))}; expected some of "
             f"{', '.join((*TABLE1_METHODS, *ABLATIONS))}"
         )
 

@@ -42,7 +42,8 @@ class Comparison:
     ci_low: float  # 95% interval of the delta over resamples
     ci_high: float
     a_better: float  # fraction of resamples where a's WER is below b's
-    seeds: int = 1  # replicates pooled per side (config prune.seeds)
+    seeds: int = 1  # replicates pooled on a's side (config prune.seeds)
+    seeds_b: int = 1  # on b's (fewer where prune.seed_methods leaves b out)
 
 
 def utterance_errors(rows: list[dict]) -> dict[str, tuple[str, int, int]]:
@@ -130,6 +131,7 @@ def pooled_bootstrap(
         ci_high=float(high),
         a_better=float((diff < 0).mean()),
         seeds=len(runs_a),
+        seeds_b=len(runs_b),
     )
 
 
@@ -157,8 +159,6 @@ def compare_jobs(
 ) -> list[Comparison]:
     """Compare two jobs, given as their replicates' models (seed 0's first, which names
     the job in the result), on each split: :func:`pooled_bootstrap`."""
-    if len(a) != len(b):
-        raise AsrpruneError(f"{a[0]} has {len(a)} replicates, {b[0]} {len(b)}: expected alike")
     out = []
     for split in splits:
         runs = [[read_hyps(metrics_dir, name, split) for name in job] for job in (a, b)]
@@ -246,8 +246,16 @@ def comparisons_markdown(table: pd.DataFrame) -> str:
                 rows = group[group["method"] == method].set_index("split")
                 cells.append(" / ".join(interval_cell(rows.loc[s]) for s in splits))
             body.append(cells)
-    seeds = int(table["seeds"].max()) if "seeds" in table else 1
-    pooled = f" (each side the mean over its {seeds} replicates)" if seeds > 1 else ""
+    pooled = ""
+    if "seeds" in table and table["seeds"].max() > 1:
+        ours = int(table["seeds"].max())
+        theirs = sorted({int(n) for n in table.get("seeds_b", table["seeds"])})
+        pooled = (
+            f" (each side the mean over its {ours} replicates)"
+            if theirs == [ours]
+            else f" (ours the mean over its {ours} replicates, the other over its "
+            f"{' or '.join(map(str, theirs))})"
+        )
     note = (
         f"\nWER difference in points ({REFERENCE} minus the other; {' / '.join(splits)}) "
         f"and its 95% paired-bootstrap interval{pooled}, by greedy search, and by the full "
