@@ -301,9 +301,7 @@ def _tables(a):
     from asrprune.results.layout import Replicates
     from asrprune.results.tables import write_tables
 
-    seed_sparsities = None if a.seed_sparsities is None else tuple(a.seed_sparsities)
-    seed_methods = None if a.seed_methods is None else tuple(a.seed_methods)
-    replicates = Replicates(a.seeds, seed_sparsities, seed_methods)
+    replicates = Replicates(a.seeds, a.seed_sparsities, a.seed_methods)
     paths = write_tables(
         a.metrics_dir,
         a.speed,

@@ -178,16 +178,8 @@ def data_inputs():
 
 REPLICATES = Replicates(
     config["prune"]["seeds"],
-    (
-        None
-        if config["prune"]["seed_sparsities"] is None
-        else tuple(config["prune"]["seed_sparsities"])
-    ),
-    (
-        None
-        if config["prune"]["seed_methods"] is None
-        else tuple(config["prune"]["seed_methods"])
-    ),
+    config["prune"]["seed_sparsities"],
+    config["prune"]["seed_methods"],
 )
 
 

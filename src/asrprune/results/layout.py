@@ -64,6 +64,10 @@ class Replicates:
     def __post_init__(self):
         if self.seeds < 1:
             raise AsrpruneError(f"prune.seeds: expected 1 or more, got {self.seeds}")
+        # config and argparse give lists: held as tuples, so the value stays hashable
+        for name in ("sparsities", "methods"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def count(self, method: str, sparsity: float) -> int:
         replicated = (self.sparsities is None or among(sparsity, self.sparsities)) and (
