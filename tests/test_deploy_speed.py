@@ -61,6 +61,12 @@ def test_every_setting_times_every_model_teacher_first(deployed):
         assert small["encoder_ratio"] == pytest.approx(
             small["rtf_encoder"] / teacher["rtf_encoder"]
         )
+        # the pruned model's FLOPs, the same in every setting, against its time there
+        assert teacher["flops_ratio"] == 1 and 0 < small["flops_ratio"] < 1
+        assert small["flops_ratio"] == rows[1]["flops_ratio"]
+        assert small["speedup_over_flops"] == pytest.approx(
+            small["flops_ratio"] / small["encoder_ratio"]
+        )
     torch_rows = {(r["model"], r["threads"]): r for r in rows if r["backend"] == "torch"}
     for r in rows:
         base = torch_rows[(r["model"], r["threads"])]

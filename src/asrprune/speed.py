@@ -239,6 +239,12 @@ def peak_activation_bytes(model: Transducer, feats: torch.Tensor) -> int:
     return peak
 
 
+def timed_encoder_flops(model: Transducer, utts: Sequence[SpeedUtterance]) -> int:
+    """The encoder's analytic FLOPs summed over the timed utterances: what its time is
+    compared with."""
+    return sum(model.size_report(u.feats.size(1))["encoder_flops"] for u in utts)
+
+
 # -----------------------------------------------------------------------------
 # the table
 
@@ -324,9 +330,7 @@ def measure_speed(
             feats = m.cmvn.apply(longest.feats)  # (1, T, 80)
         peak[m.name] = weight_bytes(m.model) + peak_activation_bytes(m.model, feats)
         reports[m.name] = m.model.size_report(FLOPS_FRAMES)
-        timed_flops[m.name] = sum(
-            m.model.size_report(u.feats.size(1))["encoder_flops"] for u in utts
-        )
+        timed_flops[m.name] = timed_encoder_flops(m.model, utts)
     rows = speed_rows([m.name for m in loaded], rtf, peak, reports, timed_flops)
     write_speed_csv(out_csv, rows)
     return rows

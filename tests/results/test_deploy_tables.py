@@ -96,12 +96,15 @@ def test_speed_is_laid_out_per_model_and_threads(metrics, tmp_path):
                         "encoder_ratio": 1.0,
                         "full_ratio": 1.0,
                         "vs_torch": 1.0,
+                        "flops_ratio": 1.0 if model == "teacher" else 0.5,
+                        "speedup_over_flops": 1.0 if model == "teacher" else 0.5,
                     }
                 )
     write_rows(tmp_path / "s.csv", rows)
     md = speed_markdown(read_deploy_speed(tmp_path / "s.csv"))
-    assert "| teacher | 1 | 0.1 | 0.05 | 0.04 | 0.3 | 0.15 | 0.12 |" in md
-    assert "| small | 2 | 0.05 | 0.025 | 0.02 | 0.3 | 0.15 | 0.12 |" in md
+    assert "| teacher | 1 | 0.1 | 0.05 | 0.04 | 0.3 | 0.15 | 0.12 | 1.00 | 1.00 | 1.00 |" in md
+    assert "| small | 2 | 0.05 | 0.025 | 0.02 | 0.3 | 0.15 | 0.12 | 0.50 | 0.50 | 0.50 |" in md
+    assert "speed-up over FLOPs: ORT fp32" in md
     paths = write_deploy_tables(metrics, tmp_path / "s.csv", ["teacher"], tmp_path / "tables")
     assert [p.name for p in paths] == [
         "deploy.csv",

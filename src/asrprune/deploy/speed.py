@@ -18,6 +18,9 @@ Columns of ``speed_deploy.csv`` (one row per model and setting, settings in turn
   teacher's in the same setting: what pruning buys there.
 - ``vs_torch``: the same model's PyTorch fp32 encoder RTF at the same thread count over
   this row's: what the backend buys.
+- ``flops_ratio``: the encoder's FLOPs over the teacher's, summed over the timed
+  utterances; ``speedup_over_flops``: ``flops_ratio / encoder_ratio``, the measured
+  speed-up over the one FLOPs predict (1: time falls with FLOPs), as in ``speed.csv``.
 
 Ratios, as in ``speed.csv``, compare each model's fastest round (its least disturbed);
 the RTF columns are medians.
@@ -45,6 +48,7 @@ from asrprune.speed import (
     load_utterances,
     measure_rtf,
     pin_one_thread,
+    timed_encoder_flops,
 )
 
 BACKENDS = (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"))
@@ -59,6 +63,8 @@ COLUMNS = (
     "encoder_ratio",
     "full_ratio",
     "vs_torch",
+    "flops_ratio",
+    "speedup_over_flops",
 )
 
 
@@ -122,6 +128,7 @@ def measure_deploy_speed(
     torch_models = load_speed_models(model_paths)
     names = [m.name for m in torch_models]
     utts = load_utterances(data_dir, settings.utterances)
+    flops = {m.name: timed_encoder_flops(m.model, utts) for m in torch_models}
     rows: list[dict] = []
     for threads in thread_counts(settings, cores):
         pin_one_thread()
@@ -157,7 +164,9 @@ def measure_deploy_speed(
                     "encoder_ratio": fastest[0] / teacher[0],
                     "full_ratio": fastest[2] / teacher[2] if full else None,
                     "vs_torch": torch_rtf[name] / fastest[0],
+                    "flops_ratio": flops[name] / flops[names[0]],
                 }
+                row["speedup_over_flops"] = row["flops_ratio"] / row["encoder_ratio"]
                 rows.append(row)
     write_rows(out_csv, rows)
     return rows

@@ -51,6 +51,10 @@ class HardConcrete(nn.Module):
             raise ValueError(f"multiple: expected an integer >= 1, got {multiple}")
         self.n, self.binary, self.multiple = n, binary, multiple
         self.peers: RoundingGroup | None = None  # gates rounded together with this one
+        # lowers every log-alpha by this much when the final count is taken (not the
+        # mask values): how a model whose final masks land over its budget is brought
+        # back to it (asrprune.pruning.l0.hold_target)
+        self.count_shift = 0.0
         # a gate whose units exist only where this other gate keeps them (a block's hidden
         # gate within the encoder's): counted and chosen among those units. Kept out of
         # nn.Module's registry (set by restrict_to), so the other gate is not a submodule.
@@ -66,17 +70,23 @@ class HardConcrete(nn.Module):
         """Count and choose this gate's units among those ``other`` keeps (None: all)."""
         self.__dict__["within"] = other
 
-    def probs(self) -> torch.Tensor:
-        """P(unit is non-zero) per unit: (n,); its sum is the expected L0 norm."""
-        return torch.sigmoid(self.log_alpha - TEMPERATURE * math.log(-LEFT / RIGHT))
+    def probs(self, shift: float = 0.0) -> torch.Tensor:
+        """P(unit is non-zero) per unit, every log-alpha lowered by ``shift``: (n,); its
+        sum is the expected L0 norm."""
+        return torch.sigmoid(self.log_alpha - shift - TEMPERATURE * math.log(-LEFT / RIGHT))
 
-    def l0_norm(self) -> torch.Tensor:
+    def l0_norm(self, shift: float = 0.0) -> torch.Tensor:
         """Expected number of units kept (a differentiable scalar); within another gate,
-        of units both keep."""
-        probs = self.probs()
+        of units both keep. ``shift``: as :meth:`probs`, for both gates."""
+        probs = self.probs(shift)
         if self.within is not None:
-            probs = probs * self.within.probs()
+            probs = probs * self.within.probs(shift)
         return probs.sum()
+
+    def final_l0_norm(self) -> float:
+        """The expected count the final mask rounds: with the ``count_shift``."""
+        with torch.no_grad():
+            return float(self.l0_norm(self.count_shift))
 
     def sample(self) -> torch.Tensor:
         u = torch.rand_like(self.log_alpha).clamp(1e-6, 1 - 1e-6)
@@ -90,7 +100,7 @@ class HardConcrete(nn.Module):
         if self.peers is not None:
             return self.peers.kept_units(self)
         q = self.multiple
-        return min(q * round(float(self.l0_norm().detach()) / q), self.n)
+        return min(q * round(self.final_l0_norm() / q), self.n)
 
     def final_mask(self) -> torch.Tensor:
         """The deterministic mask: keep :meth:`kept_units` units, highest value first.
@@ -154,8 +164,7 @@ class RoundingGroup:
 
     def kept_units(self, gate: HardConcrete) -> int:
         q = self.gates[0].multiple
-        with torch.no_grad():
-            blocks = [float(g.l0_norm()) / q for g in self.gates]
+        blocks = [g.final_l0_norm() / q for g in self.gates]
         counts = largest_remainder(blocks, round(sum(blocks)))
         i = next(i for i, g in enumerate(self.gates) if g is gate)
         return min(q * counts[i], gate.n)

@@ -31,6 +31,7 @@ from asrprune.pruning.l0 import (
     GateKinds,
     L0Settings,
     gated_student,
+    hold_target,
     l0_setup,
     method,
 )
@@ -161,7 +162,16 @@ def _prune_l0(
         },
     )
     student = setup.student.cpu().eval()
-    return Transducer.compacted(student), _trained(student, result)
+    budget = method(method_name).budget
+    hold = hold_target(student, budget, 1 - sparsity, setup.loss.reference_frames, latency)
+    if hold["shift"] > 0:
+        print(
+            f"{job.name}: the final masks kept {hold['kept_before']:.3f} of the {budget}, "
+            f"over the target {1 - sparsity:.3f}: the least sure units dropped "
+            f"(log-alpha shift {hold['shift']:.3f}) to {hold['kept']:.3f}",
+            file=sys.stderr,
+        )
+    return Transducer.compacted(student), {**_trained(student, result), "hold": hold}
 
 
 def _prune_omp(job: _Job, sparsity: float, omp: OmpSettings) -> tuple[Transducer, dict]:

@@ -116,20 +116,23 @@ def read_deploy_speed(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def speed_markdown(speed: pd.DataFrame) -> str:
-    """Per model and thread count: encoder RTF per backend, then the full decode's."""
-    full = speed["rtf_full"].notna().any()
+    """Per model and thread count: encoder RTF per backend, the full decode's, then the
+    encoder's measured speed-up over the one its FLOPs predict."""
     names = [label for _, _, label in SETTINGS]
-    header = ["Model", "Threads", *(f"encoder: {n}" for n in names)]
-    if full:
-        header += [f"full decode: {n}" for n in names]
+    columns = [("rtf_encoder", "encoder", ".4g")]
+    if speed["rtf_full"].notna().any():
+        columns.append(("rtf_full", "full decode", ".4g"))
+    if "speedup_over_flops" in speed.columns:
+        columns.append(("speedup_over_flops", "speed-up over FLOPs", ".2f"))
+    header = ["Model", "Threads", *(f"{title}: {n}" for _, title, _ in columns for n in names)]
     rows = []
     for (model, threads), group in speed.groupby(["model", "threads"], sort=False):
         cells = [model, str(threads)]
         by = {(r.backend, r.precision): r for r in group.itertuples(index=False)}
-        for column in ("rtf_encoder", "rtf_full") if full else ("rtf_encoder",):
+        for column, _, fmt in columns:
             for backend, precision, _ in SETTINGS:
                 r = by.get((backend, precision))
-                cells.append("" if r is None else f"{getattr(r, column):.4g}")
+                cells.append("" if r is None else format(getattr(r, column), fmt))
         rows.append(cells)
     return markdown_table(header, rows)
 
