@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -258,7 +259,7 @@ def test_final_masks_over_the_target_are_brought_to_it_by_the_least_sure_units(b
     hold = hold_target(student, budget, target, 1000, latency)
     after = student.encoder.final_structure()
     assert hold["kept_before"] == pytest.approx(before)
-    assert hold["shift"] > 0 and hold["kept"] <= target
+    assert hold["shift"] > 0 and hold["kept"] <= target and not hold["hidden"]
     assert structure_size(student, after, budget, 1000, latency) / full == pytest.approx(
         hold["kept"]
     )
@@ -279,6 +280,24 @@ def test_final_masks_over_the_target_are_brought_to_it_by_the_least_sure_units(b
     assert structure_size(student, student.encoder.final_structure(), budget, 1000, latency) > (
         target * full
     )
+
+
+def test_hidden_dimensions_are_held_only_where_the_other_units_cannot_reach_the_target():
+    student = _spread_student(5)
+    full = structure_size(student, student.encoder.structure, "params", 1000)
+    blocks = student.encoder.structure.blocks
+    bare = EncoderStructure(
+        student.encoder.structure.d_model,
+        tuple(dataclasses.replace(b, heads=0, ffn1=0, ffn2=0, conv=False) for b in blocks),
+    )
+    floor = structure_size(student, bare, "params", 1000) / full  # every other unit gone
+    hold = hold_target(student, "params", floor / 2, 1000)
+    assert hold["hidden"] and hold["kept"] <= floor / 2
+    assert student.encoder.final_structure().d_model < student.encoder.structure.d_model
+    # the subsampling's time is not the gates' to remove
+    latency = LatencyModel(synthetic_table())
+    with pytest.raises(AsrpruneError, match="cannot be brought to the target 0.000 of the"):
+        hold_target(_spread_student(5), "latency", 0.0, 1000, latency)
 
 
 def test_final_masks_within_the_target_are_left_as_they_are():
