@@ -273,7 +273,12 @@ def test_pruning_jobs_write_compact_models_that_are_evaluated(smoke_run, method)
         "flops": 1 - summary["flops_sparsity"],
         "latency": summary.get("latency_kept"),
     }[summary["budget"]]
-    assert kept == pytest.approx(summary["hold"]["kept"]) and kept <= 0.5 + 1e-9
+    assert kept == pytest.approx(summary["hold"]["kept"])
+    # the tiny model's time is mostly fixed costs, which a latency table measured on a
+    # busy machine can put above half of it: then no structure fits, and the job says so
+    if summary["budget"] != "latency":
+        assert summary["hold"]["fits"]
+    assert kept <= 0.5 + 1e-9 or not summary["hold"]["fits"]
     rows = summary["history"]["train"]
     assert rows[-1]["target_kept"] == pytest.approx(0.5)
     assert {"expected_kept", "lambda1", "lambda2", "distill_loss"} <= set(rows[-1])

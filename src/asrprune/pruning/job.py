@@ -164,7 +164,13 @@ def _prune_l0(
     student = setup.student.cpu().eval()
     budget = method(method_name).budget
     hold = hold_target(student, budget, 1 - sparsity, setup.loss.reference_frames, latency)
-    if hold["shift"] > 0:
+    if not hold["fits"]:
+        print(
+            f"{job.name}: warning: no structure the gates can leave is within the target "
+            f"{1 - sparsity:.3f} of the {budget}; the final masks keep {hold['kept']:.3f}",
+            file=sys.stderr,
+        )
+    elif hold["shift"] > 0:
         print(
             f"{job.name}: the final masks kept {hold['kept_before']:.3f} of the {budget}, "
             f"over the target {1 - sparsity:.3f}: the least sure units dropped "
