@@ -608,7 +608,14 @@ def _kill_during(workdir, stage, mode, rng, log):
 
 
 TIMINGS = ("rtf", "rtf_change_pct")  # table 1 and 2's timed columns
-DEPLOY_TIMINGS = ("rtf_encoder", "rtf_greedy", "rtf_full", "encoder_ratio", "full_ratio")
+DEPLOY_TIMINGS = (
+    "rtf_encoder",
+    "rtf_greedy",
+    "rtf_full",
+    "encoder_ratio",
+    "full_ratio",
+    "speedup_over_flops",
+)
 
 
 # what a run measures, so two runs differ in it: l0-latency prunes to a latency table timed
