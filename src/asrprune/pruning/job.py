@@ -162,7 +162,7 @@ def _prune_l0(
         },
     )
     student = setup.student.cpu().eval()
-    budget = method(method_name).budget
+    budget = setup.loss.budget
     hold = hold_target(student, budget, 1 - sparsity, setup.loss.reference_frames, latency)
     if not hold["fits"]:
         print(

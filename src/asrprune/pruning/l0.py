@@ -219,7 +219,7 @@ def hold_target(
     reference_frames: int,
     latency: LatencyModel | None = None,
     iterations: int = 40,
-) -> dict[str, float]:
+) -> dict[str, float | bool]:
     """Bring the final masks to at most ``target`` (a kept fraction of the full size).
 
     The Lagrangian holds the expected size, and only where it has converged: at 50% of
@@ -259,10 +259,7 @@ def hold_target(
         return size is None or size <= target
 
     def result(after: float, shift: float = 0.0, hidden: bool = False, fits: bool = True):
-        return {"kept_before": before, "kept": after, "shift": shift} | {
-            "hidden": hidden,
-            "fits": fits,
-        }
+        return dict(kept_before=before, kept=after, shift=shift, hidden=hidden, fits=fits)
 
     before = kept([], 0.0)
     if before <= target:
