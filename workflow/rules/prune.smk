@@ -23,10 +23,9 @@ rule latency_table:
     params:
         data=lambda w, input: Path(input.manifest).parents[1],
         profile=LATENCY["profile"],
-        # timed at the widths final masks can keep (prune.l0.width_multiple)
         settings=json.dumps(
             {k: v for k, v in LATENCY.items() if k != "profile"}
-            | {"width_multiple": config["prune"]["l0"]["width_multiple"]}
+            | {"width_multiple": LATENCY_WIDTH_MULTIPLE}
         ),
     shell:
         "asrprune latency-table --teacher {input.teacher} --data {params.data} --out {output}"
