@@ -39,7 +39,7 @@ def test_librispeech_config_is_the_papers_setup():
     assert p["l0"]["target_warmup_steps"] == 10000 and p["train"]["max_steps"] == 110000
     assert (p["l0"]["gate_lr"], p["l0"]["lambda_lr"], p["train"]["peak_lr"]) == (1e-2, 1e-2, 3e-4)
     assert (p["l0"]["lambda_ascent"], p["l0"]["lambda2_init"]) == ("adam", 0.0)
-    assert p["finetune"]["max_steps"] == 0
+    assert p["finetune"]["max_steps"] == 0 and p["l0"]["width_multiple"] == 1
     # every method of the paper: all but l0-latency, which prunes to this machine's time
     assert set(p["methods"]) == set(
         load_schema()["properties"]["prune"]["properties"]["methods"]["items"]["enum"]
