@@ -302,13 +302,59 @@ def test_hidden_dimensions_are_held_only_where_the_other_units_cannot_reach_the_
     assert student.encoder.final_structure() == before
 
 
-def test_final_masks_within_the_target_are_left_as_they_are():
+@pytest.mark.parametrize("budget", ["params", "flops", "latency"])
+def test_final_masks_under_the_target_take_back_the_least_sure_dropped_units(budget):
+    student = _spread_student(4)
+    latency = LatencyModel(synthetic_table()) if budget == "latency" else None
+    full = structure_size(student, student.encoder.structure, budget, 1000, latency)
+    before_structure = student.encoder.final_structure()
+    before = structure_size(student, before_structure, budget, 1000, latency) / full
+    assert before < 0.9
+    masks_before = {id(g): g.final_mask() for g in student.encoder.gates()}
+    target = before + 0.08
+    hold = hold_target(student, budget, target, 1000, latency)
+    after = student.encoder.final_structure()
+    assert hold["fits"] and hold["shift"] < 0 and before < hold["kept"] <= target
+    assert structure_size(student, after, budget, 1000, latency) / full == pytest.approx(
+        hold["kept"]
+    )
+    assert Transducer.compacted(student).encoder.structure == after
+    for gate in student.encoder.gates():
+        old, new = masks_before[id(gate)], gate.final_mask()
+        # a gate only gains units, the units it kept keep their values, and hidden
+        # dimensions (binary gates) are not touched
+        assert torch.all((old > 0) <= (new > 0))
+        assert torch.equal(new[old > 0], old[old > 0])
+        if gate.binary:
+            assert gate.count_shift == 0.0 and torch.equal(new, old)
+    # the largest structure one shift gives: any further shift passes the target
+    for gate in student.encoder.gates():
+        gate.count_shift = hold["shift"] - 1e-6 if not gate.binary else 0.0
+    assert structure_size(student, student.encoder.final_structure(), budget, 1000, latency) > (
+        target * full
+    )
+
+
+def test_final_masks_at_the_target_are_left_as_they_are():
     student = _spread_student(4)
     before = student.encoder.final_structure()
-    hold = hold_target(student, "params", 1.0, 1000)
-    assert hold["shift"] == 0.0 and hold["kept"] == hold["kept_before"] <= 1.0
+    full = structure_size(student, student.encoder.structure, "params", 1000)
+    at = structure_size(student, before, "params", 1000) / full
+    hold = hold_target(student, "params", at, 1000)  # no unit can be added within it
+    assert hold["shift"] == 0.0 and hold["kept"] == hold["kept_before"] == at
     assert student.encoder.final_structure() == before
     assert all(g.count_shift == 0.0 for g in student.encoder.gates())
+    # a target the whole encoder meets takes every unit back, hidden dimensions aside
+    hold = hold_target(student, "params", 1.0, 1000)
+    assert hold["shift"] < 0 and hold["kept"] <= 1.0
+    full_blocks = student.encoder.structure.blocks
+    for kept, whole in zip(student.encoder.final_structure().blocks, full_blocks, strict=True):
+        assert (kept.heads, kept.ffn1, kept.ffn2, kept.conv) == (
+            whole.heads,
+            whole.ffn1,
+            whole.ffn2,
+            whole.conv,
+        )
 
 
 def job_settings(

@@ -177,6 +177,13 @@ def _prune_l0(
             f"(log-alpha shift {hold['shift']:.3f}) to {hold['kept']:.3f}",
             file=sys.stderr,
         )
+    elif hold["shift"] < 0:
+        print(
+            f"{job.name}: the final masks kept {hold['kept_before']:.3f} of the {budget}, "
+            f"under the target {1 - sparsity:.3f}: the least sure dropped units taken back "
+            f"(log-alpha shift {hold['shift']:.3f}) to {hold['kept']:.3f}",
+            file=sys.stderr,
+        )
     return Transducer.compacted(student), {**_trained(student, result), "hold": hold}
 
 

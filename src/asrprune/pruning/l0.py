@@ -220,7 +220,7 @@ def hold_target(
     latency: LatencyModel | None = None,
     iterations: int = 40,
 ) -> dict[str, float | bool]:
-    """Bring the final masks to at most ``target`` (a kept fraction of the full size).
+    """Bring the final masks to the largest structure within ``target`` (a kept fraction).
 
     The Lagrangian holds the expected size, and only where it has converged: at 50% of
     the encoder's time the expected size was still 2-3% over its target when training
@@ -235,10 +235,16 @@ def hold_target(
     reads it, and dropping them as well cost three 50% models 4.1 points of test-clean
     WER (their mean) where the same time taken from the other units cost 0.3; they are
     shifted with the others only where the others alone cannot reach the target. Returns
-    the kept fraction before and after, the shift (0: the masks were within the target),
+    the kept fraction before and after, the shift (negative: units taken back; 0: none moved),
     whether hidden gates took it, and whether the target could be met (``fits``): where
     no structure the gates leave is within it (a latency target under the encoder's
     fixed costs) the masks stay as trained, and the job says so.
+
+    Final masks under the target are filled the same way, with a negative shift: the
+    least sure units dropped are taken back, by the same one shift, until the next unit
+    would pass the target. Rounding to a width multiple can land whole multiples under
+    (1-2 points in the 2026-12-07 run, docs/experiments.md#holding-the-target), and a
+    budget the method was given is the size it should use.
     """
     every = student.encoder.gates()
     full = structure_size(
@@ -263,7 +269,7 @@ def hold_target(
 
     before = kept([], 0.0)
     if before <= target:
-        return result(before)
+        return result(*_fill(kept, [g for g in every if not g.binary], before, target, iterations))
     # hidden gates too only where the others cannot reach the target alone (a latency
     # target under the time of the blocks' LayerNorms and residuals, say)
     for gates in ([g for g in every if not g.binary], every):
@@ -278,6 +284,23 @@ def hold_target(
             return result(after, hi, hidden=gates is every)
     kept([], 0.0)  # no structure the gates leave fits: the masks stay as trained
     return result(before, fits=False)
+
+
+def _fill(kept, gates, before: float, target: float, iterations: int) -> tuple[float, float]:
+    """The largest kept fraction within ``target`` that one negative shift of ``gates``
+    gives, and that shift, left applied (0: no unit can be taken back: ``before`` stays).
+    ``kept(gates, shift)`` applies the shift and gives the kept fraction (it rises as the
+    shift falls)."""
+    lo, hi = -4 * PINNED_LOGIT, 0.0  # kept(hi) is within the target; find the least hi
+    if kept(gates, lo) <= target:
+        hi = lo
+    else:
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if kept(gates, mid) > target else (lo, mid)
+    if kept(gates, hi) > before:
+        return kept(gates, hi), hi
+    return kept(gates, 0.0), 0.0  # the same structure: no shift
 
 
 class L0Loss:
