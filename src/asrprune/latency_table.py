@@ -68,7 +68,8 @@ class TableSettings:
     width_points: int = 5  # grid points of block width (the largest is d_model)
     unit_points: int = 6  # grid points of FFN channels (0 and the full width among them;
     # the fewest a module can keep, width_multiple, is timed besides)
-    width_multiple: int = 1  # grid widths multiples of this (prune.l0.width_multiple)
+    width_multiple: int = 1  # FFN grid widths multiples of this (prune.l0.width_multiple)
+    hidden_multiple: int | None = None  # block widths' (prune.l0.hidden_multiple; None: the above)
 
     def __post_init__(self):
         least = {"utterances": 1, "warmup_rounds": 0, "rounds": 1, "width_points": 2}
@@ -77,6 +78,11 @@ class TableSettings:
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise AsrpruneError(f"prune.latency.{key}: expected an integer >= {lo}, got {v!r}")
+        h = self.hidden_multiple
+        if h is not None and (not isinstance(h, int) or isinstance(h, bool) or h < 1):
+            raise AsrpruneError(
+                f"prune.latency.hidden_multiple: expected an integer >= 1 or null, got {h!r}"
+            )
 
 
 class _Residual(nn.Module):
@@ -341,6 +347,18 @@ def assemble(
     return table
 
 
+def table_grid(config: ModelConfig, settings: TableSettings) -> tuple[list[int], list[int]]:
+    """The block widths and FFN channel counts the table times: multiples of the hidden
+    and the width multiple, as the final masks keep them."""
+    m = settings.width_multiple
+    h = m if settings.hidden_multiple is None else settings.hidden_multiple
+    widths = grid(config.d_model, settings.width_points, least=8, multiple=h)
+    # the fewest channels a module can keep is timed too: a module's cost does not fall
+    # linearly to 0 with its channels, it has a fixed part while present
+    ffn_units = sorted({0, m, *grid(config.ffn_dim, settings.unit_points - 1, multiple=m)})
+    return widths, ffn_units
+
+
 def time_table(
     teacher: nn.Module,
     utts: Sequence[SpeedUtterance],
@@ -353,11 +371,7 @@ def time_table(
     device = torch.device(profile.device)
     teacher = teacher.eval().to(device)
     frames = [u.feats.size(1) for u in utts]
-    m = settings.width_multiple
-    widths = grid(config.d_model, settings.width_points, least=8, multiple=m)
-    # the fewest channels a module can keep is timed too: a module's cost does not fall
-    # linearly to 0 with its channels, it has a fixed part while present
-    ffn_units = sorted({0, m, *grid(config.ffn_dim, settings.unit_points - 1, multiple=m)})
+    widths, ffn_units = table_grid(config, settings)
     parts = build_parts(config, frames, widths, ffn_units, device, settings.unit_points - 1)
     reference = reference_structure(config)
     parts.append(encoder_part(teacher.encoder, utts, device))

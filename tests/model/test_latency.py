@@ -19,8 +19,9 @@ from asrprune.latency_table import (
     linear_shapes,
     low_rank_grid,
     measure_latency_table,
+    table_grid,
 )
-from asrprune.model import ConformerEncoder, save_model
+from asrprune.model import ConformerEncoder, ModelConfig, save_model
 from asrprune.model.latency import LatencyModel, grid, monotone
 from asrprune.pruning.settings import LatencyProfile, latency_table_path
 from tests.builders import make_utterance
@@ -174,6 +175,17 @@ def test_profile_and_settings_refuse_bad_values():
         LatencyProfile(threads=0)
     with pytest.raises(AsrpruneError, match="prune.latency.rounds"):
         TableSettings(rounds=0)
+    with pytest.raises(AsrpruneError, match="hidden_multiple"):
+        TableSettings(hidden_multiple=0)
+
+
+def test_table_grid_times_widths_the_final_masks_can_keep():
+    config = ModelConfig(d_model=144, num_blocks=12, num_heads=4, ffn_dim=576, conv_kernel=15)
+    widths, units = table_grid(config, TableSettings(width_multiple=1, hidden_multiple=8))
+    assert widths == [32, 56, 88, 112, 144] and all(w % 8 == 0 for w in widths)
+    assert units == [0, 1, 115, 230, 346, 461, 576]  # channels at the width multiple, 1
+    widths, units = table_grid(config, TableSettings(width_multiple=16))
+    assert all(w % 16 == 0 for w in widths) and all(u % 16 == 0 for u in units[:-1])
     assert LatencyProfile().name == "cpu-torch-t1"
     profile = {"device": "cpu", "backend": "onnxruntime", "threads": 4}
     assert latency_table_path("results/x", profile) == "results/x/latency/cpu-onnxruntime-t4.json"

@@ -175,30 +175,34 @@ def test_gates_only_on_the_kinds_asked_for():
     )
 
 
-@pytest.mark.parametrize("multiple", [8, 16])
+@pytest.mark.parametrize(("multiple", "hidden"), [(8, None), (16, None), (1, 8)])
 @pytest.mark.parametrize("seed", range(2))
-def test_width_multiple_keeps_every_width_a_multiple_and_the_size_on_target(seed, multiple):
+def test_width_multiple_keeps_every_width_a_multiple_and_the_size_on_target(seed, multiple, hidden):
     """At the default run's size (12 blocks of width 144): every kept width of the final
-    structure is a multiple (or the full width), and the compact size is within 1 point
-    (of the teacher's blocks) of what plain rounding keeps."""
+    structure is a multiple (or the full width; hidden dimensions of ``hidden`` where
+    given), and the compact size is within 1 point (of the teacher's blocks) of what
+    plain rounding keeps."""
     config = ModelConfig(d_model=144, num_blocks=12, num_heads=4, ffn_dim=576, conv_kernel=15)
 
-    def final(width_multiple: int) -> EncoderStructure:
+    def final(width_multiple: int, hidden_multiple: int | None = None) -> EncoderStructure:
         torch.manual_seed(seed)
-        student = gated_student(Transducer(config), ALL, width_multiple=width_multiple)
+        student = gated_student(Transducer(config), ALL, width_multiple, hidden_multiple)
         set_gates(student, seed, keep=0.55)
         return student.encoder.final_structure()
 
-    structure = final(multiple)
+    structure = final(multiple, hidden)
 
-    def ok(kept: int, full: int) -> bool:
-        return kept % multiple == 0 or kept == full
+    def ok(kept: int, full: int, q: int = multiple) -> bool:
+        return kept % q == 0 or kept == full
 
-    assert ok(structure.d_model, config.d_model)
+    q = multiple if hidden is None else hidden
+    assert ok(structure.d_model, config.d_model, q)
     for b in structure.blocks:
-        assert ok(b.width(structure.d_model), structure.d_model)
+        assert ok(b.width(structure.d_model), structure.d_model, q)
         assert ok(b.heads * config.head_dim, config.num_heads * config.head_dim)
         assert ok(b.ffn1, config.ffn_dim) and ok(b.ffn2, config.ffn_dim)
+    if hidden is not None:  # the heads and channels are not rounded with the hidden dims
+        assert any(b.ffn1 % hidden for b in structure.blocks)
     full = ConformerEncoder.count_params(config, None)
     plain = ConformerEncoder.count_params(config, final(1))
     assert abs(ConformerEncoder.count_params(config, structure) - plain) / full < 0.01

@@ -181,6 +181,9 @@ def test_methods_and_settings_refuse_unknown_values():
         method("l0-foo")
     with pytest.raises(AsrpruneError, match="distill_map"):
         L0Settings(distill_map="both")
+    for bad in (0, 2.0, True):
+        with pytest.raises(AsrpruneError, match="hidden_multiple"):
+            L0Settings(hidden_multiple=bad)
 
 
 def _gate_kinds(model) -> set[str]:

@@ -60,10 +60,12 @@ wildcard_constraints:
 LATENCY = config["prune"]["latency"]
 # l0-latency's budget: the latency table of the profiled machine (rule latency_table)
 LATENCY_TABLE = latency_table_path(R, LATENCY["profile"])
-# timed at the widths l0-latency's final masks can keep (its prune.l0.width_multiple)
-LATENCY_WIDTH_MULTIPLE = method_settings("l0-latency", config["prune"])["l0"][
-    "width_multiple"
-]
+# timed at the widths l0-latency's final masks can keep (its prune.l0 width_multiple
+# and hidden_multiple)
+LATENCY_MULTIPLES = {
+    k: method_settings("l0-latency", config["prune"])["l0"].get(k)
+    for k in ("width_multiple", "hidden_multiple")
+}
 
 
 def latency_input(wildcards):

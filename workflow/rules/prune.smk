@@ -24,8 +24,7 @@ rule latency_table:
         data=lambda w, input: Path(input.manifest).parents[1],
         profile=LATENCY["profile"],
         settings=json.dumps(
-            {k: v for k, v in LATENCY.items() if k != "profile"}
-            | {"width_multiple": LATENCY_WIDTH_MULTIPLE}
+            {k: v for k, v in LATENCY.items() if k != "profile"} | LATENCY_MULTIPLES
         ),
     shell:
         "asrprune latency-table --teacher {input.teacher} --data {params.data} --out {output}"

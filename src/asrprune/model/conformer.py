@@ -871,17 +871,19 @@ class ConformerEncoder(nn.Module):
         hidden_local: bool,
         ffn_module: bool = False,
         width_multiple: int = 1,
+        hidden_multiple: int | None = None,
     ) -> None:
         """Give every unit of the chosen kinds a hard-concrete gate (a full encoder only).
         ``ffn`` gates FFN channels, ``ffn_module`` whole FFN modules. The gates of a kind
         round their final unit counts together (:class:`RoundingGroup`); every kept
         width (heads x head_dim, FFN channels, hidden dimensions) a multiple of
-        ``width_multiple``."""
+        ``width_multiple``, the hidden dimensions of ``hidden_multiple`` where given."""
         if self.structure != EncoderStructure.full(self.config):
             raise AsrpruneError("gates can only be added to an unpruned encoder")
         m = width_multiple
+        h = width_multiple if hidden_multiple is None else hidden_multiple
         if hidden_global:
-            self.hidden_gate = HardConcrete(self.structure.d_model, binary=True, multiple=m)
+            self.hidden_gate = HardConcrete(self.structure.d_model, binary=True, multiple=h)
         for block in self.blocks:
             if heads:
                 block.mhsa.add_gate(m)
@@ -893,7 +895,7 @@ class ConformerEncoder(nn.Module):
             if conv:
                 block.conv.add_gate()
             if hidden_local:
-                block.add_hidden_gate(m)
+                block.add_hidden_gate(h)
                 block.hidden_gate.restrict_to(self.hidden_gate)  # None: no global gate
         # each kind's final counts are rounded jointly over the blocks (RoundingGroup)
         kinds = [

@@ -61,6 +61,7 @@ class L0Settings:
     distill_weight: float = 1.0  # weight of the layer-wise distillation loss (0: none)
     distill_map: str = "student"  # the side the distillation maps are applied to
     width_multiple: int = 1  # kept widths (heads' width, FFN channels, hidden) multiples of this
+    hidden_multiple: int | None = None  # kept hidden dimensions' multiple (None: width_multiple)
 
     def __post_init__(self):
         for name, least in (("target_warmup_steps", 0), ("width_multiple", 1)):
@@ -80,6 +81,9 @@ class L0Settings:
                 f"l0.lambda_ascent: expected one of {', '.join(ASCENTS)}, "
                 f"got {self.lambda_ascent!r}"
             )
+        h = self.hidden_multiple
+        if h is not None and (not isinstance(h, int) or isinstance(h, bool) or h < 1):
+            raise AsrpruneError(f"l0.hidden_multiple: expected an integer >= 1 or null, got {h!r}")
         if self.distill_map not in MAP_SIDES:
             raise AsrpruneError(
                 f"l0.distill_map: expected one of {', '.join(MAP_SIDES)}, got {self.distill_map!r}"
@@ -376,11 +380,19 @@ class L0Loss:
         return loss + constraint, metrics
 
 
-def gated_student(teacher: Transducer, gates: GateKinds, width_multiple: int = 1) -> Transducer:
+def gated_student(
+    teacher: Transducer,
+    gates: GateKinds,
+    width_multiple: int = 1,
+    hidden_multiple: int | None = None,
+) -> Transducer:
     """A copy of the teacher with gates on the chosen unit kinds, in training mode; its
-    final masks keep widths that are multiples of ``width_multiple``."""
+    final masks keep widths that are multiples of ``width_multiple``, hidden dimensions of
+    ``hidden_multiple`` (None: ``width_multiple``)."""
     student = copy.deepcopy(teacher).train()
-    student.encoder.add_gates(**dataclasses.asdict(gates), width_multiple=width_multiple)
+    student.encoder.add_gates(
+        **dataclasses.asdict(gates), width_multiple=width_multiple, hidden_multiple=hidden_multiple
+    )
     if not student.encoder.gates():
         raise AsrpruneError("a pruning method needs at least one kind of gate")
     return student
@@ -445,7 +457,7 @@ def l0_setup(
         latency.check_config(teacher.config)
     torch.manual_seed(train.seed)
     # before freezing: the copy stays trainable
-    student = gated_student(teacher, m.gates, l0.width_multiple)
+    student = gated_student(teacher, m.gates, l0.width_multiple, l0.hidden_multiple)
     teacher = teacher.eval().to(resolve_device(device))
     for p in teacher.parameters():
         p.requires_grad_(False)
