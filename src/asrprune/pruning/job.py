@@ -170,17 +170,15 @@ def _prune_l0(
             f"{1 - sparsity:.3f} of the {budget}; the final masks keep {hold['kept']:.3f}",
             file=sys.stderr,
         )
-    elif hold["shift"] > 0:
-        print(
-            f"{job.name}: the final masks kept {hold['kept_before']:.3f} of the {budget}, "
-            f"over the target {1 - sparsity:.3f}: the least sure units dropped "
-            f"(log-alpha shift {hold['shift']:.3f}) to {hold['kept']:.3f}",
-            file=sys.stderr,
+    elif hold["shift"] != 0:
+        side, moved = (
+            ("over", "the least sure units dropped")
+            if hold["shift"] > 0
+            else ("under", "the least sure dropped units taken back")
         )
-    elif hold["shift"] < 0:
         print(
             f"{job.name}: the final masks kept {hold['kept_before']:.3f} of the {budget}, "
-            f"under the target {1 - sparsity:.3f}: the least sure dropped units taken back "
+            f"{side} the target {1 - sparsity:.3f}: {moved} "
             f"(log-alpha shift {hold['shift']:.3f}) to {hold['kept']:.3f}",
             file=sys.stderr,
         )

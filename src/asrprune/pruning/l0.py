@@ -271,40 +271,36 @@ def hold_target(
     def result(after: float, shift: float = 0.0, hidden: bool = False, fits: bool = True):
         return dict(kept_before=before, kept=after, shift=shift, hidden=hidden, fits=fits)
 
-    before = kept([], 0.0)
-    if before <= target:
-        return result(*_fill(kept, [g for g in every if not g.binary], before, target, iterations))
-    # hidden gates too only where the others cannot reach the target alone (a latency
-    # target under the time of the blocks' LayerNorms and residuals, say)
-    for gates in ([g for g in every if not g.binary], every):
-        lo, hi = 0.0, 4 * PINNED_LOGIT  # the final size falls with the shift
-        if not within(kept(gates, hi)):
-            continue
+    def least_within(gates: list[HardConcrete], lo: float, hi: float) -> float:
+        """The least shift in (lo, hi] that leaves the final size within the target, by
+        bisection (the size falls as the shift rises; ``hi`` is within)."""
         for _ in range(iterations):
             mid = (lo + hi) / 2
             lo, hi = (lo, mid) if within(kept(gates, mid)) else (mid, hi)
-        after = kept(gates, hi)
+        return hi
+
+    folded = [g for g in every if not g.binary]
+    before = kept([], 0.0)
+    if before <= target:  # take back what one negative shift can within the target
+        bottom = -4 * PINNED_LOGIT  # every unit kept
+        shift = bottom if within(kept(folded, bottom)) else least_within(folded, bottom, 0.0)
+        after = kept(folded, shift)
+        if after > before:
+            return result(after, shift)
+        kept([], 0.0)  # the same structure: no shift
+        return result(before)
+    # hidden gates too only where the others cannot reach the target alone (a latency
+    # target under the time of the blocks' LayerNorms and residuals, say)
+    for gates in (folded, every):
+        top = 4 * PINNED_LOGIT  # the final size falls with the shift
+        if not within(kept(gates, top)):
+            continue
+        shift = least_within(gates, 0.0, top)
+        after = kept(gates, shift)
         if after is not None:
-            return result(after, hi, hidden=gates is every)
+            return result(after, shift, hidden=gates is every)
     kept([], 0.0)  # no structure the gates leave fits: the masks stay as trained
     return result(before, fits=False)
-
-
-def _fill(kept, gates, before: float, target: float, iterations: int) -> tuple[float, float]:
-    """The largest kept fraction within ``target`` that one negative shift of ``gates``
-    gives, and that shift, left applied (0: no unit can be taken back: ``before`` stays).
-    ``kept(gates, shift)`` applies the shift and gives the kept fraction (it rises as the
-    shift falls)."""
-    lo, hi = -4 * PINNED_LOGIT, 0.0  # kept(hi) is within the target; find the least hi
-    if kept(gates, lo) <= target:
-        hi = lo
-    else:
-        for _ in range(iterations):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if kept(gates, mid) > target else (lo, mid)
-    if kept(gates, hi) > before:
-        return kept(gates, hi), hi
-    return kept(gates, 0.0), 0.0  # the same structure: no shift
 
 
 class L0Loss:
