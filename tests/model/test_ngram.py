@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,3 +41,48 @@ def test_bad_settings_and_tokens_are_refused():
         TokenNgram([[5, 12]], 12, order=2)
     with pytest.raises(AsrpruneError, match="token 0 outside"):  # the blank is no token
         TokenNgram([[0, 5]], 12, order=2)
+
+
+def _reference_probs(seqs, V, order, discount, history):
+    """Interpolated absolute discounting from nested dictionaries of counts, as written
+    in the paper: the array-backed counts must give exactly this."""
+    counts = [{} for _ in range(order)]
+    for seq in seqs:
+        ids = [-1] * (order - 1) + list(seq)
+        for i in range(order - 1, len(ids)):
+            for k in range(order):
+                seen = counts[k].setdefault(tuple(ids[i - k : i]), {})
+                seen[ids[i]] = seen.get(ids[i], 0) + 1
+
+    def probs(h):
+        if not h:
+            p = np.zeros(V)
+            for token, n in counts[0][()].items():
+                p[token] = n
+            p = 0.99 * p / p.sum() + 0.01 * np.full(V, 1.0 / (V - 1))
+            p[BLANK_ID] = 0.0
+            return p / p.sum()
+        p = probs(h[1:])
+        seen = counts[len(h)].get(h)
+        if seen:
+            total = sum(seen.values())
+            p = p * (discount * len(seen) / total)
+            for token, n in seen.items():
+                p[token] += (n - discount) / total
+        return p
+
+    return probs(tuple(history))
+
+
+@pytest.mark.parametrize(("vocab", "order"), [(7, 1), (7, 3), (30, 5), (300, 4)])
+def test_counts_give_exactly_the_reference_distributions(vocab, order):
+    rng = np.random.default_rng(order)
+    # few distinct tokens early on, so that histories repeat and orders interpolate
+    seqs = [rng.integers(1, min(vocab, 6), rng.integers(0, 12)).tolist() for _ in range(40)]
+    seqs.append([vocab - 1, 1, vocab - 1])
+    lm = TokenNgram(seqs, vocab, order, discount=0.6)
+    histories = [seq[:i] for seq in seqs[:10] + seqs[-1:] for i in range(len(seq) + 1)]
+    histories += [[vocab - 1] * order, [2, 2, 2, 2, 2, 2]]  # seen and unseen starts
+    for tokens in histories:
+        history = lm.history(tokens)
+        assert np.array_equal(lm.probs(history), _reference_probs(seqs, vocab, order, 0.6, history))
