@@ -2,11 +2,11 @@
 
 Most of the teacher's word errors are words spelt as they sound, and many hypothesis words
 are non-words (``asrprune vocabulary-errors``). This script counts a token n-gram
-(``asrprune.model.ngram``) on the run's training transcripts, with the model's own
-tokenizer, and decodes each split with modified beam search, first alone and then with
-shallow fusion at each ``WEIGHT:BONUS`` setting (LM weight, bonus per emitted token). It
-prints a Markdown table of WER. Choose the setting on dev; read test-clean and test-other
-only for the chosen one.
+(``asrprune.model.ngram``) on the run's training transcripts (or ``--lm-text``), with
+the model's own tokenizer, and decodes each split with modified beam search, first alone
+and then with shallow fusion at each ``WEIGHT:BONUS`` setting (LM weight, bonus per
+emitted token). It prints a Markdown table of WER. Choose the setting on dev; read
+test-clean and test-other only for the chosen one.
 
     .venv/bin/python scripts/lm_fusion.py --model results/embedded/models/teacher.pt \\
         --data results/embedded/data --order 6 --fusion 0.2:0.9 0.3:1.2
@@ -36,6 +36,11 @@ def main() -> None:
     p.add_argument("--model", required=True, help="model file")
     p.add_argument("--data", required=True, help="the run's data/ folder")
     p.add_argument("--splits", nargs="+", default=["dev", "test-clean", "test-other"])
+    p.add_argument(
+        "--lm-text",
+        help="what the n-gram is counted on: a text file (the run's data/lm_text.txt) or a"
+        " manifest (default: DATA/manifests/train.jsonl)",
+    )
     p.add_argument("--order", type=int, default=6, help="n-gram order, in tokens")
     p.add_argument("--discount", type=float, default=0.7, help="absolute discount")
     p.add_argument("--fusion", nargs="+", default=["0.2:0.9"], help="WEIGHT:BONUS settings")
@@ -54,10 +59,9 @@ def main() -> None:
     model, tokenizer, cmvn = f.model, f.tokenizer, f.cmvn
     data = Path(a.data)
     start = time.perf_counter()
-    lm = transcript_lm(
-        data / "manifests/train.jsonl", tokenizer, LmSettings(a.order, discount=a.discount), a.beam
-    ).lm
-    print(f"{a.order}-gram counted in {time.perf_counter() - start:.1f} s")
+    lm_text = a.lm_text or data / "manifests/train.jsonl"
+    lm = transcript_lm(lm_text, tokenizer, LmSettings(a.order, discount=a.discount), a.beam).lm
+    print(f"{a.order}-gram counted on {lm_text} in {time.perf_counter() - start:.1f} s")
     lexicon = None
     if a.lexicon:
         texts = (u.text for u in read_manifest(data / "manifests/train.jsonl"))

@@ -234,7 +234,7 @@ def test_lm_fusion_is_recorded_and_neutral_at_weight_zero(tmp_path):
 
     with pytest.raises(AsrpruneError, match="needs beam search"):
         run("greedy", LmSettings(order=3), beam=0)
-    with pytest.raises(AsrpruneError, match="needs the manifest"):
+    with pytest.raises(AsrpruneError, match="needs the text it is counted on"):
         evaluate_model(
             model_path, splits, tmp_path / "x.json", tmp_path / "x", beam=3, lm=LmSettings(order=3)
         )

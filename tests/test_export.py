@@ -202,7 +202,7 @@ def test_an_lm_without_beam_search_or_text_is_refused_before_exporting(exported,
         export_model(
             model_path, tmp_path / "a", lm=LmSettings(order=3), lm_text=corpus.train_manifest
         )
-    with pytest.raises(AsrpruneError, match="needs the manifest"):
+    with pytest.raises(AsrpruneError, match="needs the text it is counted on"):
         export_model(model_path, tmp_path / "b", beam=3, lm=LmSettings(order=3))
     assert not list(tmp_path.iterdir())
     wav = str(_heard(tmp_path)[0])

@@ -46,7 +46,7 @@ def test_a_language_model_decodes_as_in_evaluation(tmp_path):
     assert out == [(str(flac), TRAIN_TEXTS[4])]
     with pytest.raises(AsrpruneError, match="needs beam search"):
         transcribe(model_path, [flac], beam=0, lm=lm, lm_text=corpus.train_manifest)
-    with pytest.raises(AsrpruneError, match="needs the manifest"):
+    with pytest.raises(AsrpruneError, match="needs the text it is counted on"):
         transcribe(model_path, [flac], beam=3, lm=lm)
 
 

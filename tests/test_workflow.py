@@ -192,7 +192,7 @@ def test_teacher_is_trained_evaluated_and_usable(smoke_run):
     assert all(w >= 0 for w in metrics["wer"].values())  # a 30-step teacher may insert
     assert 0 < metrics["prunable_params"] < metrics["encoder_params"]
     assert metrics["size_mb"] == pytest.approx(metrics["encoder_params"] * 4 / 1e6)
-    # smoke.yaml decodes with a token 3-gram counted on the training transcripts, the
+    # smoke.yaml decodes with a token 3-gram counted on the corpus's text pool, the
     # other decoding settings as merged from config.yaml
     evaluate = load_config(REPO / "config/config.yaml", REPO / "config/smoke.yaml")["evaluate"]
     # greedy search for every model, the full decoding beside it (smoke.yaml's sparsity is
@@ -205,7 +205,16 @@ def test_teacher_is_trained_evaluated_and_usable(smoke_run):
         evaluate["lm"]["weight"],
         evaluate["lm"]["token_bonus"],
     )
-    assert lm["text"].endswith("smoke/data/manifests/train.jsonl")
+    assert lm["text"].endswith("smoke/data/lm_text.txt")
+    # the pool holds more than the transcripts (text never synthesised), and no
+    # evaluation transcript (rule lm_text refuses to write one)
+    pool = set((smoke_run / "data/lm_text.txt").read_text().splitlines())
+    train = {u.text for u in read_manifest(smoke_run / "data/manifests/train.jsonl")}
+    assert len(pool) > len(train)
+    for split in ("dev", "test-clean", "test-other", "test-newtext"):
+        assert not pool & {
+            u.text for u in read_manifest(smoke_run / f"data/manifests/{split}.jsonl")
+        }
     hyps = (smoke_run / "metrics/teacher.hyps/test-clean.jsonl").read_text().splitlines()
     assert len(hyps) == len(read_manifest(smoke_run / "data/manifests/test-clean.jsonl"))
     # the model file works outside the workflow too, decoded as the evaluation decodes it
@@ -215,7 +224,7 @@ def test_teacher_is_trained_evaluated_and_usable(smoke_run):
             str(REPO / ".venv/bin/asrprune"),
             "transcribe",
             *("--model", str(smoke_run / "models/teacher.pt"), "--beam", "4"),
-            *("--lm", '{"order": 3}', "--lm-text", str(smoke_run / "data/manifests/train.jsonl")),
+            *("--lm", '{"order": 3}', "--lm-text", str(smoke_run / "data/lm_text.txt")),
             str(smoke_run.parents[1] / audio),
         ],
         capture_output=True,

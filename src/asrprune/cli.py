@@ -120,6 +120,25 @@ def _train_bpe(a):
     train_bpe(texts, a.vocab_size, a.out)
 
 
+@command("lm-text", "what the full decoding's n-gram is counted on: transcripts or text pool")
+def _lm_text(a):
+    from asrprune.data.corpus import EmbeddedCorpusSettings
+    from asrprune.data.lm_text import pool_texts, write_lm_text
+    from asrprune.data.manifest import read_manifest
+
+    if a.source == "pool":
+        if a.settings is None:
+            raise AsrpruneError("lm-text --source pool needs --settings (data.embedded)")
+        settings = EmbeddedCorpusSettings.from_dict(a.settings)
+        domains = [d for d, w in settings.text_domains.items() if w > 0]
+        texts = pool_texts(domains, settings.newtext_domain, a.cache)
+    else:
+        texts = [u.text for u in read_manifest(a.train)]
+    evaluation = {Path(m).stem: m for m in a.evaluation}
+    counts = write_lm_text(texts, a.out, evaluation)
+    print(json.dumps({"source": a.source, **counts}))
+
+
 @command("extract-features", "compute 80-dim log-mel features of a manifest into a store")
 def _extract_features(a):
     from asrprune.data.features import extract_features
@@ -204,7 +223,7 @@ def _evaluate(a):
         mlflow_ids=a.mlflow,
         name=a.name,
         lm=settings_from_dict(LmSettings, a.lm, "--lm"),
-        lm_text=data / "manifests/train.jsonl",  # the LM knows only the training text
+        lm_text=a.lm_text or data / "manifests/train.jsonl",
         full=a.full,
     )
     print(json.dumps(metrics["wer"], indent=2))
@@ -242,7 +261,8 @@ def _speed_deploy(a):
     settings = settings_from_dict(DeploySpeedSettings, a.settings, "deploy")
     lm = settings_from_dict(LmSettings, a.lm, "--lm")
     tokenizer = open_model_file(a.models[0]).tokenizer
-    fusion = transcript_lm(Path(a.data) / "manifests/train.jsonl", tokenizer, lm, a.beam)
+    lm_text = a.lm_text or Path(a.data) / "manifests/train.jsonl"
+    fusion = transcript_lm(lm_text, tokenizer, lm, a.beam)
     rows = measure_deploy_speed(
         a.models, exports_by_model(a.exports), a.data, a.out, settings, a.cores, a.beam, fusion
     )
@@ -487,6 +507,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p["train-bpe"].add_argument("--vocab-size", type=int, required=True)
     p["train-bpe"].add_argument("--out", required=True, help="the .model file")
 
+    p["lm-text"].add_argument("--source", required=True, choices=("transcripts", "pool"))
+    p["lm-text"].add_argument("--train", required=True, help="the training manifest")
+    p["lm-text"].add_argument(
+        "--evaluation", nargs="+", default=[], help="manifests whose text the LM must not see"
+    )
+    p["lm-text"].add_argument("--settings", help="pool: config data.embedded, JSON")
+    p["lm-text"].add_argument("--cache", help="pool: the corpus's sentence cache folder")
+    p["lm-text"].add_argument("--out", required=True, help="the text file, one sentence a line")
+
     p["extract-features"].add_argument("--manifest", required=True)
     p["extract-features"].add_argument("--out", required=True, help="feature store folder")
 
@@ -586,6 +615,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p["speed-deploy"].add_argument(
         "--lm", default="{}", help='config evaluate.lm as JSON, e.g. {"order": 6} (no LM)'
     )
+    p["speed-deploy"].add_argument(
+        "--lm-text", help="what the LM is counted on (default: DATA/manifests/train.jsonl)"
+    )
 
     p["export"].add_argument("--model", required=True, help="a model file of the workflow")
     p["export"].add_argument("--out", required=True, help="the folder to write (replaced)")
@@ -598,7 +630,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p["export"].add_argument(
         "--lm", default="{}", help="its LM, as config evaluate.lm in JSON (default: none)"
     )
-    p["export"].add_argument("--lm-text", help="with --lm: the manifest to count it on")
+    p["export"].add_argument(
+        "--lm-text", help="with --lm: what to count it on (text file or manifest)"
+    )
 
     p["transcribe"].add_argument(
         "--model",
@@ -607,7 +641,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p["transcribe"].add_argument("audio", nargs="+", help="wav or flac files, any sample rate")
     p["transcribe"].add_argument(
-        "--lm-text", help="with --lm: the manifest to count it on (the run's train.jsonl)"
+        "--lm-text", help="with --lm: what to count it on (the run's data/lm_text.txt)"
     )
 
     p["compare"].add_argument("a", help="model name, e.g. l0-params-s0.5")
@@ -706,6 +740,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--lm", default="{}", help='config evaluate.lm as JSON, e.g. {"order": 6} (no LM)'
     )
     p["evaluate"].add_argument("--beam", type=int, default=0, help="beam size; 0 is greedy")
+    p["evaluate"].add_argument(
+        "--lm-text",
+        help="what the LM is counted on: a text file or manifest (default: the training"
+        " transcripts, DATA/manifests/train.jsonl)",
+    )
     p["transcribe"].add_argument(
         "--lm", help="an LM as config evaluate.lm, JSON (default: the model's, if it has one)"
     )

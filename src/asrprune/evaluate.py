@@ -174,8 +174,8 @@ def evaluate_model(
             to a spool file if the store does not answer (asrprune.tracking).
         device: None picks CUDA when available.
         lm: shallow fusion of a token n-gram in the full decoding's beam search (order 0:
-            none), counted on the transcripts of the manifest ``lm_text`` (the training
-            split's).
+            none), counted on ``lm_text``: the run's ``data/lm_text.txt``, or a manifest
+            (its transcripts).
         full: whether to decode the full way too (the workflow: the teacher and the pruned
             models at ``evaluate.full_sparsities``).
     Features are normalised with the model file's own CMVN, never a split's.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from asrprune.data.manifest import read_manifest
 from asrprune.data.tokenizer import Tokenizer
@@ -47,10 +48,26 @@ class Decoding:
         return ngram_fusion(self.lm_sequences, vocab_size, self.lm, self.beam)
 
 
-def lm_sequences(manifest: str | os.PathLike, tokenizer: Tokenizer) -> list[list[int]]:
-    """The transcripts of ``manifest`` (the training split's) in the model's own tokens:
-    what the n-gram is counted on, and what an export keeps to rebuild it."""
-    return [tokenizer.encode(u.text) for u in read_manifest(manifest)]
+def read_lm_text(path: str | os.PathLike) -> list[str]:
+    """The sentences an n-gram is counted on: a text file's lines (the workflow's
+    ``data/lm_text.txt``), or the transcripts of a manifest (``.jsonl``)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return [u.text for u in read_manifest(path)]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise AsrpruneError(f"LM text {path}: cannot read it ({e})") from None
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise AsrpruneError(f"LM text {path}: no sentence to count the n-gram on")
+    return texts
+
+
+def lm_sequences(path: str | os.PathLike, tokenizer: Tokenizer) -> list[list[int]]:
+    """:func:`read_lm_text` of ``path`` in the model's own tokens: what the n-gram is
+    counted on, and what an export keeps to rebuild it."""
+    return [tokenizer.encode(text) for text in read_lm_text(path)]
 
 
 def ngram_fusion(
@@ -67,14 +84,14 @@ def ngram_fusion(
 
 
 def transcript_lm(
-    manifest: str | os.PathLike | None, tokenizer: Tokenizer, settings: LmSettings, beam: int
+    lm_text: str | os.PathLike | None, tokenizer: Tokenizer, settings: LmSettings, beam: int
 ) -> Fusion | None:
-    """:func:`ngram_fusion` counted on ``manifest``'s transcripts (the training split's) in
-    the model's own tokens; None when ``settings.order`` is 0."""
+    """:func:`ngram_fusion` counted on ``lm_text`` (:func:`read_lm_text`) in the model's own
+    tokens; None when ``settings.order`` is 0."""
     if settings.order == 0:
         return None
-    if beam <= 1:  # before reading the manifest
+    if beam <= 1:  # before reading the text
         raise AsrpruneError(f"a language model needs beam search (beam >= 2), got beam {beam}")
-    if manifest is None:
-        raise AsrpruneError(f"a {settings.order}-gram LM needs the manifest it is counted on")
-    return ngram_fusion(lm_sequences(manifest, tokenizer), tokenizer.vocab_size, settings, beam)
+    if lm_text is None:
+        raise AsrpruneError(f"a {settings.order}-gram LM needs the text it is counted on")
+    return ngram_fusion(lm_sequences(lm_text, tokenizer), tokenizer.vocab_size, settings, beam)

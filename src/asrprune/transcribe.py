@@ -21,8 +21,8 @@ class Recogniser:
 
     Each waveform becomes fbank features normalised with the model file's CMVN, is
     encoded and decoded: greedy for ``beam`` 0 or 1, else beam search, with shallow fusion
-    of a token n-gram counted on the manifest ``lm_text`` when ``lm.order`` is set, as
-    rule evaluate decodes with config ``evaluate.lm``. ``beam`` None and ``lm`` None
+    of a token n-gram counted on ``lm_text`` (a text file or manifest) when ``lm.order``
+    is set, as rule evaluate decodes with config ``evaluate.lm``. ``beam`` None and ``lm`` None
     decode as the model says it is decoded (an export's ``decoding``: evaluation's beam
     and n-gram), else greedily without an LM; ``lm=NO_LM`` turns its n-gram off.
     """

@@ -42,6 +42,12 @@ SOURCE = config["data"]["source"]
 # The data stage's splits: LibriSpeech's four, and test-newtext when a text domain is
 # held out of the embedded corpus.
 SPLITS = data_splits(config["data"])
+LM_TEXT = config["evaluate"]["lm_text"]
+if LM_TEXT == "pool" and SOURCE != "embedded":
+    raise WorkflowError(
+        f"evaluate.lm_text: pool is the embedded corpus's text; data.source is {SOURCE!r}"
+        " (use transcripts)"
+    )
 if not set(config["evaluate"]["pruned_splits"]) <= set(SPLITS):
     raise WorkflowError(
         f"evaluate.pruned_splits {config['evaluate']['pruned_splits']}: this run's data "
@@ -90,15 +96,20 @@ def evaluate_splits(model):
     return " ".join(config["evaluate"]["pruned_splits"])
 
 
-def decoding_args(model):
-    """How ``model`` is evaluated besides greedy search: the full decoding (beam
-    and LM) for the teacher and the pruned models at evaluate.full_sparsities, else none;
-    so a change of beam or LM reruns only the evaluations that use them."""
-    evaluate = config["evaluate"]
-    if not full_decoding(model, evaluate["full_sparsities"]):
+def full_decoding_of(model):
+    """Whether ``model`` gets the full decoding (beam and LM): the teacher and the pruned
+    models at evaluate.full_sparsities."""
+    return full_decoding(model, config["evaluate"]["full_sparsities"])
+
+
+def decoding_args(model, lm_text):
+    """How ``model`` is evaluated besides greedy search: the full decoding with the
+    n-gram counted on ``lm_text`` (``full_decoding_of``), else none; so a change of beam
+    or LM reruns only the evaluations that use them."""
+    if not full_decoding_of(model):
         return "--no-full"
     lm = shlex.quote(section_json("evaluate", "lm"))
-    return f"--full --beam {evaluate['beam']} --lm {lm}"
+    return f"--full --beam {config['evaluate']['beam']} --lm {lm} --lm-text {lm_text}"
 
 
 def prune_settings_json(method, seed=0):

@@ -150,6 +150,38 @@ rule train_bpe:
         " --out {output} > {log} 2>&1"
 
 
+# What the full decoding's n-gram is counted on (config evaluate.lm_text), checked against
+# every evaluation transcript of the run.
+rule lm_text:
+    input:
+        train=f"{R}/data/manifests/train.jsonl",
+        evaluation=expand(f"{R}/data/manifests/{{split}}.jsonl", split=SPLITS[1:]),
+        # the pool reads the corpus's sentence cache, which the corpus job fills
+        corpus=[f"{R}/corpus/summary.json"] if LM_TEXT == "pool" else [],
+    output:
+        f"{R}/data/lm_text.txt",
+    log:
+        log_path("data", "lm_text"),
+    benchmark:
+        bench_path("data", "lm_text")
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **rule_resources("lm_text"),
+    params:
+        source=LM_TEXT,
+        pool=lambda w, input: (
+            f"--settings {shlex.quote(section_json('data', 'embedded'))}"
+            f" --cache {Path(input.corpus[0]).parent / 'cache'}"
+            if input.corpus
+            else ""
+        ),
+    shell:
+        "asrprune lm-text --source {params.source} --train {input.train}"
+        " --evaluation {input.evaluation} {params.pool} --out {output} > {log} 2>&1"
+
+
 rule extract_features:
     input:
         f"{R}/data/manifests/{{split}}.jsonl",

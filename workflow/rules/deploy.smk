@@ -2,12 +2,12 @@
 # deploy.sparsities, each evaluated beside its PyTorch model and timed per backend.
 
 
-# Each export carries the evaluation's full decoding (beam, and the n-gram counted on the
-# training transcripts), which transcription then uses by default.
+# Each export carries the evaluation's full decoding (beam, and the n-gram counted on
+# data/lm_text.txt), which transcription then uses by default.
 rule export:
     input:
         model=f"{R}/models/{{model}}.pt",
-        lm_text=f"{R}/data/manifests/train.jsonl",
+        lm_text=f"{R}/data/lm_text.txt",
     output:
         directory(f"{R}/exports/{{model}}/{{precision}}"),
     log:
@@ -66,7 +66,7 @@ rule speed_deploy:
     input:
         manifest=f"{R}/data/manifests/test-clean.jsonl",
         features=f"{R}/data/features/test-clean/index.json",
-        train=f"{R}/data/manifests/train.jsonl",
+        lm_text=f"{R}/data/lm_text.txt",
         models=expand(f"{R}/models/{{model}}.pt", model=deploy_models()),
         exports=expand(
             f"{R}/exports/{{model}}/{{precision}}",
@@ -93,7 +93,8 @@ rule speed_deploy:
     shell:
         "asrprune speed-deploy --models {input.models} --exports {input.exports}"
         " --data {params.data} --out {output} --settings {params.settings}"
-        " --cores {threads} --beam {params.beam} --lm {params.lm} > {log} 2>&1"
+        " --cores {threads} --beam {params.beam} --lm {params.lm}"
+        " --lm-text {input.lm_text} > {log} 2>&1"
 
 
 rule deploy_tables:

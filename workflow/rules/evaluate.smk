@@ -6,6 +6,8 @@ rule evaluate:
         data_inputs(),
         model=f"{R}/models/{{model}}.pt",
         mlflow=MLFLOW_IDS,
+        # only where the full decoding counts the n-gram: a new text reruns only those
+        lm_text=lambda w: [f"{R}/data/lm_text.txt"] if full_decoding_of(w.model) else [],
     output:
         metrics=report(
             f"{R}/metrics/{{model}}.json",
@@ -25,7 +27,7 @@ rule evaluate:
     params:
         data=lambda w, input: Path(input[0]).parent,
         batch_frames=config["evaluate"]["batch_frames"],
-        decoding=lambda w: decoding_args(w.model),
+        decoding=lambda w, input: decoding_args(w.model, input.lm_text),
         splits=lambda w: evaluate_splits(w.model),
     shell:
         "asrprune evaluate --model {input.model} --data {params.data} --name {wildcards.model}"

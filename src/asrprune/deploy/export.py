@@ -289,12 +289,12 @@ def export_model(
     returns export.json's content. The fp32 export is refused when it differs from
     PyTorch by more than ``MAX_FP32_DIFF``.
 
-    ``beam``, ``lm`` and ``lm_text`` (the manifest the n-gram is counted on): how the
+    ``beam``, ``lm`` and ``lm_text`` (what the n-gram is counted on): how the
     export decodes by default where it is used, as rule evaluate's full decoding; the
     n-gram's token sequences travel in the folder."""
     f = open_model_file(model_path)
     if lm.order and lm_text is None:
-        raise AsrpruneError(f"a {lm.order}-gram LM needs the manifest it is counted on")
+        raise AsrpruneError(f"a {lm.order}-gram LM needs the text it is counted on")
     sequences = () if lm.order == 0 else tuple(map(tuple, lm_sequences(lm_text, f.tokenizer)))
     decoding = Decoding(beam, lm, sequences)
     decoding.fusion(f.tokenizer.vocab_size)  # refuses an LM without beam search, early
