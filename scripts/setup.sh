@@ -10,6 +10,7 @@ APT_PACKAGES=(
   sox libsox-fmt-all sword-text-web diatheke bible-kjv libsndfile1
   # text domains beyond the Bibles (asrprune/data/domains.py)
   sword-comm-mhcc sword-comm-tdavid sword-comm-scofield dict-jargon dict-foldoc dict-devil
+  dict-gcide
   # real speech clips of test-real (asrprune/data/real_speech.py)
   pocketsphinx-testdata alsa-utils
 )

@@ -2,6 +2,7 @@
 and the hold-outs (a held-out domain never reaches training)."""
 
 import gzip
+import itertools
 import shutil
 from collections import Counter
 
@@ -91,6 +92,15 @@ def test_read_dictd_reads_each_entry_once_in_file_order_without_its_own_metadata
             "ABNORMAL",
             "ABNORMAL, adj.  Not conforming to standard.  To be independent is to be\nabnormal.\n",
             "Not conforming to standard. To be independent is to be abnormal.",
+        ),
+        (
+            "gcide",
+            "Alcohol",
+            'Alcohol \\Al"co*hol\\ ([a^]l"k[-o]*h[o^]l), n. [Cf. F. alcool,\n'
+            "   Ar. al-kohl, powder. Cf. {Alquifou}.]\n   1. An impalpable powder. [Obs.]\n"
+            "      [1913 Webster]\n\n   2. The pure spirit of wine. (Chem.) --Boyle.\n"
+            '      [1913 Webster]\n\n   Syn.: spirit.\n   3. Hence \\Al`co*hol"ic\\, drunk.\n',
+            "An impalpable powder. The pure spirit of wine. Hence , drunk.",
         ),
     ],
 )
@@ -227,6 +237,23 @@ def test_real_dictionaries_give_thousands_of_clean_sentences():
         assert len(got) > least
         assert all(s.domain == source and S._SPOKEN_OK.match(s.spoken) for s in got)
         assert not any(D.refuse_unpredictable(s.spoken) for s in got)
+
+
+@pytest.mark.skipif(
+    not (D.DICTD_DIR / "gcide.index").is_file(), reason="needs the Debian package dict-gcide"
+)
+def test_webster_entries_give_clean_sentences():
+    # the first 3,000 of its 200,000 entries: reading all takes a minute
+    entries = itertools.islice(D.read_dictd("gcide"), 3000)
+    got = [
+        s
+        for n, (head, body) in enumerate(entries, 1)
+        for s in S.sentences_of(D.clean_entry("gcide", head, body), "webster", n, "gcide", True)
+    ]
+    got = S.filter_sentences(got, 4, 20)
+    assert len(got) > 1000
+    assert all(s.domain == "webster" and S._SPOKEN_OK.match(s.spoken) for s in got)
+    assert not any(D.refuse_unpredictable(s.spoken) for s in got)
 
 
 @pytest.mark.skipif(

@@ -16,10 +16,13 @@ commentary    Matthew Henry's Concise Commentary,       sword-comm-mhcc,       p
 jargon        The Jargon File (hacker English)          dict-jargon            public domain
 foldoc        Free On-line Dictionary of Computing      dict-foldoc            GFDL 1.2
 devil         Ambrose Bierce, The Devil's Dictionary    dict-devil             public domain
+webster       Webster's 1913 dictionary in GCIDE:       dict-gcide             GPL-2+ (the
+              definitions and the quotations in them                           1913 text is
+                                                                               public domain)
 ============  ========================================  =====================  ============
 
-The corpus is synthesised on the user's machine and not redistributed; FOLDOC's GFDL
-asks anyone who shares the transcripts to share them under the same licence.
+The corpus is synthesised on the user's machine and not redistributed; FOLDOC's GFDL and
+GCIDE's GPL ask anyone who shares the transcripts to share them under the same licence.
 
 Commentary is keyed by the Bible chapter it comments on; commentary on a held-out book is
 dropped, so no evaluation book is paraphrased in training. Dictionary text is cleaned of
@@ -65,6 +68,7 @@ DOMAINS = {
         Domain("jargon", ("jargon",), ("dict-jargon",), "public domain"),
         Domain("foldoc", ("foldoc",), ("dict-foldoc",), "GFDL 1.2"),
         Domain("devil", ("devil",), ("dict-devil",), "public domain"),
+        Domain("webster", ("gcide",), ("dict-gcide",), "GPL-2+"),
     )
 }
 SOURCE_DOMAIN = {source: d.name for d in DOMAINS.values() for source in d.sources}
@@ -133,6 +137,15 @@ _DATE_STAMP = re.compile(r"\(\d{4}-\d\d-\d\d\)")
 _POS_LINE = re.compile(r"(?m)^\s*(?:[a-z]+\.(?:\s*,?\s*(?:and\s+)?[a-z]+\.)*)\s*$")
 # Devil's headword: "ABNORMAL, adj.  " or "ABRACADABRA."
 _DEVIL_HEAD = re.compile(r"^\s*[A-Z][A-Z' -]*(?:,\s*[a-z. ]+?)?\.\s+")
+# GCIDE's markup: the pronunciation \Al"co*hol\, its phonetic spelling ([a^]l"k[-o]h[o^]l),
+# a quotation's author "--Shak." and subject labels "(Chem.)"; the headword and part of
+# speech before the first definition ("Alcohol , n.", "Abase , v. t.").
+_GCIDE_PRONUNCIATION = re.compile(r"\\[^\\\n]*\\")
+_GCIDE_PHONETIC = re.compile(r"\([^()]*[\[\]\"*`^][^()]*\)")
+_GCIDE_AUTHOR = re.compile(r"--\s*[A-Z][A-Za-z.' &]*?(?:\.|$)", re.M)
+_GCIDE_LABEL = re.compile(r"\((?:[A-Z][A-Za-z]*\.?\s*)+\)")
+_GCIDE_HEAD = re.compile(r"^[^\n]*?,\s*(?:[a-z]+\.\s*(?:&|,)?\s*)+")
+_GCIDE_ASIDE = re.compile(r"(?m)^\s*(?:Syn\.|Note:).*$")
 # Tokens an engine may expand in ways the transcript cannot predict.
 _ABBREVIATION = re.compile(r"\b(?:[A-Za-z]\.){2,}|\b(?:etc|vs|cf|viz|ca|Dr|Mr|Mrs|St)\.")
 _ACRONYM = re.compile(r"\b[A-Z]{2,}s?\b|\b[A-Za-z]*[A-Z][a-z]*[A-Z]\w*")
@@ -146,12 +159,17 @@ def clean_entry(source: str, head: str, body: str) -> str:
     text = "\n".join(lines)
     if source == "devil":
         text = _DEVIL_HEAD.sub("", text, count=1)
+    if source == "gcide":  # before brackets go: its phonetic spellings hold some
+        text = _GCIDE_PHONETIC.sub(" ", _GCIDE_PRONUNCIATION.sub(" ", text))
     text = _URL.sub(" ", text)
     text = _LINKS.sub(r"\1", text)
     text = _BRACKETS.sub(" ", _ANGLE.sub(" ", text))
     text = _DATE_STAMP.sub(" ", text)
     if source == "jargon":
         text = _POS_LINE.sub(" ", _PRONUNCIATION.sub(" ", text))
+    if source == "gcide":
+        text = _GCIDE_LABEL.sub(" ", _GCIDE_AUTHOR.sub(" ", _GCIDE_ASIDE.sub(" ", text)))
+        text = _GCIDE_HEAD.sub(" ", text, count=1)
     return _SENSE_NUMBER.sub(" ", text)
 
 
