@@ -119,7 +119,7 @@ def sample(
 
 def breakdown(corpus: Path, model: Path, count: int, beam: int, seed: int) -> dict:
     settings = EmbeddedCorpusSettings.from_dict(read_json(corpus / "settings.json"))
-    domains = [d for d, w in settings.text_domains.items() if w > 0]
+    domains = settings.training_domains
     sentences = load_split_sentences(
         settings.min_words,
         settings.max_words,

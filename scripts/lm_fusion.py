@@ -25,7 +25,7 @@ from asrprune.data.batching import UtteranceDataset
 from asrprune.data.manifest import read_manifest
 from asrprune.decode import decode_dataset
 from asrprune.evaluate import word_errors
-from asrprune.lm import LmSettings, transcript_lm
+from asrprune.lm import LmSettings, lm_text_or_transcripts, transcript_lm
 from asrprune.model.decoding import Fusion
 from asrprune.model.lexicon import Lexicon
 from asrprune.model_file import open_model_file
@@ -59,7 +59,7 @@ def main() -> None:
     model, tokenizer, cmvn = f.model, f.tokenizer, f.cmvn
     data = Path(a.data)
     start = time.perf_counter()
-    lm_text = a.lm_text or data / "manifests/train.jsonl"
+    lm_text = lm_text_or_transcripts(a.lm_text, data)
     lm = transcript_lm(lm_text, tokenizer, LmSettings(a.order, discount=a.discount), a.beam).lm
     print(f"{a.order}-gram counted on {lm_text} in {time.perf_counter() - start:.1f} s")
     lexicon = None

@@ -46,7 +46,7 @@ def main() -> None:
     config = load_config(*a.configs)
     settings = EmbeddedCorpusSettings.from_dict(config["data"]["embedded"])
     lm = config["evaluate"]["lm"]
-    domains = [d for d, w in settings.text_domains.items() if w > 0]
+    domains = settings.training_domains
     with tempfile.TemporaryDirectory() as tmp:
         cache = a.cache or Path(tmp) / "cache"
         sentences = load_split_sentences(

@@ -130,7 +130,7 @@ def _lm_text(a):
         if a.settings is None:
             raise AsrpruneError("lm-text --source pool needs --settings (data.embedded)")
         settings = EmbeddedCorpusSettings.from_dict(a.settings)
-        domains = [d for d, w in settings.text_domains.items() if w > 0]
+        domains = settings.training_domains
         texts = pool_texts(domains, settings.newtext_domain, a.cache)
     else:
         texts = [u.text for u in read_manifest(a.train)]
@@ -208,7 +208,7 @@ def _prune(a):
 def _evaluate(a):
     from asrprune.config import settings_from_dict
     from asrprune.evaluate import evaluate_model
-    from asrprune.lm import LmSettings
+    from asrprune.lm import LmSettings, lm_text_or_transcripts
 
     data = Path(a.data)
     splits = {s: (data / f"manifests/{s}.jsonl", data / f"features/{s}") for s in a.splits}
@@ -223,7 +223,7 @@ def _evaluate(a):
         mlflow_ids=a.mlflow,
         name=a.name,
         lm=settings_from_dict(LmSettings, a.lm, "--lm"),
-        lm_text=a.lm_text or data / "manifests/train.jsonl",
+        lm_text=lm_text_or_transcripts(a.lm_text, data),
         full=a.full,
     )
     print(json.dumps(metrics["wer"], indent=2))
@@ -255,14 +255,13 @@ def _latency_table(a):
 def _speed_deploy(a):
     from asrprune.config import settings_from_dict
     from asrprune.deploy.speed import DeploySpeedSettings, exports_by_model, measure_deploy_speed
-    from asrprune.lm import LmSettings, transcript_lm
+    from asrprune.lm import LmSettings, lm_text_or_transcripts, transcript_lm
     from asrprune.model_file import open_model_file
 
     settings = settings_from_dict(DeploySpeedSettings, a.settings, "deploy")
     lm = settings_from_dict(LmSettings, a.lm, "--lm")
     tokenizer = open_model_file(a.models[0]).tokenizer
-    lm_text = a.lm_text or Path(a.data) / "manifests/train.jsonl"
-    fusion = transcript_lm(lm_text, tokenizer, lm, a.beam)
+    fusion = transcript_lm(lm_text_or_transcripts(a.lm_text, a.data), tokenizer, lm, a.beam)
     rows = measure_deploy_speed(
         a.models, exports_by_model(a.exports), a.data, a.out, settings, a.cores, a.beam, fusion
     )

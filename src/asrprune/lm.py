@@ -48,6 +48,12 @@ class Decoding:
         return ngram_fusion(self.lm_sequences, vocab_size, self.lm, self.beam)
 
 
+def lm_text_or_transcripts(lm_text: str | os.PathLike | None, data: str | os.PathLike) -> Path:
+    """``lm_text`` if given, else the training transcripts of the run's ``data`` folder:
+    what the command-line tools count the n-gram on by default."""
+    return Path(lm_text) if lm_text else Path(data) / "manifests/train.jsonl"
+
+
 def read_lm_text(path: str | os.PathLike) -> list[str]:
     """The sentences an n-gram is counted on: a text file's lines (the workflow's
     ``data/lm_text.txt``), or the transcripts of a manifest (``.jsonl``)."""

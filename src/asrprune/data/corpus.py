@@ -126,6 +126,11 @@ class EmbeddedCorpusSettings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
 
     @property
+    def training_domains(self) -> list[str]:
+        """The text domains training reads: those of ``text_domains`` with a share."""
+        return [d for d, w in self.text_domains.items() if w > 0]
+
+    @property
     def synthesised_splits(self) -> tuple[str, ...]:
         """LibriSpeech's four splits, then test-newtext if a domain is held out."""
         return SPLITS + ((NEWTEXT_SPLIT,) if self.newtext_domain is not None else ())
@@ -164,7 +169,7 @@ def _validate(s: EmbeddedCorpusSettings) -> None:
     if s.newtext_domain is not None and not isinstance(s.newtext_domain, str):
         _fail("newtext_domain", s.newtext_domain, "need a domain name or null")
     try:
-        check_domain_choice([d for d, w in s.text_domains.items() if w > 0], s.newtext_domain)
+        check_domain_choice(s.training_domains, s.newtext_domain)
     except AsrpruneError as e:
         raise AsrpruneError(f"embedded corpus setting {e}") from None
     if not isinstance(s.real_speech, bool):
@@ -343,7 +348,7 @@ def _sentence_picker(
     if len(groups) <= 1:
         order = _Cycler(len(sentences), settings.seed, _SENTENCE, s_idx)
         return lambda i: sentences[order[i]]
-    names = [d for d, w in settings.text_domains.items() if w > 0]
+    names = settings.training_domains
     missing = [d for d in names if d not in groups]
     if missing or set(groups) - set(names):
         raise AsrpruneError(
@@ -514,7 +519,7 @@ def build_embedded_corpus(
     if not cache_file(cache_dir).is_file():
         programs += TEXT_PROGRAMS
     V.check_programs(programs, {**V.PROGRAM_PACKAGES, **TEXT_PROGRAMS})
-    domains = [d for d, w in settings.text_domains.items() if w > 0]
+    domains = settings.training_domains
     sentences = load_split_sentences(
         settings.min_words, settings.max_words, cache_dir, domains, settings.newtext_domain
     )

@@ -26,8 +26,6 @@ from asrprune.data.sentences import assign_splits, extract_domain
 from asrprune.errors import AsrpruneError
 from asrprune.io import atomic_open
 
-SOURCES = ("transcripts", "pool")
-
 
 def pool_texts(
     domains: Iterable[str], newtext_domain: str | None, cache_dir: str | Path | None
