@@ -134,6 +134,7 @@ def test_second_run_has_nothing_to_do(smoke_run):
     [
         ("data.embedded.utterences=3", "unknown key 'utterences'"),
         ("data.source=timit", "data.source: 'timit' is not one of"),
+        ("data.source=librispeech", "evaluate.lm_text: pool is the embedded corpus's text"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, override, message):
@@ -155,6 +156,7 @@ def test_missing_librispeech_folder_stops_before_any_job(tmp_path):
     config = tmp_path / "ls.yaml"
     config.write_text(
         f"run: ls\ndata:\n  source: librispeech\n  librispeech:\n    root: {tmp_path / 'nope'}\n"
+        "evaluate:\n  lm_text: transcripts\n"  # the default's pool is the embedded corpus's
     )
     result = _snakemake(tmp_path, "--configfile", str(config), "--cores", "1", check=False)
     assert result.returncode != 0
